@@ -1,0 +1,1 @@
+"""Sample indexes and the official ABAW4 file formats (readers and submission writers)."""

@@ -1,0 +1,230 @@
+"""Plugin discovery and registration.
+
+Plugins are modules named by entry points in the ``abawbench`` group (the built-ins in
+``plugins/`` are declared the same way in abawbench's own ``pyproject.toml``). Loading is
+robust: a plugin that fails to import, implements a hook that does not exist, or fails while
+registering is recorded as broken and left out; the rest go on. Strict mode (``strict=True`` or
+``ABAWBENCH_STRICT_PLUGINS=1``) turns the first such failure into a :class:`PluginError`.
+``ABAWBENCH_LOAD_PLUGINS=a,b`` loads only the named entry points (empty: none).
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
+from typing import Any, Callable, Iterable
+
+import pluggy
+
+from abawbench import hookspecs
+from abawbench.errors import AbawbenchError, PluginError
+from abawbench.registry import KINDS, Registry, suggest
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
+LOAD_ENV = "ABAWBENCH_LOAD_PLUGINS"
+STRICT_ENV = "ABAWBENCH_STRICT_PLUGINS"
+
+HOOK_FOR_KIND = {kind: f"abawbench_register_{kind}" for kind in KINDS}
+HOOK_NAMES = tuple(HOOK_FOR_KIND.values())
+
+
+@dataclass
+class PluginInfo:
+    """What ``abawbench plugins`` reports about one plugin."""
+
+    name: str
+    version: str | None
+    distribution: str | None
+    hooks: list[str] = field(default_factory=list)
+    status: str = "ok"  # "ok" or "broken"
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "distribution": self.distribution,
+            "hooks": self.hooks,
+            "status": self.status,
+            "error": self.error,
+        }
+
+
+def strict_from_env() -> bool:
+    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def allowed_from_env() -> set[str] | None:
+    """Names allowed by ``ABAWBENCH_LOAD_PLUGINS``; None when the variable is unset."""
+    raw = os.environ.get(LOAD_ENV)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+class PluginHost:
+    """The plugin manager plus one typed registry per kind."""
+
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.registries: dict[str, Registry[Any]] = {kind: Registry(kind) for kind in KINDS}
+        self.plugins: dict[str, PluginInfo] = {}
+
+    # -- typed accessors, so callers read host.models.get("x") -----------------------------
+    @property
+    def models(self) -> Registry[Any]:
+        return self.registries["models"]
+
+    @property
+    def datasets(self) -> Registry[Any]:
+        return self.registries["datasets"]
+
+    @property
+    def losses(self) -> Registry[Any]:
+        return self.registries["losses"]
+
+    @property
+    def ensembles(self) -> Registry[Any]:
+        return self.registries["ensembles"]
+
+    @property
+    def tracks(self) -> Registry[Any]:
+        return self.registries["tracks"]
+
+    # -- loading ------------------------------------------------------------------------------
+    def load_entry_points(self, allowed: set[str] | None = None) -> None:
+        """Load every ``abawbench`` entry point (only ``allowed`` ones when given)."""
+        seen: set[str] = set()
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if ep.name in seen:  # the same distribution visible twice on sys.path
+                continue
+            seen.add(ep.name)
+            if allowed is not None and ep.name not in allowed:
+                continue
+            self._load_entry_point(ep)
+
+    def _load_entry_point(self, ep: EntryPoint) -> None:
+        dist = getattr(ep, "dist", None)
+        info = PluginInfo(
+            name=ep.name,
+            version=getattr(dist, "version", None),
+            distribution=getattr(dist, "name", None) if dist is not None else None,
+        )
+        try:
+            module = ep.load()
+        except Exception as exc:  # any import-time failure is the plugin's, not ours
+            self._mark_broken(info, f"failed to import {ep.value!r}: {_describe(exc)}", exc)
+            return
+        self.add_plugin(module, ep.name, info=info)
+
+    def add_plugin(self, module: ModuleType | object, name: str, info: PluginInfo | None = None) -> PluginInfo:
+        """Validate, register and run the hooks of one plugin object (also used by tests)."""
+        info = info or PluginInfo(name=name, version=None, distribution=None)
+        try:
+            info.hooks = self._validated_hooks(module, name)
+            self.pm.register(module, name=name)
+        except Exception as exc:
+            self._mark_broken(info, _describe(exc), exc)
+            return info
+        try:
+            staged = self._collect(name)
+            self._commit(staged, name)
+        except Exception as exc:
+            self.pm.unregister(name=name)
+            self._mark_broken(info, _describe(exc), exc)
+            return info
+        self.plugins[name] = info
+        return info
+
+    def _validated_hooks(self, module: object, name: str) -> list[str]:
+        """Names of the hooks ``module`` implements; unknown hook names are rejected."""
+        hooks = []
+        for attr in dir(module):
+            if self.pm.parse_hookimpl_opts(module, attr) is None:
+                continue
+            if attr not in HOOK_NAMES:
+                raise PluginError(
+                    f"plugin {name!r} implements unknown hook {attr!r}"
+                    f"{suggest(attr, list(HOOK_NAMES))}"
+                )
+            hooks.append(attr)
+        return sorted(hooks)
+
+    def _collect(self, plugin_name: str) -> list[tuple[str, Any]]:
+        """Call each hook of one plugin, gathering what it registers without committing it."""
+        staged: list[tuple[str, Any]] = []
+        for kind, hook_name in HOOK_FOR_KIND.items():
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                if impl.plugin_name != plugin_name:
+                    continue
+                impl.function(register=_stager(staged, kind))
+        return staged
+
+    def _commit(self, staged: list[tuple[str, Any]], plugin_name: str) -> None:
+        """Add staged items; on a clash nothing of this plugin stays registered."""
+        added: list[tuple[str, str]] = []
+        try:
+            for kind, item in staged:
+                self.registries[kind].add(item, plugin_name)
+                added.append((kind, item.name))
+        except Exception:
+            for kind, item_name in added:
+                registry = self.registries[kind]
+                registry._entries.pop(item_name, None)
+                registry._families.pop(item_name, None)
+            raise
+
+    def _mark_broken(self, info: PluginInfo, message: str, exc: BaseException) -> None:
+        info.status = "broken"
+        info.error = message
+        self.plugins[info.name] = info
+        if self.strict:
+            raise PluginError(f"plugin {info.name!r} is broken: {message}") from exc
+
+    def broken(self) -> list[PluginInfo]:
+        return [info for info in self.plugins.values() if info.status != "ok"]
+
+
+def _stager(staged: list[tuple[str, Any]], kind: str) -> Callable[[Any], None]:
+    def register(item: Any) -> None:
+        staged.append((kind, item))
+
+    return register
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, AbawbenchError):
+        return str(exc)
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" (at {frame[0].filename}:{frame[0].lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def load_plugins(strict: bool | None = None, allowed: Iterable[str] | None = None) -> PluginHost:
+    """A fresh host with every entry-point plugin loaded (honouring the environment)."""
+    host = PluginHost(strict=strict_from_env() if strict is None else strict)
+    host.load_entry_points(set(allowed) if allowed is not None else allowed_from_env())
+    return host
+
+
+_HOST: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide host, loaded on first use."""
+    global _HOST
+    if _HOST is None:
+        _HOST = load_plugins()
+    return _HOST
+
+
+def set_host(host: PluginHost | None) -> None:
+    """Replace (or with None, forget) the process-wide host: for the CLI's --strict and tests."""
+    global _HOST
+    _HOST = host

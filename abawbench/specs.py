@@ -1,0 +1,171 @@
+"""What plugins register: one small, lazy description per model, dataset, loss and ensemble.
+
+A spec is cheap to create; the expensive object (a network, an index) is made only when its
+``build``/``read_split`` callable is called. That is what keeps ``abawbench list`` fast and
+lets one broken model fail alone. Tracks are registered as :class:`abawbench.tracks.Track`
+instances, which are cheap by nature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from abawbench.data.index import SampleIndex
+    from abawbench.tracks import Predictions, Track
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How to build a backbone. ``weights``: ``"random"``, ``"hub"``, or a path to a local
+    safetensors / state-dict file. ``image_size`` overrides the native input size."""
+
+    weights: str = "random"
+    image_size: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Backbone:
+    """A built feature extractor.
+
+    ``module`` maps normalised images ``[N, 3, H, W]`` to pooled features ``[N, feature_dim]``.
+    ``data_config`` is the exact preprocessing (timm's resolved data config: ``input_size``,
+    ``mean``, ``std``, ``interpolation``, ``crop_pct``); it belongs in every cache key, as does
+    ``weights_digest`` (a digest of the weights' source: file bytes, hub tag, or random seed).
+    """
+
+    name: str
+    module: "nn.Module"
+    feature_dim: int
+    data_config: dict[str, Any]
+    weights_digest: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model. ``build`` is only called when the model is used."""
+
+    name: str
+    build: Callable[[ModelOptions], Backbone]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """A family of models addressed as ``<prefix><architecture>`` (e.g. ``timm:resnet50``).
+
+    ``resolve(architecture)`` returns the :class:`ModelSpec` or raises
+    :class:`abawbench.errors.UnknownNameError`; ``known_names()`` lists architectures for
+    did-you-mean suggestions (may be long, is only called on a failed lookup).
+    """
+
+    prefix: str
+    resolve: Callable[[str], ModelSpec]
+    known_names: Callable[[], list[str]]
+    description: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.prefix + "*"
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How strictly to read a split. Strict (the default) refuses any bad row; ``skip_bad``
+    drops bad rows and counts them; ``check_images`` verifies that image files exist."""
+
+    skip_bad: bool = False
+    check_images: bool = True
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset.
+
+    ``read_split(root, track, split, options)`` returns the :class:`SampleIndex` of a split
+    (``"train"``, ``"validation"`` or ``"test"``). ``default_root(track_name, cache_dir)``, when
+    set, materialises an embedded copy of the dataset (generating it once) and returns its root:
+    a dataset with it can run without any ``--data`` path.
+    """
+
+    name: str
+    tracks: tuple[str, ...]
+    read_split: Callable[[Path, "Track", str, ReadOptions], "SampleIndex"]
+    description: str = ""
+    default_root: Callable[[str, Path], Path] | None = None
+
+
+# --------------------------------------------------------------------------- losses
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """What a loss may know about the training data when it is built.
+
+    ``class_counts[task]``: per class (multiclass) or per label positives (multilabel) counts on
+    the training split; ``label_counts[task]``: rows where the task's label is present.
+    ``options``: the loss's own settings from the configuration.
+    """
+
+    class_counts: Mapping[str, "np.ndarray"] = field(default_factory=dict)
+    label_counts: Mapping[str, int] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class LossFunction(Protocol):
+    """A built loss: raw outputs (logits for classification, values for regression) and targets
+    keyed by task, targets as ``(values, mask)`` tensors. Rows with ``mask == False`` must not
+    contribute. Returns a scalar tensor."""
+
+    def __call__(
+        self,
+        outputs: Mapping[str, "torch.Tensor"],
+        targets: Mapping[str, tuple["torch.Tensor", "torch.Tensor"]],
+    ) -> "torch.Tensor": ...
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss. ``build(track, context)`` returns a :class:`LossFunction` (usually an
+    ``nn.Module``). ``tasks`` names the task kinds it can serve (for listing and validation)."""
+
+    name: str
+    build: Callable[["Track", LossContext], LossFunction]
+    description: str = ""
+    task_kinds: tuple[str, ...] = ("regression", "multiclass", "multilabel")
+
+
+# --------------------------------------------------------------------------- ensembles
+
+
+class Ensemble(Protocol):
+    """A built ensemble: fits (optionally) on validation predictions, then combines members'
+    predictions (probabilities) task by task."""
+
+    def fit(
+        self, members: list["Predictions"], labels: Mapping[str, Any], track: "Track"
+    ) -> None: ...
+
+    def combine(self, members: list["Predictions"], track: "Track") -> "Predictions": ...
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    """A registered ensemble method. ``build(options)`` returns an :class:`Ensemble`."""
+
+    name: str
+    build: Callable[[Mapping[str, Any]], Ensemble]
+    description: str = ""

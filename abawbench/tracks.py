@@ -1,0 +1,67 @@
+"""The track contract: label spaces and scoring, one source of truth per challenge track.
+
+A concrete track (``mtl``, ``lsd``) is a plugin registered through
+``abawbench_register_tracks``. Everything that needs class names, orders, value ranges or the
+score of a track asks the :class:`Track` object, never hard-codes them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import torch
+
+from abawbench.labels import LabelSet, TaskSpec
+
+
+@dataclass
+class TrackScore:
+    """The outcome of scoring one set of predictions.
+
+    ``primary`` is the official score of the track; ``sub_scores`` hold the terms it is made of
+    (e.g. ``ccc_valence``, ``f1_expr``); ``per_class`` maps a task to per-class (or per-AU) F1;
+    ``confusion`` maps a multiclass task to its confusion matrix (rows: true, cols: predicted).
+    """
+
+    primary: float
+    sub_scores: dict[str, float] = field(default_factory=dict)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    confusion: dict[str, list[list[int]]] = field(default_factory=dict)
+
+
+Predictions = Mapping[str, torch.Tensor]
+"""Model outputs keyed by task: regression values ``[N, K]``, class probabilities ``[N, C]``,
+multilabel probabilities ``[N, K]``. Probabilities (not logits) so ensembles can average them."""
+
+
+class Track(ABC):
+    """A challenge track. Subclasses set the class attributes and implement :meth:`score`."""
+
+    name: str
+    description: str
+    tasks: tuple[TaskSpec, ...]
+    primary_metric: str
+    higher_is_better: bool = True
+
+    def task(self, name: str) -> TaskSpec:
+        """The task called ``name`` (KeyError with the known names otherwise)."""
+        for spec in self.tasks:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"track {self.name!r} has no task {name!r}; tasks: {self.task_names}")
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.tasks)
+
+    @abstractmethod
+    def score(
+        self,
+        predictions: Predictions,
+        labels: LabelSet,
+        *,
+        au_thresholds: torch.Tensor | None = None,
+    ) -> TrackScore:
+        """Score predictions exactly as the challenge does, over rows whose label is present."""

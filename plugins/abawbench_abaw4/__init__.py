@@ -1,0 +1,1 @@
+"""Built-in abawbench plugin: abaw4 (under construction)."""

@@ -1,0 +1,1 @@
+"""Built-in abawbench plugin: ensembles (under construction)."""

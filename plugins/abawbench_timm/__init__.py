@@ -1,0 +1,1 @@
+"""Built-in abawbench plugin: timm (under construction)."""
