@@ -98,7 +98,9 @@ class DatasetSpec:
     ``read_split(root, track, split, options)`` returns the :class:`SampleIndex` of a split
     (``"train"``, ``"validation"`` or ``"test"``). ``default_root(track_name, cache_dir)``, when
     set, materialises an embedded copy of the dataset (generating it once) and returns its root:
-    a dataset with it can run without any ``--data`` path.
+    a dataset with it can run without any ``--data`` path. ``generate(track_name, out_dir,
+    size, seed)``, when set, writes a fresh tree in the official layout (``abawbench data
+    synth``); ``size`` None means the dataset's default size.
     """
 
     name: str
@@ -106,6 +108,7 @@ class DatasetSpec:
     read_split: Callable[[Path, "Track", str, ReadOptions], "SampleIndex"]
     description: str = ""
     default_root: Callable[[str, Path], Path] | None = None
+    generate: Callable[[str, Path, int | None, int], Path] | None = None
 
 
 # --------------------------------------------------------------------------- losses

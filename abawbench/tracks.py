@@ -44,6 +44,8 @@ class Track(ABC):
     tasks: tuple[TaskSpec, ...]
     primary_metric: str
     higher_is_better: bool = True
+    default_loss: str
+    """Name of the loss plugin a run uses when the configuration names none."""
 
     def task(self, name: str) -> TaskSpec:
         """The task called ``name`` (KeyError with the known names otherwise)."""
