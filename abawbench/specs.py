@@ -53,11 +53,16 @@ class Backbone:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model. ``build`` is only called when the model is used."""
+    """A registered model. ``build`` is only called when the model is used.
+
+    ``default_run``: the plugin proposes this model for ``abawbench run`` when the configuration
+    names no models (it must run in minutes on a CPU with random weights).
+    """
 
     name: str
     build: Callable[[ModelOptions], Backbone]
     description: str = ""
+    default_run: bool = False
 
 
 @dataclass(frozen=True)
