@@ -1,0 +1,37 @@
+"""Helpers to make throwaway plugins: in-process modules and real installed distributions."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+
+
+def make_module(name: str, source: str) -> ModuleType:
+    """An in-memory module built from ``source`` (dedented)."""
+    module = ModuleType(name)
+    exec(compile(textwrap.dedent(source), f"<{name}>", "exec"), module.__dict__)
+    return module
+
+
+def install_distribution(
+    site: Path, dist_name: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
+) -> None:
+    """Write a minimal installed distribution (``*.dist-info`` with ``entry_points.txt``) plus
+    its modules into ``site``; with ``site`` on ``sys.path`` importlib.metadata finds it exactly
+    as it finds a pip-installed package."""
+    dist_info = site / f"{dist_name.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: {version}\n", encoding="utf-8"
+    )
+    lines = ["[abawbench]"] + [f"{name} = {target}" for name, target in entry_points.items()]
+    (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for module_name, source in modules.items():
+        (site / f"{module_name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+
+
+def forget_modules(*names: str) -> None:
+    for name in names:
+        sys.modules.pop(name, None)

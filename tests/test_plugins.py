@@ -1,0 +1,220 @@
+"""Plugin discovery, isolation and validation; one test per hook (see test_docs.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from abawbench import cli
+from abawbench.errors import PluginError, UnknownNameError
+from abawbench.plugins import PluginHost, load_plugins, set_host
+from abawbench.specs import EnsembleSpec, ModelOptions, ModelSpec
+
+from plugin_helpers import forget_modules, install_distribution, make_module
+
+THIRD_PARTY = '''
+from abawbench.hookspecs import hookimpl
+from abawbench.specs import ModelSpec
+
+def _build(options):
+    raise AssertionError("listing must not build models")
+
+@hookimpl
+def abawbench_register_models(register):
+    register(ModelSpec(name="thirdparty-net", build=_build, description="from a separate package"))
+'''
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    forget_modules("thirdparty_plugin", "broken_plugin", "typo_plugin")
+
+
+def test_third_party_distribution_discovered_through_entry_points(site, monkeypatch, capsys):
+    install_distribution(
+        site, "abawbench-thirdparty", "1.2.3",
+        entry_points={"thirdparty": "thirdparty_plugin"},
+        modules={"thirdparty_plugin": THIRD_PARTY},
+    )
+    monkeypatch.delenv("ABAWBENCH_LOAD_PLUGINS")
+    host = load_plugins(strict=True)
+    info = host.plugins["thirdparty"]
+    assert (info.version, info.distribution, info.status) == ("1.2.3", "abawbench-thirdparty", "ok")
+    assert info.hooks == ["abawbench_register_models"]
+    assert host.models.entry("thirdparty-net").plugin == "thirdparty"
+
+    set_host(host)
+    assert cli.main(["list", "models", "--json"]) == 0
+    listed = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert listed["thirdparty-net"]["plugin"] == "thirdparty"
+
+
+def test_load_env_variable_limits_plugins(site, monkeypatch):
+    install_distribution(site, "abawbench-thirdparty", "1.0", {"thirdparty": "thirdparty_plugin"},
+                         {"thirdparty_plugin": THIRD_PARTY})
+    monkeypatch.setenv("ABAWBENCH_LOAD_PLUGINS", "thirdparty")
+    assert set(load_plugins().plugins) == {"thirdparty"}
+    monkeypatch.setenv("ABAWBENCH_LOAD_PLUGINS", "")
+    assert load_plugins().plugins == {}
+
+
+def test_broken_plugin_is_isolated_and_reported(site, monkeypatch, capsys):
+    install_distribution(
+        site, "abawbench-broken", "0.1",
+        entry_points={"broken": "broken_plugin", "thirdparty": "thirdparty_plugin"},
+        modules={"broken_plugin": "raise RuntimeError('boom at import')\n",
+                 "thirdparty_plugin": THIRD_PARTY},
+    )
+    monkeypatch.setenv("ABAWBENCH_LOAD_PLUGINS", "broken,thirdparty")
+    host = load_plugins(strict=False)
+    assert host.plugins["broken"].status == "broken"
+    assert "boom at import" in host.plugins["broken"].error
+    assert "thirdparty-net" in host.models  # the healthy plugin still registered
+
+    set_host(host)
+    assert cli.main(["plugins", "--json"]) == 0
+    report = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert report["broken"]["status"] == "broken"
+    assert report["thirdparty"]["status"] == "ok"
+
+    with pytest.raises(PluginError, match="broken"):
+        load_plugins(strict=True)
+    monkeypatch.setenv("ABAWBENCH_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="boom at import"):
+        load_plugins()
+
+
+def test_strict_flag_on_command_line_fails_with_one_line(site, monkeypatch, capsys):
+    install_distribution(site, "abawbench-broken", "0.1", {"broken": "broken_plugin"},
+                         {"broken_plugin": "raise RuntimeError('boom at import')\n"})
+    monkeypatch.setenv("ABAWBENCH_LOAD_PLUGINS", "broken")
+    assert cli.main(["--strict", "list", "models"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "boom at import" in err[0]
+
+
+def test_plugin_failing_inside_a_hook_registers_nothing():
+    module = make_module("halfway", '''
+        from abawbench.hookspecs import hookimpl
+        from abawbench.specs import ModelSpec
+        @hookimpl
+        def abawbench_register_models(register):
+            register(ModelSpec(name="first", build=None))
+            raise ValueError("second model failed")
+    ''')
+    host = PluginHost()
+    info = host.add_plugin(module, "halfway")
+    assert info.status == "broken" and "second model failed" in info.error
+    assert "first" not in host.models
+
+
+def test_misspelled_hook_is_rejected_with_its_name():
+    module = make_module("typo", '''
+        from abawbench.hookspecs import hookimpl
+        @hookimpl
+        def abawbench_register_model(register):
+            pass
+    ''')
+    host = PluginHost()
+    info = host.add_plugin(module, "typo")
+    assert info.status == "broken"
+    assert "abawbench_register_model" in info.error and "typo" in info.error
+    assert "did you mean 'abawbench_register_models'" in info.error
+    with pytest.raises(PluginError, match="unknown hook 'abawbench_register_model'"):
+        PluginHost(strict=True).add_plugin(module, "typo")
+
+
+def test_duplicate_name_names_both_plugins():
+    source = '''
+        from abawbench.hookspecs import hookimpl
+        from abawbench.specs import ModelSpec
+        @hookimpl
+        def abawbench_register_models(register):
+            register(ModelSpec(name="same-net", build=None))
+    '''
+    host = PluginHost(strict=True)
+    host.add_plugin(make_module("one", source), "plugin-one")
+    with pytest.raises(PluginError) as excinfo:
+        host.add_plugin(make_module("two", source), "plugin-two")
+    message = str(excinfo.value)
+    assert "same-net" in message and "plugin-one" in message and "plugin-two" in message
+
+
+def test_unknown_name_suggests_close_matches(host):
+    with pytest.raises(UnknownNameError, match="did you mean 'lsd'"):
+        host.tracks.get("lsdd")
+
+
+# ---- one test per hook: each hook is called and what it registers is usable ---------------
+
+
+def _one_hook_plugin(hook: str, item_source: str):
+    return make_module(f"hook_{hook}", f'''
+        from abawbench.hookspecs import hookimpl
+        @hookimpl
+        def {hook}(register):
+            register({item_source})
+    ''')
+
+
+def test_hook_abawbench_register_models():
+    host = PluginHost(strict=True)
+    module = make_module("m", '''
+        from torch import nn
+        from abawbench.hookspecs import hookimpl
+        from abawbench.specs import Backbone, ModelSpec
+        def build(options):
+            return Backbone(name="flat", module=nn.Flatten(), feature_dim=12,
+                            data_config={"input_size": [3, 2, 2]}, weights_digest="none")
+        @hookimpl
+        def abawbench_register_models(register):
+            register(ModelSpec(name="flat", build=build))
+    ''')
+    host.add_plugin(module, "m")
+    backbone = host.models.get("flat").build(ModelOptions())
+    assert backbone.feature_dim == 12
+
+
+def test_hook_abawbench_register_datasets(host):
+    assert len(host.datasets) >= 1
+    spec = next(entry.item for entry in host.datasets.entries())
+    assert callable(spec.read_split) and spec.tracks
+
+
+def test_hook_abawbench_register_losses(host):
+    assert "cross-entropy" in host.losses
+
+
+def test_hook_abawbench_register_ensembles():
+    host = PluginHost(strict=True)
+    host.add_plugin(_one_hook_plugin(
+        "abawbench_register_ensembles",
+        "__import__('abawbench.specs').specs.EnsembleSpec(name='first-member', build=lambda o: None)",
+    ), "e")
+    assert isinstance(host.ensembles.get("first-member"), EnsembleSpec)
+
+
+def test_hook_abawbench_register_tracks(host):
+    assert {"lsd", "mtl"} <= set(host.tracks.names())
+
+
+def test_builtin_plugins_load_cleanly(host, capsys):
+    assert host.broken() == []
+    set_host(host)
+    assert cli.main(["plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"tracks", "losses", "abaw4", "synthface", "timm", "ensembles"} <= {r["name"] for r in rows}
+    for row in rows:
+        assert set(row) == {"name", "version", "distribution", "hooks", "status", "error"}
+        assert row["status"] == "ok" and row["hooks"]
+
+
+def test_listing_models_builds_nothing(host, capsys):
+    for entry in host.models.entries():
+        assert entry.item.name  # reading specs only
+    assert cli.main(["list", "models"]) == 0
