@@ -1,0 +1,138 @@
+"""Result files: what one (entry, seed) run measured, as pydantic models serialised to JSON.
+
+Layout under the output folder::
+
+    <output>/<track>/<entry>/seed<k>.json              RunResult (this schema)
+    <output>/<track>/<entry>/seed<k>.predictions.npz   validation (and test) probabilities
+    <output>/<track>/<entry>/seed<k>.head.pt           trained weights, for ``abawbench predict``
+
+Every file is written under a temporary name and renamed, so a crash never leaves a result
+that looks complete. Tables (leaderboards) are views of these files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from abawbench.config import ProtocolConfig
+from abawbench.errors import DataFormatError
+
+RESULT_SCHEMA_VERSION = 1
+
+
+class ScoreWithInterval(BaseModel):
+    """A score and its bootstrap confidence interval (None when bootstrapping was off)."""
+
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+class EntrySpecModel(BaseModel):
+    """What defines an entry on a leaderboard: the same entry across seeds shares this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    loss: str
+    protocol: ProtocolConfig
+    weights: str = "random"
+    loss_options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def entry_id(self) -> str:
+        """Folder-safe, readable, unique per entry: model, protocol, head, loss."""
+        raw = f"{self.model}__{self.protocol.name}-{self.protocol.head}__{self.loss}"
+        return re.sub(r"[^A-Za-z0-9_.+-]", "-", raw)
+
+
+class RunResult(BaseModel):
+    """One (entry, seed) run: its scores, provenance and timings."""
+
+    schema_version: int = RESULT_SCHEMA_VERSION
+    status: Literal["completed", "failed"]
+    error: str | None = None
+    track: str
+    entry: str
+    spec: EntrySpecModel
+    seed: int
+    primary_metric: str
+    primary: ScoreWithInterval | None = None
+    sub_scores: dict[str, ScoreWithInterval] = Field(default_factory=dict)
+    per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
+    confusion: dict[str, list[list[int]]] = Field(default_factory=dict)
+    tuned: dict[str, Any] = Field(
+        default_factory=dict,
+        description="scores at thresholds tuned on validation, reported beside the fixed ones",
+    )
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    dataset: str
+    data_root: str
+    dataset_fingerprints: dict[str, str] = Field(default_factory=dict)
+    split_sizes: dict[str, int] = Field(default_factory=dict)
+    cache_keys: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    git_commit: str | None = None
+    device: str = "cpu"
+    timings: dict[str, float] = Field(default_factory=dict)
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    predictions_file: str | None = None
+    weights_file: str | None = None
+
+
+def entry_dir(output: Path, track: str, entry_id: str) -> Path:
+    return Path(output) / track / entry_id
+
+
+def result_path(output: Path, track: str, entry_id: str, seed: int) -> Path:
+    return entry_dir(output, track, entry_id) / f"seed{seed}.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_result(path: Path, result: RunResult) -> None:
+    atomic_write_bytes(path, result.model_dump_json(indent=2).encode("utf-8"))
+
+
+def read_result(path: Path) -> RunResult:
+    """Parse one result file; a malformed file is a DataFormatError naming it."""
+    try:
+        return RunResult.model_validate_json(Path(path).read_bytes())
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise DataFormatError(f"{path}: not a valid result file: {problems}") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataFormatError(f"{path}: cannot read result file: {exc}") from None
+
+
+def iter_results(folder: Path, track: str | None = None) -> Iterator[tuple[Path, RunResult]]:
+    """Every result file below ``folder`` (optionally only one track), in a stable order."""
+    for path in sorted(Path(folder).rglob("seed*.json")):
+        result = read_result(path)
+        if track is None or result.track == track:
+            yield path, result
