@@ -1,0 +1,72 @@
+"""Per-task scoring shared by the built-in tracks: one result per task kind.
+
+A track's score is a combination of task results (P_MTL adds three, LSD takes one), so each
+task is scored once here, with its per-class numbers and confusion matrix, and the tracks only
+combine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from abawbench import metrics
+from abawbench.errors import MetricInputError
+from abawbench.labels import TaskSpec
+from abawbench.tracks import Predictions
+
+
+@dataclass
+class TaskResult:
+    """``value``: macro F1 (multiclass), mean AU F1 (multilabel) or per-column CCC (regression,
+    in ``columns``); ``per_class`` F1 by class name; ``confusion`` for multiclass tasks."""
+
+    value: float
+    columns: dict[str, float] = field(default_factory=dict)
+    per_class: dict[str, float] = field(default_factory=dict)
+    confusion: list[list[int]] | None = None
+
+
+def prediction(predictions: Predictions, spec: TaskSpec, rows: int) -> torch.Tensor:
+    """The prediction tensor of one task, checked against the labels' row count and width."""
+    if spec.name not in predictions:
+        raise MetricInputError(
+            f"predictions lack task {spec.name!r}; got {sorted(predictions)}"
+        )
+    pred = metrics.as_tensor(predictions[spec.name], f"predictions[{spec.name!r}]")
+    if pred.dim() == 0 or pred.shape[0] != rows:
+        raise MetricInputError(
+            f"predictions[{spec.name!r}]: {pred.shape[0] if pred.dim() else 0} rows, "
+            f"labels have {rows}"
+        )
+    expected = (rows, spec.width)
+    if spec.kind != "multiclass" and tuple(pred.shape) != expected:
+        raise MetricInputError(
+            f"predictions[{spec.name!r}]: shape {tuple(pred.shape)}, expected {expected}"
+        )
+    return pred
+
+
+def score_task(
+    spec: TaskSpec,
+    pred: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    au_thresholds: Any = None,
+) -> TaskResult:
+    """Score one task over the rows whose label is present."""
+    if spec.kind == "multiclass":
+        confusion = metrics.confusion_matrix(pred, values, spec.width, mask)
+        f1 = metrics.f1_from_confusion(confusion)
+        return TaskResult(
+            value=float(f1.mean()),
+            per_class=dict(zip(spec.names, f1.tolist())),
+            confusion=confusion.tolist(),
+        )
+    if spec.kind == "multilabel":
+        f1 = metrics.per_au_f1(metrics.binarize(pred, au_thresholds), values, mask)
+        return TaskResult(value=float(f1.mean()), per_class=dict(zip(spec.names, f1.tolist())))
+    columns = metrics.ccc(pred, values, mask)
+    return TaskResult(value=float(columns.mean()), columns=dict(zip(spec.names, columns.tolist())))
