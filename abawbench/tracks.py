@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import torch
 
 from abawbench.labels import LabelSet, TaskSpec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -57,6 +60,43 @@ class Track(ABC):
     @property
     def task_names(self) -> tuple[str, ...]:
         return tuple(spec.name for spec in self.tasks)
+
+    def validate_labels(self, labels: LabelSet) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Check every task's labels against its spec; ``(values, mask)`` tensors per task.
+
+        Raises :class:`abawbench.errors.MetricInputError` for a missing task, bad shape or a
+        value outside the task's label space (only rows whose mask is True are checked).
+        """
+        from abawbench.errors import MetricInputError
+        from abawbench.metrics import validate_task_labels
+
+        missing = [spec.name for spec in self.tasks if spec.name not in labels]
+        if missing:
+            raise MetricInputError(f"track {self.name!r}: labels lack task(s) {missing}")
+        return {spec.name: validate_task_labels(spec, labels[spec.name]) for spec in self.tasks}
+
+    def class_counts(self, labels: LabelSet) -> dict[str, "np.ndarray"]:
+        """Per-class (multiclass) or per-label positive (multilabel) counts of labelled rows,
+        for :class:`abawbench.specs.LossContext`; regression tasks are left out."""
+        from abawbench.metrics import task_class_counts
+
+        counts = {}
+        for spec in self.tasks:
+            if spec.name in labels:
+                tensor = task_class_counts(spec, labels[spec.name])
+                if tensor is not None:
+                    counts[spec.name] = tensor.numpy()
+        return counts
+
+    def label_counts(self, labels: LabelSet) -> dict[str, int]:
+        """Rows whose label is present, per task (``LossContext.label_counts``)."""
+        from abawbench.metrics import label_tensors
+
+        return {
+            spec.name: int(label_tensors(labels[spec.name], spec.name)[1].sum())
+            for spec in self.tasks
+            if spec.name in labels
+        }
 
     @abstractmethod
     def score(
