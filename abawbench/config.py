@@ -46,6 +46,7 @@ class RunConfig(_Strict):
     models: list[str] = Field(default_factory=list, description="model names; empty: the models plugins mark for the default run")
     weights: str = Field("random", description="random, hub, or a path to a local weights file")
     losses: list[str] = Field(default_factory=list, description="loss names; empty: the track's default loss")
+    loss_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per loss name, its options, e.g. {cross-entropy = {label_smoothing = 0.1}}")
     protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")

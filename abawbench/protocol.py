@@ -1,0 +1,599 @@
+"""The fixed protocol, in one place: data -> features (cached) -> heads -> scores -> results.
+
+``linear-probe``: the backbone is frozen, its features are extracted once per split into the
+HDF5 feature cache, and heads are trained on the cached features. ``finetune``: backbone and
+heads train end to end on images (no feature cache). Both train on ``train``, select the epoch
+on ``validation`` (which never sees training augmentation) and report validation scores.
+
+Every (entry, seed) ends as a result file, completed or failed; a re-run skips entries whose
+completed result matches the configuration, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import math
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from abawbench import __version__
+from abawbench.cache import CacheKey, FeatureCache, default_cache_root
+from abawbench.config import RunConfig
+from abawbench.data.index import SampleIndex
+from abawbench.device import autocast_context, loader_kwargs, prepare_module, resolve_device, seed_everything
+from abawbench.errors import AbawbenchError, ConfigError, DataFormatError, RunFailedError
+from abawbench.evaluation import score_with_intervals, tuned_threshold_report
+from abawbench.heads import BackboneWithHeads, TaskHeads, to_probabilities
+from abawbench.labels import TaskLabels
+from abawbench.plugins import PluginHost, get_host
+from abawbench.results import (
+    EntrySpecModel,
+    RunResult,
+    atomic_write_bytes,
+    entry_dir,
+    read_result,
+    result_path,
+    write_result,
+)
+from abawbench.specs import Backbone, DatasetSpec, LossContext, ModelOptions, ReadOptions
+from abawbench.tracks import Track
+
+log = logging.getLogger(__name__)
+
+LABELLED_SPLITS = ("train", "validation")
+BACKBONE_SEED = 0  # random-init backbones are part of the model definition, not of the run seed
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class PreparedData:
+    dataset: str
+    root: Path
+    splits: dict[str, SampleIndex]
+
+
+def choose_dataset(host: PluginHost, config: RunConfig, track: Track) -> DatasetSpec:
+    """The dataset plugin for this run: the configured one, else (with --data) the reader of
+    the official layout, else the one that provides the embedded default."""
+    if config.dataset:
+        spec = host.datasets.get(config.dataset)
+        if track.name not in spec.tracks:
+            raise ConfigError(f"dataset {spec.name!r} does not serve track {track.name!r}")
+        return spec
+    candidates = [e.item for e in host.datasets.entries() if track.name in e.item.tracks]
+    if config.data is not None:
+        readers = [s for s in candidates if s.default_root is None] or candidates
+        pick = readers
+        what = "reads data from a path"
+    else:
+        pick = [s for s in candidates if s.default_root is not None]
+        what = "provides an embedded default"
+    if len(pick) != 1:
+        names = ", ".join(s.name for s in pick) or "none"
+        raise ConfigError(
+            f"cannot choose a dataset for track {track.name!r}: datasets that {what}: {names}; "
+            "name one with --dataset"
+        )
+    return pick[0]
+
+
+def prepare_data(host: PluginHost, config: RunConfig, track: Track, cache_root: Path) -> PreparedData:
+    spec = choose_dataset(host, config, track)
+    if config.data is not None:
+        root = Path(config.data)
+        if not root.is_dir():
+            raise ConfigError(f"--data {root}: not a folder")
+    else:
+        assert spec.default_root is not None
+        root = spec.default_root(track.name, cache_root)
+    options = ReadOptions(skip_bad=config.skip_bad)
+    splits = {split: spec.read_split(root, track, split, options) for split in LABELLED_SPLITS}
+    try:
+        splits["test"] = spec.read_split(root, track, "test", options)
+    except (DataFormatError, FileNotFoundError) as exc:
+        log.info("no usable test split (%s); predictions cover validation only", exc)
+    for split, index in splits.items():
+        if split in LABELLED_SPLITS and len(index) == 0:
+            raise DataFormatError(f"{root}: the {split} split is empty")
+    return PreparedData(dataset=spec.name, root=root, splits=splits)
+
+
+class ImageDataset(Dataset):
+    """Decoded, preprocessed images of a split; each worker opens its own files."""
+
+    def __init__(self, index: SampleIndex, transform: Callable, flip: bool = False) -> None:
+        self.index = index
+        self.transform = transform
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, row: int):
+        from PIL import Image
+
+        path = self.index.absolute_path(row)
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+        except OSError as exc:
+            raise DataFormatError(f"{path}: cannot decode image: {exc}") from None
+        if self.flip and torch.rand(()) < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return self.transform(image), row
+
+
+def eval_transform(data_config: dict[str, Any]) -> Callable:
+    """The backbone's exact preprocessing (timm's resolved data config), no augmentation."""
+    from timm.data import create_transform
+
+    config = dict(data_config)
+    config["input_size"] = tuple(config["input_size"])
+    config["mean"] = tuple(config.get("mean", (0.5, 0.5, 0.5)))
+    config["std"] = tuple(config.get("std", (0.5, 0.5, 0.5)))
+    keep = {k: config[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode") if k in config}
+    return create_transform(**keep, is_training=False)
+
+
+def labels_as_tensors(labels: dict[str, TaskLabels], rows: Any = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    out = {}
+    for task, column in labels.items():
+        values = torch.from_numpy(np.ascontiguousarray(column.values))
+        mask = torch.from_numpy(np.ascontiguousarray(column.mask))
+        if rows is not None:
+            values, mask = values[rows], mask[rows]
+        out[task] = (values, mask)
+    return out
+
+
+def loss_context(track: Track, labels: dict[str, TaskLabels], options: dict[str, Any]) -> LossContext:
+    """Per-task class (or positive-label) counts on the training split, for class weights."""
+    counts: dict[str, np.ndarray] = {}
+    present: dict[str, int] = {}
+    for task in track.tasks:
+        column = labels.get(task.name)
+        if column is None:
+            continue
+        present[task.name] = int(column.mask.sum())
+        if task.kind == "multiclass":
+            counts[task.name] = np.bincount(column.values[column.mask].astype(np.int64), minlength=task.width)
+        elif task.kind == "multilabel":
+            counts[task.name] = (column.values[column.mask] > 0.5).sum(axis=0).astype(np.int64)
+    return LossContext(class_counts=counts, label_counts=present, options=options)
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+@dataclass
+class RunSummary:
+    results: list[RunResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+class Runner:
+    """Runs every (entry, seed) of a configuration; shares backbones and features between them."""
+
+    def __init__(self, config: RunConfig, host: PluginHost | None = None, progress: bool = True) -> None:
+        self.config = config
+        self.host = host or get_host()
+        self.track: Track = self.host.tracks.get(config.track)
+        self.device = resolve_device(config.device)
+        self.cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_root()
+        self.feature_cache = FeatureCache(self.cache_root)
+        self.progress = progress
+        self._backbones: dict[str, Backbone] = {}
+        self._features: dict[tuple[str, str], np.ndarray] = {}
+        self._cache_keys: dict[tuple[str, str], str] = {}
+        self.data: PreparedData | None = None
+
+    # -- planning ------------------------------------------------------------------------------
+    def entries(self) -> list[EntrySpecModel]:
+        models = list(self.config.models) or [
+            e.name for e in self.host.models.entries() if getattr(e.item, "default_run", False)
+        ]
+        if not models:
+            raise ConfigError("no models given and no plugin proposes a default model; use --models")
+        losses = list(self.config.losses) or [self.track.default_loss]
+        for name in models:
+            self.host.models.get(name)  # unknown names fail now, with suggestions
+        for name in losses:
+            self.host.losses.get(name)
+        return [
+            EntrySpecModel(model=m, loss=l, protocol=self.config.protocol, weights=self.config.weights,
+                           loss_options=dict(self.config.loss_options.get(l, {})))
+            for m in models for l in losses
+        ]
+
+    def run(self) -> RunSummary:
+        entries = self.entries()
+        summary = RunSummary()
+        todo: list[tuple[EntrySpecModel, int]] = []
+        for seed in self.config.seeds:
+            for entry in entries:
+                if self._completed(entry, seed):
+                    summary.skipped.append(f"{entry.entry_id} seed {seed}")
+                else:
+                    todo.append((entry, seed))
+        if not todo:
+            return summary
+        self.data = prepare_data(self.host, self.config, self.track, self.cache_root)
+        for entry, seed in todo:
+            summary.results.append(self.run_entry(entry, seed))
+        return summary
+
+    def _completed(self, entry: EntrySpecModel, seed: int) -> bool:
+        path = result_path(self.config.output, self.track.name, entry.entry_id, seed)
+        if not path.exists():
+            return False
+        try:
+            previous = read_result(path)
+        except AbawbenchError:
+            return False  # an unreadable result is redone, not trusted
+        same_data = previous.config.get("data") == _jsonable(self.config).get("data")
+        return previous.status == "completed" and previous.spec == entry and same_data
+
+    # -- one entry -----------------------------------------------------------------------------
+    def run_entry(self, entry: EntrySpecModel, seed: int) -> RunResult:
+        assert self.data is not None
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        base = dict(
+            track=self.track.name, entry=entry.entry_id, spec=entry, seed=seed,
+            primary_metric=self.track.primary_metric, dataset=self.data.dataset,
+            data_root=str(self.data.root),
+            dataset_fingerprints={s: i.fingerprint for s, i in self.data.splits.items()},
+            split_sizes={s: len(i) for s, i in self.data.splits.items()},
+            config=_jsonable(self.config), versions=package_versions(), git_commit=git_commit(),
+            device=str(self.device),
+        )
+        out_dir = entry_dir(self.config.output, self.track.name, entry.entry_id)
+        try:
+            seed_everything(seed)
+            if entry.protocol.name == "linear-probe":
+                outcome = self._linear_probe(entry, seed, timings)
+            else:
+                outcome = self._finetune(entry, seed, timings)
+            eval_start = time.perf_counter()
+            labels = self.data.splits["validation"].labels
+            score, primary, subs = score_with_intervals(
+                self.track, outcome.validation, labels,
+                n_resamples=entry.protocol.bootstrap, seed=seed,
+            )
+            tuned = tuned_threshold_report(self.track, outcome.validation, labels)
+            predictions_file = out_dir / f"seed{seed}.predictions.npz"
+            weights_file = out_dir / f"seed{seed}.head.pt"
+            self._save_predictions(predictions_file, outcome)
+            buffer = io.BytesIO()
+            torch.save(outcome.state, buffer)
+            atomic_write_bytes(weights_file, buffer.getvalue())
+            timings["evaluate_s"] = time.perf_counter() - eval_start
+            timings["total_s"] = time.perf_counter() - started
+            result = RunResult(
+                status="completed", primary=primary, sub_scores=subs, per_class=score.per_class,
+                confusion=score.confusion, tuned=tuned, best_epoch=outcome.best_epoch,
+                epochs_run=outcome.epochs_run,
+                cache_keys={s: k for (m, s), k in self._cache_keys.items() if m == entry.model},
+                timings=timings, predictions_file=predictions_file.name,
+                weights_file=weights_file.name, **base,
+            )
+        except (AbawbenchError, RuntimeError, ValueError, OSError) as exc:
+            # One entry failing (NaN loss, bad data, out of memory) must not stop the others.
+            timings["total_s"] = time.perf_counter() - started
+            log.error("entry %s seed %s failed: %s", entry.entry_id, seed, exc)
+            result = RunResult(status="failed", error=f"{type(exc).__name__}: {exc}",
+                               timings=timings, **base)
+        write_result(result_path(self.config.output, self.track.name, entry.entry_id, seed), result)
+        return result
+
+    # -- linear probe --------------------------------------------------------------------------
+    def backbone(self, name: str) -> Backbone:
+        if name not in self._backbones:
+            spec = self.host.models.get(name)
+            options = ModelOptions(weights=self.config.weights, image_size=self.config.protocol.image_size,
+                                   extra={"seed": BACKBONE_SEED})
+            backbone = spec.build(options)
+            backbone.module.eval()
+            self._backbones[name] = backbone
+        return self._backbones[name]
+
+    def features(self, model: str, split: str) -> np.ndarray:
+        """Features of a split, from memory, else the HDF5 cache, else extracted (and cached)."""
+        if (model, split) in self._features:
+            return self._features[(model, split)]
+        assert self.data is not None
+        backbone = self.backbone(model)
+        index = self.data.splits[split]
+        key = CacheKey(backbone=backbone.name, weights_digest=backbone.weights_digest,
+                       preprocessing=backbone.data_config, dataset_fingerprint=index.fingerprint,
+                       split=split)
+        cached = self.feature_cache.get_or_create(
+            key, sample_ids=index.paths, feature_dim=backbone.feature_dim,
+            produce=lambda writer: extract_features(
+                backbone, index, self.device, writer.write, batch_size=self.config.protocol.batch_size,
+                num_workers=self.config.protocol.num_workers,
+                progress=self.progress, desc=f"extract {model} {split}"),
+        )
+        self._cache_keys[(model, split)] = key.digest()
+        array = cached.read()
+        self._features[(model, split)] = array
+        return array
+
+    def _linear_probe(self, entry: EntrySpecModel, seed: int, timings: dict[str, float]) -> "Outcome":
+        assert self.data is not None
+        t0 = time.perf_counter()
+        feats = {split: self.features(entry.model, split) for split in self.data.splits}
+        timings["features_s"] = time.perf_counter() - t0
+        mean = feats["train"].mean(axis=0, keepdims=True)
+        std = feats["train"].std(axis=0, keepdims=True) + 1e-6
+        normalised = {s: torch.from_numpy((f - mean) / std).float() for s, f in feats.items()}
+        t1 = time.perf_counter()
+        torch.manual_seed(seed)
+        heads = TaskHeads(normalised["train"].shape[1], self.track.tasks, kind=entry.protocol.head)
+        outcome = train_heads(
+            heads, normalised, self.data.splits, self.track,
+            self.host.losses.get(entry.loss).build(
+                self.track, loss_context(self.track, self.data.splits["train"].labels, entry.loss_options)),
+            entry, seed, progress=self.progress,
+        )
+        outcome.state = {"kind": "linear-probe", "heads": outcome.state, "feature_mean": torch.from_numpy(mean),
+                         "feature_std": torch.from_numpy(std), "spec": entry.model_dump(mode="json")}
+        timings["train_s"] = time.perf_counter() - t1
+        return outcome
+
+    # -- fine-tuning ---------------------------------------------------------------------------
+    def _finetune(self, entry: EntrySpecModel, seed: int, timings: dict[str, float]) -> "Outcome":
+        assert self.data is not None
+        spec = self.host.models.get(entry.model)
+        backbone = spec.build(ModelOptions(weights=self.config.weights, image_size=entry.protocol.image_size,
+                                           extra={"seed": BACKBONE_SEED}))
+        torch.manual_seed(seed)
+        heads = TaskHeads(backbone.feature_dim, self.track.tasks, kind=entry.protocol.head)
+        network = prepare_module(BackboneWithHeads(backbone.module, heads), self.device)
+        loss = self.host.losses.get(entry.loss).build(
+            self.track, loss_context(self.track, self.data.splits["train"].labels, entry.loss_options))
+        transform = eval_transform(backbone.data_config)
+        t0 = time.perf_counter()
+        outcome = finetune_network(network, transform, self.data.splits, self.track, loss, entry, seed,
+                                   self.device, progress=self.progress)
+        outcome.state = {"kind": "finetune", "network": outcome.state, "spec": entry.model_dump(mode="json")}
+        timings["train_s"] = time.perf_counter() - t0
+        return outcome
+
+    def _save_predictions(self, path: Path, outcome: "Outcome") -> None:
+        assert self.data is not None
+        arrays: dict[str, np.ndarray] = {}
+        for split, preds in (("validation", outcome.validation), ("test", outcome.test)):
+            if preds is None:
+                continue
+            arrays[f"{split}/ids"] = np.asarray(self.data.splits[split].paths)
+            for task, tensor in preds.items():
+                arrays[f"{split}/{task}"] = tensor.detach().cpu().numpy()
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+@dataclass
+class Outcome:
+    validation: dict[str, torch.Tensor]
+    test: dict[str, torch.Tensor] | None
+    best_epoch: int
+    epochs_run: int
+    state: Any = None
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+@torch.inference_mode()
+def extract_features(
+    backbone: Backbone,
+    index: SampleIndex,
+    device: torch.device,
+    write: Callable[[int, np.ndarray], None],
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: bool = True,
+    desc: str = "extract",
+) -> None:
+    """Stream features of every image of ``index`` to ``write(start_row, batch)``, in order:
+    memory stays flat however large the split is."""
+    from tqdm.auto import tqdm
+
+    module = prepare_module(backbone.module, device).eval()
+    loader = DataLoader(ImageDataset(index, eval_transform(backbone.data_config)), batch_size=batch_size,
+                        shuffle=False, num_workers=num_workers, **loader_kwargs(device),
+                        persistent_workers=False)
+    row = 0
+    with tqdm(total=len(index), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for images, _rows in loader:
+            images = images.to(device, non_blocking=True)
+            if device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast_context(device):
+                out = module(images)
+            write(row, out.float().cpu().numpy())
+            row += out.shape[0]
+            bar.update(out.shape[0])
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _check_finite_loss(loss: torch.Tensor, epoch: int) -> None:
+    if not torch.isfinite(loss):
+        raise RunFailedError(f"loss became {float(loss)} at epoch {epoch}; lower the learning rate")
+
+
+def _validation_score(track: Track, predictions: dict[str, torch.Tensor], index: SampleIndex) -> float:
+    return track.score(predictions, index.labels).primary
+
+
+def train_heads(
+    heads: TaskHeads,
+    features: dict[str, torch.Tensor],
+    splits: dict[str, SampleIndex],
+    track: Track,
+    loss_fn: Callable,
+    entry: EntrySpecModel,
+    seed: int,
+    progress: bool = True,
+) -> Outcome:
+    """Mini-batch training of heads on in-memory features; the best validation epoch wins."""
+    from tqdm.auto import tqdm
+
+    protocol = entry.protocol
+    optimiser = torch.optim.AdamW(heads.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=protocol.epochs)
+    x_train = features["train"]
+    targets = labels_as_tensors(splits["train"].labels)
+    generator = torch.Generator().manual_seed(seed)
+    best = (-math.inf, 0, copy.deepcopy(heads.state_dict()))
+    sign = 1 if track.higher_is_better else -1
+    for epoch in tqdm(range(1, protocol.epochs + 1), desc=f"train {entry.entry_id}", disable=not progress, leave=False):
+        heads.train()
+        order = torch.randperm(x_train.shape[0], generator=generator)
+        for start in range(0, len(order), protocol.batch_size):
+            rows = order[start:start + protocol.batch_size]
+            loss = loss_fn(heads(x_train[rows]), {t: (v[rows], m[rows]) for t, (v, m) in targets.items()})
+            _check_finite_loss(loss, epoch)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        scheduler.step()
+        heads.eval()
+        with torch.no_grad():
+            score = _validation_score(track, to_probabilities(track.tasks, heads(features["validation"])),
+                                      splits["validation"])
+        if sign * score > best[0]:
+            best = (sign * score, epoch, copy.deepcopy(heads.state_dict()))
+    heads.load_state_dict(best[2])
+    heads.eval()
+    with torch.no_grad():
+        validation = to_probabilities(track.tasks, heads(features["validation"]))
+        test = to_probabilities(track.tasks, heads(features["test"])) if "test" in features else None
+    return Outcome(validation=validation, test=test, best_epoch=best[1], epochs_run=protocol.epochs,
+                   state=best[2])
+
+
+def predict_images(network: nn.Module, loader: DataLoader, device: torch.device,
+                   tasks) -> dict[str, torch.Tensor]:
+    network.eval()
+    chunks: dict[str, list[torch.Tensor]] = {}
+    with torch.inference_mode():
+        for images, _rows in loader:
+            images = images.to(device, non_blocking=True)
+            with autocast_context(device):
+                raw = network(images)
+            for task, value in to_probabilities(tasks, raw).items():
+                chunks.setdefault(task, []).append(value.float().cpu())
+    return {task: torch.cat(values) for task, values in chunks.items()}
+
+
+def finetune_network(
+    network: BackboneWithHeads,
+    transform: Callable,
+    splits: dict[str, SampleIndex],
+    track: Track,
+    loss_fn: Callable,
+    entry: EntrySpecModel,
+    seed: int,
+    device: torch.device,
+    progress: bool = True,
+) -> Outcome:
+    """End-to-end training on images; training data gets a horizontal flip, validation none."""
+    from tqdm.auto import tqdm
+
+    protocol = entry.protocol
+    generator = torch.Generator().manual_seed(seed)
+    common = dict(batch_size=protocol.batch_size, num_workers=protocol.num_workers, **loader_kwargs(device))
+    train_loader = DataLoader(ImageDataset(splits["train"], transform, flip=True), shuffle=True,
+                              generator=generator, drop_last=len(splits["train"]) > protocol.batch_size, **common)
+    eval_loaders = {s: DataLoader(ImageDataset(splits[s], transform), shuffle=False, **common)
+                    for s in splits if s != "train"}
+    targets = labels_as_tensors(splits["train"].labels)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=protocol.epochs)
+    sign = 1 if track.higher_is_better else -1
+    best = (-math.inf, 0, copy.deepcopy(network.state_dict()))
+    for epoch in range(1, protocol.epochs + 1):
+        network.train()
+        for images, rows in tqdm(train_loader, desc=f"finetune {entry.entry_id} epoch {epoch}",
+                                 disable=not progress, leave=False):
+            images = images.to(device, non_blocking=True)
+            with autocast_context(device):
+                raw = network(images)
+            batch_targets = {t: (v[rows].to(device), m[rows].to(device)) for t, (v, m) in targets.items()}
+            loss = loss_fn({t: r.float() for t, r in raw.items()}, batch_targets)
+            _check_finite_loss(loss, epoch)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        scheduler.step()
+        score = _validation_score(track, predict_images(network, eval_loaders["validation"], device, track.tasks),
+                                  splits["validation"])
+        if sign * score > best[0]:
+            best = (sign * score, epoch, copy.deepcopy(network.state_dict()))
+    network.load_state_dict(best[2])
+    validation = predict_images(network, eval_loaders["validation"], device, track.tasks)
+    test = predict_images(network, eval_loaders["test"], device, track.tasks) if "test" in eval_loaders else None
+    return Outcome(validation=validation, test=test, best_epoch=best[1], epochs_run=protocol.epochs,
+                   state=best[2])
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"abawbench": __version__, "python": platform.python_version()}
+    for name in ("torch", "timm", "numpy", "h5py", "pydantic", "pluggy"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit() -> str | None:
+    """The commit of the abawbench source tree, when it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _jsonable(config: RunConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+def run_config(config: RunConfig, host: PluginHost | None = None, progress: bool = True) -> RunSummary:
+    """Run a whole configuration (the ``abawbench run`` command without the printing)."""
+    return Runner(config, host=host, progress=progress).run()
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    array = np.asarray(list(values), dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
