@@ -52,7 +52,8 @@ from abawbench.tracks import Track
 log = logging.getLogger(__name__)
 
 LABELLED_SPLITS = ("train", "validation")
-BACKBONE_SEED = 0  # random-init backbones are part of the model definition, not of the run seed
+BACKBONE_SEED = 0
+FUSION_SEPARATOR = "+"  # "a+b": one head on the fused cached features of backbones a and b  # random-init backbones are part of the model definition, not of the run seed
 
 
 # --------------------------------------------------------------------------- data
@@ -136,6 +137,25 @@ class ImageDataset(Dataset):
         return self.transform(image), row
 
 
+def training_transform(base: Callable, augmentation: str) -> Callable:
+    """The seed paper's augmentation ("paper": 1.02x resize, random crop back to size, colour
+    jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, horizontal flip) in front of the eval transform;
+    "flip" is applied by :class:`ImageDataset`; "none" is the eval transform alone."""
+    if augmentation != "paper":
+        return base
+    from torchvision import transforms as T
+
+    def paper(image):
+        width, height = image.size
+        enlarged = image.resize((round(width * 1.02), round(height * 1.02)))
+        image = T.RandomCrop((height, width))(enlarged)
+        image = T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8)(image)
+        image = T.RandomHorizontalFlip()(image)
+        return base(image)
+
+    return paper
+
+
 def eval_transform(data_config: dict[str, Any]) -> Callable:
     """The backbone's exact preprocessing (timm's resolved data config), no augmentation."""
     from timm.data import create_transform
@@ -213,7 +233,10 @@ class Runner:
             raise ConfigError("no models given and no plugin proposes a default model; use --models")
         losses = list(self.config.losses) or [self.track.default_loss]
         for name in models:
-            self.host.models.get(name)  # unknown names fail now, with suggestions
+            for part in name.split(FUSION_SEPARATOR):
+                self.host.models.get(part)  # unknown names fail now, with suggestions
+            if FUSION_SEPARATOR in name and self.config.protocol.name != "linear-probe":
+                raise ConfigError(f"fused model {name!r} needs --protocol linear-probe (it reads cached features)")
         for name in losses:
             self.host.losses.get(name)
         return [
@@ -318,6 +341,8 @@ class Runner:
         """Features of a split, from memory, else the HDF5 cache, else extracted (and cached)."""
         if (model, split) in self._features:
             return self._features[(model, split)]
+        if FUSION_SEPARATOR in model:
+            return self._fused_features(model, split)
         assert self.data is not None
         backbone = self.backbone(model)
         index = self.data.splits[split]
@@ -335,6 +360,19 @@ class Runner:
         array = cached.read()
         self._features[(model, split)] = array
         return array
+
+    def _fused_features(self, model: str, split: str) -> np.ndarray:
+        """The feature-vector ensemble of SMM-EmotionNet: several backbones' cached features,
+        concatenated or averaged, for one head."""
+        parts = [self.features(part, split) for part in model.split(FUSION_SEPARATOR)]
+        for part in model.split(FUSION_SEPARATOR):
+            self._cache_keys[(model, f"{split}:{part}")] = self._cache_keys[(part, split)]
+        if self.config.protocol.feature_fusion == "mean":
+            widths = {p.shape[1] for p in parts}
+            if len(widths) != 1:
+                raise ConfigError(f"feature_fusion 'mean' needs equal feature widths, {model!r} has {sorted(widths)}")
+            return np.mean(parts, axis=0)
+        return np.concatenate(parts, axis=1)
 
     def _linear_probe(self, entry: EntrySpecModel, seed: int, timings: dict[str, float]) -> "Outcome":
         assert self.data is not None
@@ -365,7 +403,8 @@ class Runner:
         backbone = spec.build(ModelOptions(weights=self.config.weights, image_size=entry.protocol.image_size,
                                            extra={"seed": BACKBONE_SEED}))
         torch.manual_seed(seed)
-        heads = TaskHeads(backbone.feature_dim, self.track.tasks, kind=entry.protocol.head)
+        heads = (backbone.make_heads(self.track.tasks, entry.protocol.head) if backbone.make_heads
+                 else TaskHeads(backbone.feature_dim, self.track.tasks, kind=entry.protocol.head))
         network = prepare_module(BackboneWithHeads(backbone.module, heads), self.device)
         loss = self.host.losses.get(entry.loss).build(
             self.track, loss_context(self.track, self.data.splits["train"].labels, entry.loss_options))
@@ -386,6 +425,10 @@ class Runner:
             arrays[f"{split}/ids"] = np.asarray(self.data.splits[split].paths)
             for task, tensor in preds.items():
                 arrays[f"{split}/{task}"] = tensor.detach().cpu().numpy()
+        # Labels travel with the predictions so ensembles can fit and score without the data.
+        for task, column in self.data.splits["validation"].labels.items():
+            arrays[f"validation/labels/{task}/values"] = column.values
+            arrays[f"validation/labels/{task}/mask"] = column.mask
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         atomic_write_bytes(path, buffer.getvalue())
@@ -439,6 +482,33 @@ def extract_features(
 # --------------------------------------------------------------------------- training
 
 
+def make_optimizer(parameters, protocol) -> torch.optim.Optimizer:
+    params = [p for p in parameters if p.requires_grad]
+    if protocol.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=protocol.lr, momentum=0.9, weight_decay=protocol.weight_decay)
+    if protocol.optimizer == "adam":
+        return torch.optim.Adam(params, lr=protocol.lr, weight_decay=protocol.weight_decay)
+    return torch.optim.AdamW(params, lr=protocol.lr, weight_decay=protocol.weight_decay)
+
+
+class EarlyStopping:
+    """Keeps the best validation state; says stop after ``patience`` epochs without progress."""
+
+    def __init__(self, higher_is_better: bool, patience: int | None) -> None:
+        self.sign = 1 if higher_is_better else -1
+        self.patience = patience
+        self.best_score = -math.inf
+        self.best_epoch = 0
+        self.best_state: Any = None
+
+    def update(self, score: float, epoch: int, module: nn.Module) -> bool:
+        """Record the epoch's score; True when training should stop."""
+        if self.sign * score > self.best_score:
+            self.best_score, self.best_epoch = self.sign * score, epoch
+            self.best_state = copy.deepcopy(module.state_dict())
+        return self.patience is not None and epoch - self.best_epoch >= self.patience
+
+
 def _check_finite_loss(loss: torch.Tensor, epoch: int) -> None:
     if not torch.isfinite(loss):
         raise RunFailedError(f"loss became {float(loss)} at epoch {epoch}; lower the learning rate")
@@ -462,13 +532,13 @@ def train_heads(
     from tqdm.auto import tqdm
 
     protocol = entry.protocol
-    optimiser = torch.optim.AdamW(heads.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
+    optimiser = make_optimizer(heads.parameters(), protocol)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=protocol.epochs)
     x_train = features["train"]
     targets = labels_as_tensors(splits["train"].labels)
     generator = torch.Generator().manual_seed(seed)
-    best = (-math.inf, 0, copy.deepcopy(heads.state_dict()))
-    sign = 1 if track.higher_is_better else -1
+    stopper = EarlyStopping(track.higher_is_better, protocol.patience)
+    epoch = 0
     for epoch in tqdm(range(1, protocol.epochs + 1), desc=f"train {entry.entry_id}", disable=not progress, leave=False):
         heads.train()
         order = torch.randperm(x_train.shape[0], generator=generator)
@@ -484,15 +554,15 @@ def train_heads(
         with torch.no_grad():
             score = _validation_score(track, to_probabilities(track.tasks, heads(features["validation"])),
                                       splits["validation"])
-        if sign * score > best[0]:
-            best = (sign * score, epoch, copy.deepcopy(heads.state_dict()))
-    heads.load_state_dict(best[2])
+        if stopper.update(score, epoch, heads):
+            break
+    heads.load_state_dict(stopper.best_state)
     heads.eval()
     with torch.no_grad():
         validation = to_probabilities(track.tasks, heads(features["validation"]))
         test = to_probabilities(track.tasks, heads(features["test"])) if "test" in features else None
-    return Outcome(validation=validation, test=test, best_epoch=best[1], epochs_run=protocol.epochs,
-                   state=best[2])
+    return Outcome(validation=validation, test=test, best_epoch=stopper.best_epoch, epochs_run=epoch,
+                   state=stopper.best_state)
 
 
 def predict_images(network: nn.Module, loader: DataLoader, device: torch.device,
@@ -510,7 +580,7 @@ def predict_images(network: nn.Module, loader: DataLoader, device: torch.device,
 
 
 def finetune_network(
-    network: BackboneWithHeads,
+    network: nn.Module,
     transform: Callable,
     splits: dict[str, SampleIndex],
     track: Track,
@@ -520,21 +590,24 @@ def finetune_network(
     device: torch.device,
     progress: bool = True,
 ) -> Outcome:
-    """End-to-end training on images; training data gets a horizontal flip, validation none."""
+    """End-to-end training on images; training data gets the configured augmentation,
+    validation and test data never any (a defect of the seed paper's code we do not repeat)."""
     from tqdm.auto import tqdm
 
     protocol = entry.protocol
     generator = torch.Generator().manual_seed(seed)
     common = dict(batch_size=protocol.batch_size, num_workers=protocol.num_workers, **loader_kwargs(device))
-    train_loader = DataLoader(ImageDataset(splits["train"], transform, flip=True), shuffle=True,
+    train_transform = training_transform(transform, protocol.augmentation)
+    train_loader = DataLoader(ImageDataset(splits["train"], train_transform, flip=protocol.augmentation == "flip"),
+                              shuffle=True,
                               generator=generator, drop_last=len(splits["train"]) > protocol.batch_size, **common)
     eval_loaders = {s: DataLoader(ImageDataset(splits[s], transform), shuffle=False, **common)
                     for s in splits if s != "train"}
     targets = labels_as_tensors(splits["train"].labels)
-    optimiser = torch.optim.AdamW(network.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay)
+    optimiser = make_optimizer(network.parameters(), protocol)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=protocol.epochs)
-    sign = 1 if track.higher_is_better else -1
-    best = (-math.inf, 0, copy.deepcopy(network.state_dict()))
+    stopper = EarlyStopping(track.higher_is_better, protocol.patience)
+    epoch = 0
     for epoch in range(1, protocol.epochs + 1):
         network.train()
         for images, rows in tqdm(train_loader, desc=f"finetune {entry.entry_id} epoch {epoch}",
@@ -551,13 +624,13 @@ def finetune_network(
         scheduler.step()
         score = _validation_score(track, predict_images(network, eval_loaders["validation"], device, track.tasks),
                                   splits["validation"])
-        if sign * score > best[0]:
-            best = (sign * score, epoch, copy.deepcopy(network.state_dict()))
-    network.load_state_dict(best[2])
+        if stopper.update(score, epoch, network):
+            break
+    network.load_state_dict(stopper.best_state)
     validation = predict_images(network, eval_loaders["validation"], device, track.tasks)
     test = predict_images(network, eval_loaders["test"], device, track.tasks) if "test" in eval_loaders else None
-    return Outcome(validation=validation, test=test, best_epoch=best[1], epochs_run=protocol.epochs,
-                   state=best[2])
+    return Outcome(validation=validation, test=test, best_epoch=stopper.best_epoch, epochs_run=epoch,
+                   state=stopper.best_state)
 
 
 # --------------------------------------------------------------------------- provenance

@@ -49,6 +49,10 @@ class Backbone:
     feature_dim: int
     data_config: dict[str, Any]
     weights_digest: str
+    make_heads: Callable[[tuple, str], "nn.Module"] | None = None
+    """Optional: ``make_heads(track.tasks, head_kind)`` builds the model's own task heads (for
+    architectures whose heads read more than a pooled vector, e.g. spatial AU attention). The
+    heads map ``module``'s output to raw outputs per task. None: abawbench's generic heads."""
 
 
 @dataclass(frozen=True)
