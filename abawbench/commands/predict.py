@@ -1,0 +1,37 @@
+"""``abawbench predict``: the official submission file of a trained entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="write the official submission file for a trained entry",
+        description=(
+            "Write the challenge's submission file (header kept, one line per test image) from a "
+            "result file written by 'abawbench run' (runs/<track>/<entry>/seed<k>.json). Uses the "
+            "test predictions stored with the run, or reloads the trained weights and predicts the "
+            "test split of --data."
+        ),
+    )
+    parser.add_argument("result", type=Path, help="a result JSON, or an entry folder (with --seed)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the run, when RESULT is a folder")
+    parser.add_argument("--out", type=Path, required=True, help="submission file to write")
+    parser.add_argument("--data", type=Path, help="dataset root whose test split to predict (default: stored predictions)")
+    parser.add_argument("--tuned-thresholds", action="store_true",
+                        help="mtl: use the per-AU thresholds tuned on validation instead of 0.5")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    from abawbench.errors import ConfigError
+    from abawbench.predict import predict_entry
+
+    result = args.result / f"seed{args.seed}.json" if args.result.is_dir() else args.result
+    if not result.exists():
+        raise ConfigError(f"{result}: no such result file")
+    rows = predict_entry(result, args.out, data=args.data, tuned_thresholds=args.tuned_thresholds)
+    print(f"wrote {rows} predictions to {args.out}")
+    return 0

@@ -1,0 +1,118 @@
+"""Official submission files from a trained entry.
+
+The run already stored test-split probabilities beside the result when the data had a test
+split; otherwise the trained weights are reloaded and applied to the test split of ``--data``.
+Decisions follow the challenge: expression = argmax, AU = probability >= threshold (0.5 unless
+the entry's validation-tuned thresholds are asked for), VA clipped to [-1, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from abawbench.config import RunConfig
+from abawbench.data.official import write_lsd_submission, write_mtl_submission
+from abawbench.errors import ConfigError, DataFormatError
+from abawbench.heads import BackboneWithHeads, TaskHeads
+from abawbench.results import RunResult, read_result
+
+SUBMISSION_WRITERS = {"lsd", "mtl"}
+
+
+def load_stored_predictions(path: Path, split: str) -> tuple[list[str], dict[str, np.ndarray]] | None:
+    with np.load(path, allow_pickle=False) as archive:
+        if f"{split}/ids" not in archive.files:
+            return None
+        ids = [str(name) for name in archive[f"{split}/ids"]]
+        preds = {key.split("/", 1)[1]: archive[key] for key in archive.files
+                 if key.startswith(f"{split}/") and key.count("/") == 1 and not key.endswith("/ids")}
+    return ids, preds
+
+
+def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split: str) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Rebuild the trained entry and predict ``split`` of the dataset at ``data``."""
+    from abawbench.protocol import ImageDataset, Runner, eval_transform, predict_images, prepare_data
+    from torch.utils.data import DataLoader
+
+    config = RunConfig.model_validate(result.config | {"data": str(data), "seeds": [result.seed]})
+    runner = Runner(config, progress=False)
+    runner.data = prepare_data(runner.host, config, runner.track, runner.cache_root)
+    if split not in runner.data.splits:
+        raise DataFormatError(f"{data}: no {split} split found (release list and images)")
+    if result.weights_file is None:
+        raise ConfigError(f"{result_dir}: the result has no trained weights to predict with")
+    state = torch.load(result_dir / result.weights_file, map_location="cpu", weights_only=True)
+    tasks = runner.track.tasks
+    spec = result.spec
+    if state["kind"] == "linear-probe":
+        features = runner.features(spec.model, split)
+        normalised = (torch.from_numpy(features) - state["feature_mean"]) / state["feature_std"]
+        heads = TaskHeads(normalised.shape[1], tasks, kind=spec.protocol.head)
+        heads.load_state_dict(state["heads"])
+        heads.eval()
+        from abawbench.heads import to_probabilities
+
+        with torch.no_grad():
+            preds = to_probabilities(tasks, heads(normalised.float()))
+    else:
+        from abawbench.specs import ModelOptions
+
+        backbone = runner.host.models.get(spec.model).build(
+            ModelOptions(weights=spec.weights, image_size=spec.protocol.image_size, extra={"seed": 0}))
+        heads = (backbone.make_heads(tasks, spec.protocol.head) if backbone.make_heads
+                 else TaskHeads(backbone.feature_dim, tasks, kind=spec.protocol.head))
+        network = BackboneWithHeads(backbone.module, heads)
+        network.load_state_dict(state["network"])
+        loader = DataLoader(ImageDataset(runner.data.splits[split], eval_transform(backbone.data_config)),
+                            batch_size=spec.protocol.batch_size)
+        preds = predict_images(network, loader, runner.device, tasks)
+    ids = list(runner.data.splits[split].paths)
+    return ids, {task: value.numpy() for task, value in preds.items()}
+
+
+def write_submission(track: str, path: Path, names: list[str], preds: dict[str, np.ndarray],
+                     au_thresholds: np.ndarray | None = None) -> None:
+    """The official submission file of ``track`` (see ../shared/ABAW4.md)."""
+    if track == "lsd":
+        write_lsd_submission(path, names, preds["expr"].argmax(axis=1))
+    elif track == "mtl":
+        thresholds = 0.5 if au_thresholds is None else np.asarray(au_thresholds)[None, :]
+        au = (preds["au"] >= thresholds).astype(np.int64)
+        write_mtl_submission(path, names, np.clip(preds["va"], -1.0, 1.0), preds["expr"].argmax(axis=1), au)
+    else:
+        raise ConfigError(f"no official submission format is known for track {track!r}")
+
+
+def predict_entry(result_file: Path, out: Path, data: Path | None = None, tuned_thresholds: bool = False,
+                  split: str = "test") -> int:
+    """Write the submission for one (entry, seed) result; returns the number of rows written."""
+    result = read_result(result_file)
+    if result.status != "completed":
+        raise ConfigError(f"{result_file}: the run failed ({result.error}); nothing to predict with")
+    stored = None
+    if data is None and result.predictions_file:
+        stored = load_stored_predictions(result_file.parent / result.predictions_file, split)
+    if stored is None:
+        if data is None:
+            raise ConfigError(f"{result_file}: no stored {split} predictions; pass --data with a {split} split")
+        stored = recompute_predictions(result, result_file.parent, data, split)
+    names, preds = stored
+    thresholds = None
+    if tuned_thresholds:
+        tuned = result.tuned.get("au")
+        if not tuned:
+            raise ConfigError(f"{result_file}: no tuned AU thresholds recorded (track {result.track})")
+        thresholds = np.asarray(tuned["thresholds"])
+    # Test names are written as the release lists them: relative to the image folder.
+    write_submission(result.track, out, [_release_name(n) for n in names], preds, thresholds)
+    return len(names)
+
+
+def _release_name(path: str) -> str:
+    for prefix in ("cropped_aligned/", "test_set_images/"):
+        if path.startswith(prefix):
+            return path[len(prefix):]
+    return path
