@@ -1,0 +1,86 @@
+"""Cheap, content-based dataset fingerprints and the folder listings they are made from.
+
+A fingerprint goes into every cache key that depends on a split, so it must change whenever
+the split changes (an annotation byte, an image added, removed or rewritten) and must be
+cheap enough to compute on every run. Hashing image bytes would cost minutes on the real
+data; names plus sizes from one ``os.scandir`` per folder cost a fraction of a second and
+catch every realistic edit (a re-encoded image changes its size). The same listing serves
+the image-existence check, so a folder is scanned once per read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable
+
+FINGERPRINT_VERSION = "abaw4-official/1"
+"""Bumped when the readers change what they return for the same bytes."""
+
+Listing = dict[str, int]
+"""File name -> size in bytes, for the plain files of one folder."""
+
+
+def list_folder(folder: Path) -> Listing | None:
+    """Plain files of ``folder`` with their sizes, or None when the folder does not exist.
+
+    ``DirEntry.stat`` is used rather than ``Path.stat``: it skips path building and, on
+    platforms whose directory reads carry sizes, the system call.
+    """
+    try:
+        iterator = os.scandir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    listing: Listing = {}
+    with iterator:
+        for entry in iterator:
+            if entry.is_file():
+                listing[entry.name] = entry.stat().st_size
+    return listing
+
+
+def subfolders(folder: Path) -> list[str]:
+    """Names of the folders directly under ``folder`` (sorted; empty when it is absent)."""
+    try:
+        with os.scandir(folder) as iterator:
+            return sorted(entry.name for entry in iterator if entry.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (annotation files are at most tens of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def split_fingerprint(
+    track: str,
+    split: str,
+    annotation_digest: str | None,
+    images: Iterable[tuple[str, int]],
+    dropped_lines: Iterable[int] = (),
+) -> str:
+    """The fingerprint of one split as read.
+
+    ``images`` are ``(relative path, size)`` pairs in a deterministic order (annotation order
+    or sorted listing; -1 for a missing file); ``dropped_lines`` are the lines ``skip_bad``
+    left out, since they change the index without changing the bytes.
+    """
+    digest = hashlib.sha256()
+    digest.update(f"{FINGERPRINT_VERSION}\0{track}\0{split}\0{annotation_digest}\0".encode())
+    names: list[str] = []
+    sizes: list[str] = []
+    for name, size in images:
+        names.append(name)
+        sizes.append(str(size))
+    # Two joins and two updates instead of one update per image: 10x faster at 200k images.
+    digest.update("\n".join(names).encode("utf-8", "surrogateescape"))
+    digest.update(b"\0")
+    digest.update(" ".join(sizes).encode())
+    digest.update(b"\0" + " ".join(str(n) for n in dropped_lines).encode())
+    return digest.hexdigest()[:32]
