@@ -59,13 +59,14 @@ def masked_cross_entropy(
     weight, label_smoothing=...)``: with class weights the mean is weighted by ``weight[target]``
     (PyTorch's convention), which makes any rescaling of the weights irrelevant."""
     y = torch.where(mask, target.long(), torch.zeros_like(target, dtype=torch.long))
+    weight = None if weight is None else weight.to(logits.dtype)
     # reduction="none" already scales each row by weight[y] (both the NLL and the smoothing
     # term); PyTorch's mean then divides by sum(weight[y]) over the rows, so do the same
     per_row = F.cross_entropy(logits, y, weight=weight, reduction="none", label_smoothing=label_smoothing)
     per_row = torch.where(mask, per_row, torch.zeros_like(per_row))
     denominator = mask.to(logits.dtype)
     if weight is not None:
-        denominator = denominator * weight.to(logits.dtype)[y]
+        denominator = denominator * weight[y]
     return _safe_ratio(per_row.sum(), denominator.sum())
 
 
