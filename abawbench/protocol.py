@@ -74,7 +74,8 @@ def choose_dataset(host: PluginHost, config: RunConfig, track: Track) -> Dataset
         if track.name not in spec.tracks:
             raise ConfigError(f"dataset {spec.name!r} does not serve track {track.name!r}")
         return spec
-    candidates = [e.item for e in host.datasets.entries() if track.name in e.item.tracks]
+    candidates = [e.item for e in host.datasets.entries()
+                  if track.name in e.item.tracks and getattr(e.item, "auto_select", True)]
     if config.data is not None:
         readers = [s for s in candidates if s.default_root is None] or candidates
         pick = readers

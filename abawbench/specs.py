@@ -118,6 +118,9 @@ class DatasetSpec:
     description: str = ""
     default_root: Callable[[str, Path], Path] | None = None
     generate: Callable[[str, Path, int | None, int], Path] | None = None
+    auto_select: bool = True
+    """False for a variant of another dataset (e.g. an oversampled copy): it is used only when
+    a run names it with ``--dataset``, so it never makes the automatic choice ambiguous."""
 
 
 # --------------------------------------------------------------------------- losses
