@@ -20,6 +20,7 @@ from abawbench.errors import AbawbenchError
 COMMAND_MODULES = (
     "run",
     "predict",
+    "ensemble",
     "leaderboard",
     "compare",
     "data",

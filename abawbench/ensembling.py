@@ -1,0 +1,264 @@
+"""Ensembles of finished runs: load members' saved predictions, cross-fit, score, write a result.
+
+An ensemble is an entry like any other: it ends as a :class:`RunResult` with a predictions file
+at ``<runs>/<track>/<entry folder>/seed<k>.json``, so the leaderboard, ``compare`` and
+``predict`` treat it exactly as a trained entry. Members are read from the files the protocol
+wrote (``seed<k>.predictions.npz`` holds validation ids, probabilities and labels), so no data,
+model or cache is needed to ensemble.
+
+Validation scores are out of fold. Rows are dealt into ``folds`` folds (a seeded permutation);
+for each fold a fresh ensemble is fitted on the other folds and predicts the held-out one. A
+method that fits nothing (``mean-prob``, ``majority-vote``) gives the same predictions either
+way; one that does (``weighted-prob``) is never scored on rows it was fitted on. Test
+predictions come from one ensemble fitted on all validation rows.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from abawbench.errors import ConfigError, DataFormatError
+from abawbench.labels import TaskLabels, take_labels
+from abawbench.results import (
+    EntrySpecModel,
+    RunResult,
+    atomic_write_bytes,
+    entry_dir,
+    read_result,
+    result_path,
+    write_result,
+)
+from abawbench.specs import EnsembleSpec
+from abawbench.tracks import Predictions, Track
+
+ENSEMBLE_PREFIX = "ensemble:"
+
+
+@dataclass
+class Member:
+    """One finished (entry, seed): its result and its saved predictions per split."""
+
+    result: RunResult
+    folder: Path
+    ids: dict[str, list[str]]
+    predictions: dict[str, dict[str, torch.Tensor]]
+    labels: dict[str, TaskLabels]
+
+
+def ensemble_name(method: str, members: Sequence[str]) -> str:
+    """The leaderboard name of an ensemble, e.g. ``ensemble:mean-prob(a,b)``."""
+    return f"{ENSEMBLE_PREFIX}{method}({','.join(members)})"
+
+
+def folder_name(entry: str) -> str:
+    """A folder-safe form of an entry name (``:``, ``(``, ``,`` are not portable)."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "-", entry).strip("-") or "ensemble"
+
+
+def find_member_result(runs: Path, track: str, entry: str, seed: int) -> Path:
+    """The result file of ``entry`` (its folder name or its ``entry`` field) at ``seed``."""
+    direct = result_path(runs, track, entry, seed)
+    if direct.exists():
+        return direct
+    folder = runs / track
+    if folder.is_dir():
+        for candidate in sorted(folder.glob(f"*/seed{seed}.json")):
+            if read_result(candidate).entry == entry:
+                return candidate
+    known = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    raise ConfigError(
+        f"no result for entry {entry!r} seed {seed} under {folder}; entries there: {', '.join(known) or 'none'}"
+    )
+
+
+def load_member(runs: Path, track: str, entry: str, seed: int) -> Member:
+    """A completed member with its predictions; a failed run or a missing file is an error."""
+    from abawbench.predict import load_stored_predictions
+
+    path = find_member_result(Path(runs), track, entry, seed)
+    result = read_result(path)
+    if result.status != "completed":
+        raise ConfigError(f"{path}: entry {entry!r} seed {seed} failed ({result.error}); it cannot be a member")
+    if not result.predictions_file:
+        raise DataFormatError(f"{path}: the result names no predictions file")
+    npz = path.parent / result.predictions_file
+    if not npz.exists():
+        raise DataFormatError(f"{npz}: predictions file of {entry!r} seed {seed} is missing")
+    ids: dict[str, list[str]] = {}
+    predictions: dict[str, dict[str, torch.Tensor]] = {}
+    for split in ("validation", "test"):
+        loaded = load_stored_predictions(npz, split)
+        if loaded is not None:
+            ids[split] = loaded[0]
+            predictions[split] = {task: torch.from_numpy(array) for task, array in loaded[1].items()}
+    if "validation" not in ids:
+        raise DataFormatError(f"{npz}: no validation predictions")
+    return Member(result=result, folder=path.parent, ids=ids, predictions=predictions, labels=read_labels(npz))
+
+
+def read_labels(npz: Path) -> dict[str, TaskLabels]:
+    """Validation labels stored beside the predictions (``validation/labels/<task>/values|mask``)."""
+    with np.load(npz, allow_pickle=False) as archive:
+        tasks = sorted({key.split("/")[2] for key in archive.files if key.startswith("validation/labels/")})
+        try:
+            return {
+                task: TaskLabels(values=archive[f"validation/labels/{task}/values"],
+                                 mask=archive[f"validation/labels/{task}/mask"].astype(bool))
+                for task in tasks
+            }
+        except KeyError as exc:
+            raise DataFormatError(f"{npz}: incomplete stored labels: {exc}") from None
+
+
+def check_aligned(members: Sequence[Member], split: str) -> None:
+    """Members must hold the same ids in the same order, else averaging rows would mix images."""
+    first = members[0]
+    reference = first.ids[split]
+    for member in members[1:]:
+        ids = member.ids[split]
+        if len(ids) != len(reference):
+            raise DataFormatError(
+                f"{split} predictions of {member.result.entry!r} have {len(ids)} rows, "
+                f"{first.result.entry!r} has {len(reference)}: members must be run on the same data"
+            )
+        for row, (a, b) in enumerate(zip(reference, ids)):
+            if a != b:
+                raise DataFormatError(
+                    f"{split} row {row}: {first.result.entry!r} has {a!r} but {member.result.entry!r} has "
+                    f"{b!r}: members must list the same images in the same order"
+                )
+
+
+def fold_assignment(rows: int, folds: int, seed: int) -> torch.Tensor:
+    """Fold number of every row: a seeded permutation dealt round-robin (sizes differ by <= 1)."""
+    if folds < 2:
+        raise ConfigError(f"cross-fitting needs at least 2 folds, got {folds}")
+    if rows < folds:
+        raise ConfigError(f"cannot cross-fit {rows} validation rows in {folds} folds")
+    order = torch.randperm(rows, generator=torch.Generator().manual_seed(seed))
+    assignment = torch.empty(rows, dtype=torch.long)
+    assignment[order] = torch.arange(rows) % folds
+    return assignment
+
+
+def cross_fit(
+    spec: EnsembleSpec,
+    options: Mapping[str, Any],
+    members: list[Predictions],
+    labels: Mapping[str, TaskLabels],
+    track: Track,
+    *,
+    folds: int,
+    seed: int,
+) -> dict[str, torch.Tensor]:
+    """Out-of-fold predictions: rows of fold f are combined by an ensemble fitted without them."""
+    rows = int(next(iter(members[0].values())).shape[0])
+    assignment = fold_assignment(rows, folds, seed)
+    out: dict[str, torch.Tensor] = {}
+    for fold in range(folds):
+        held = assignment == fold
+        fit_rows = (~held).nonzero().squeeze(1)
+        held_rows = held.nonzero().squeeze(1)
+        ensemble = spec.build(options)
+        ensemble.fit([{t: p[fit_rows] for t, p in m.items()} for m in members],
+                     take_labels(labels, fit_rows.numpy()), track)
+        combined = ensemble.combine([{t: p[held_rows] for t, p in m.items()} for m in members], track)
+        for task, value in combined.items():
+            if task not in out:
+                out[task] = torch.empty((rows,) + tuple(value.shape[1:]), dtype=value.dtype)
+            out[task][held_rows] = value
+    return out
+
+
+def run_ensemble(
+    track: Track,
+    spec: EnsembleSpec,
+    member_entries: Sequence[str],
+    runs: Path,
+    *,
+    seed: int = 0,
+    name: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    folds: int = 5,
+    bootstrap: int = 200,
+) -> tuple[Path, RunResult]:
+    """Ensemble ``member_entries`` (their ``seed`` runs) and write the result; returns its path."""
+    from abawbench.evaluation import score_with_intervals, tuned_threshold_report
+    from abawbench.protocol import git_commit, package_versions
+
+    started = time.perf_counter()
+    options = dict(options or {})
+    if len(member_entries) < 2:
+        raise ConfigError(f"an ensemble needs at least 2 members, got {list(member_entries)}")
+    if len(set(member_entries)) != len(member_entries):
+        raise ConfigError(f"ensemble members repeat: {list(member_entries)}")
+    members = [load_member(runs, track.name, entry, seed) for entry in member_entries]
+    check_aligned(members, "validation")
+    fingerprints = {m.result.dataset_fingerprints.get("validation") for m in members}
+    if len(fingerprints) > 1:
+        raise DataFormatError(f"members were validated on different data (fingerprints {sorted(map(str, fingerprints))})")
+    splits = ["validation"] + (["test"] if all("test" in m.ids for m in members) else [])
+    if "test" in splits:
+        check_aligned(members, "test")
+    labels = members[0].labels
+    validation = [m.predictions["validation"] for m in members]
+    oof = cross_fit(spec, options, validation, labels, track, folds=folds, seed=seed)
+    full = spec.build(options)
+    full.fit(validation, labels, track)
+    test = full.combine([m.predictions["test"] for m in members], track) if "test" in splits else None
+    score, primary, subs = score_with_intervals(track, oof, labels, n_resamples=bootstrap, seed=seed)
+
+    entry = name or ensemble_name(spec.name, [m.result.entry for m in members])
+    out_dir = entry_dir(runs, track.name, folder_name(entry))
+    predictions_file = out_dir / f"seed{seed}.predictions.npz"
+    save_predictions(predictions_file, members[0], oof, test, labels)
+    first = members[0].result
+    losses = sorted({m.result.spec.loss for m in members})
+    result = RunResult(
+        status="completed", track=track.name, entry=entry, seed=seed,
+        spec=EntrySpecModel(model=entry, loss="+".join(losses), protocol=first.spec.protocol,
+                            weights=first.spec.weights),
+        primary_metric=track.primary_metric, primary=primary, sub_scores=subs,
+        per_class=score.per_class, confusion=score.confusion,
+        tuned=tuned_threshold_report(track, oof, labels),
+        dataset=first.dataset, data_root=first.data_root,
+        dataset_fingerprints=dict(first.dataset_fingerprints), split_sizes=dict(first.split_sizes),
+        config={"ensemble": {"method": spec.name, "members": [m.result.entry for m in members],
+                             "options": options, "folds": folds, "bootstrap": bootstrap,
+                             "validation": "out-of-fold (k-fold cross-fitting)"}},
+        versions=package_versions(), git_commit=git_commit(),
+        timings={"total_s": time.perf_counter() - started},
+        predictions_file=predictions_file.name,
+    )
+    path = result_path(runs, track.name, folder_name(entry), seed)
+    write_result(path, result)
+    return path, result
+
+
+def save_predictions(
+    path: Path,
+    template: Member,
+    validation: Predictions,
+    test: Predictions | None,
+    labels: Mapping[str, TaskLabels],
+) -> None:
+    """The protocol's predictions layout, so ensembles of ensembles and ``predict`` work."""
+    arrays: dict[str, np.ndarray] = {"validation/ids": np.asarray(template.ids["validation"])}
+    arrays.update({f"validation/{t}": torch.as_tensor(v).numpy() for t, v in validation.items()})
+    if test is not None:
+        arrays["test/ids"] = np.asarray(template.ids["test"])
+        arrays.update({f"test/{t}": torch.as_tensor(v).numpy() for t, v in test.items()})
+    for task, column in labels.items():
+        arrays[f"validation/labels/{task}/values"] = column.values
+        arrays[f"validation/labels/{task}/mask"] = column.mask
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,336 @@
+"""Leaderboards: result files -> ranked rows -> rendered text. Pure functions, no I/O here.
+
+Rules a table keeps, so its ranks can be trusted:
+
+- Results measured on different data never share a rank. Rows are grouped into sections by
+  dataset and the fingerprint of the validation split; each section is ranked on its own and
+  labelled with that dataset and fingerprint.
+- Nothing is averaged over what an entry lacks: an entry's score is the mean over its own
+  completed seeds, and a sub-score missing from any of those seeds is shown as missing, never
+  as a mean over the seeds that happen to have it.
+- Failed entries are listed as failed, below the ranked ones, never ranked.
+- Numbers reported in publications sit in their own section, marked "reported" with their
+  source and data; they are never ranked with measured entries.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from abawbench.results import RunResult
+
+FORMATS = ("markdown", "latex", "html", "csv", "json")
+MISSING = "—"
+REPORTED = "reported"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One leaderboard line: an entry summarised over its seeds (or one reported number)."""
+
+    rank: str
+    entry: str
+    status: str  # "completed", "failed" or "reported"
+    backbone: str = ""
+    protocol: str = ""
+    loss: str = ""
+    mean: float | None = None
+    std: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    sub_scores: dict[str, float | None] = field(default_factory=dict)
+    seeds: int = 0
+    seeds_total: int = 0
+    date: str = ""
+    version: str = ""
+    note: str = ""
+    split: str = "validation"
+    source: str = ""
+    data: str = ""
+
+
+@dataclass(frozen=True)
+class Section:
+    """Rows that may be ranked together: one dataset and validation fingerprint, or the
+    reported numbers (``kind == "reported"``)."""
+
+    kind: str  # "measured" or "reported"
+    title: str
+    dataset: str
+    fingerprint: str
+    rows: tuple[Row, ...]
+    sub_score_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    track: str
+    primary_metric: str
+    higher_is_better: bool
+    sections: tuple[Section, ...]
+    version: str = ""
+
+
+# --------------------------------------------------------------------------- results -> rows
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std over seeds (0 for a single seed)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _describe(result: RunResult) -> tuple[str, str, str]:
+    """Backbone, protocol and loss columns; ensembles describe their method and members."""
+    ensemble = result.config.get("ensemble") if isinstance(result.config, dict) else None
+    if ensemble:
+        members = ensemble.get("members", [])
+        return (f"ensemble of {len(members)}", f"{ensemble.get('method', '?')} (out of fold)", result.spec.loss)
+    protocol = result.spec.protocol
+    return result.spec.model, f"{protocol.name}/{protocol.head}", result.spec.loss
+
+
+def summarise_entry(results: Sequence[RunResult]) -> Row:
+    """One unranked row from every seed of one entry on one dataset."""
+    first = results[0]
+    backbone, protocol, loss = _describe(first)
+    done = [r for r in results if r.status == "completed" and r.primary is not None]
+    failed = [r for r in results if r not in done]
+    dates = sorted(r.created_at for r in results)
+    versions = sorted({r.versions.get("abawbench", "?") for r in results})
+    common = dict(entry=first.entry, backbone=backbone, protocol=protocol, loss=loss,
+                  seeds=len(done), seeds_total=len(results), date=dates[-1][:10],
+                  version=", ".join(versions))
+    if not done:
+        return Row(rank=FAILED, status=FAILED, note=(failed[0].error or "failed")[:200], **common)
+    mean, std = _mean_std([r.primary.value for r in done])
+    lows = [r.primary.ci_low for r in done]
+    highs = [r.primary.ci_high for r in done]
+    ci_low = statistics.fmean(lows) if None not in lows else None
+    ci_high = statistics.fmean(highs) if None not in highs else None
+    names = {name for r in done for name in r.sub_scores}
+    subs: dict[str, float | None] = {}
+    for name in sorted(names):
+        values = [r.sub_scores[name].value for r in done if name in r.sub_scores]
+        # Averaging over the seeds that have it would compare unlike with unlike.
+        subs[name] = statistics.fmean(values) if len(values) == len(done) else None
+    note = f"{len(failed)} of {len(results)} seeds failed" if failed else ""
+    return Row(rank="", status="completed", mean=mean, std=std, ci_low=ci_low, ci_high=ci_high,
+               sub_scores=subs, note=note, **common)
+
+
+def rank_rows(rows: Iterable[Row], higher_is_better: bool) -> tuple[Row, ...]:
+    """Competition ranking (1, 2, 2, 4) of completed rows; failed rows follow, unranked."""
+    completed = [r for r in rows if r.status == "completed"]
+    failed = sorted((r for r in rows if r.status != "completed"), key=lambda r: r.entry)
+    sign = -1.0 if higher_is_better else 1.0
+    completed.sort(key=lambda r: (sign * r.mean, r.entry))
+    ranked = []
+    for position, row in enumerate(completed):
+        if position and completed[position - 1].mean == row.mean:
+            rank = ranked[-1].rank
+        else:
+            rank = str(position + 1)
+        ranked.append(_replace(row, rank=rank))
+    return tuple(ranked + failed)
+
+
+def _replace(row: Row, **changes: Any) -> Row:
+    values = asdict(row) | changes
+    return Row(**values)
+
+
+def data_key(result: RunResult) -> tuple[str, str]:
+    """What must be equal for two results to share a rank: dataset and validation fingerprint."""
+    return result.dataset, result.dataset_fingerprints.get("validation", "unknown")
+
+
+def measured_sections(results: Iterable[RunResult], track: str, primary_metric: str,
+                      higher_is_better: bool) -> list[Section]:
+    """One ranked section per (dataset, validation fingerprint), largest section first."""
+    groups: dict[tuple[str, str], dict[str, list[RunResult]]] = {}
+    sizes: dict[tuple[str, str], int] = {}
+    for result in results:
+        if result.track != track:
+            continue
+        key = data_key(result)
+        groups.setdefault(key, {}).setdefault(result.entry, []).append(result)
+        sizes[key] = result.split_sizes.get("validation", sizes.get(key, 0))
+    sections = []
+    for key, entries in groups.items():
+        rows = rank_rows([summarise_entry(sorted(rs, key=lambda r: r.seed)) for rs in entries.values()],
+                         higher_is_better)
+        names = tuple(sorted({n for r in rows for n in r.sub_scores if n != primary_metric}))
+        dataset, fingerprint = key
+        title = (f"measured on dataset {dataset}, validation split fingerprint {fingerprint}"
+                 f" ({sizes[key]} images)")
+        sections.append(Section(kind="measured", title=title, dataset=dataset, fingerprint=fingerprint,
+                                rows=rows, sub_score_names=names))
+    sections.sort(key=lambda s: (-len(s.rows), s.dataset, s.fingerprint))
+    return sections
+
+
+def reference_section(references: Iterable[Mapping[str, Any]], track: str) -> Section | None:
+    """Published numbers for ``track``, marked reported, never ranked."""
+    rows = tuple(
+        Row(rank=REPORTED, status=REPORTED, entry=str(ref["entry"]), mean=float(ref["score"]),
+            split=str(ref["split"]), source=str(ref["source"]), data=str(ref["data"]))
+        for ref in references if ref.get("track") == track
+    )
+    if not rows:
+        return None
+    return Section(kind="reported", title="reported in publications (not measured here, not ranked)",
+                   dataset="official ABAW4", fingerprint="", rows=rows)
+
+
+def build_leaderboard(results: Iterable[RunResult], *, track: str, primary_metric: str,
+                      higher_is_better: bool, references: Iterable[Mapping[str, Any]] = (),
+                      version: str = "") -> Leaderboard:
+    sections = measured_sections(results, track, primary_metric, higher_is_better)
+    reported = reference_section(references, track)
+    if reported is not None:
+        sections.append(reported)
+    return Leaderboard(track=track, primary_metric=primary_metric, higher_is_better=higher_is_better,
+                       sections=tuple(sections), version=version)
+
+
+# --------------------------------------------------------------------------- rows -> cells
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return MISSING if value is None else f"{value:.{digits}f}"
+
+
+def headers(board: Leaderboard, section: Section) -> list[str]:
+    if section.kind == REPORTED:
+        return ["rank", "entry", "split", board.primary_metric, "source", "data"]
+    return (["rank", "entry", "backbone", "protocol", "loss", f"{board.primary_metric} (mean ± std)",
+             "95% CI"] + list(section.sub_score_names) + ["seeds", "date", "abawbench", "note"])
+
+
+def cells(section: Section, row: Row) -> list[str]:
+    """Display strings of a row, in :func:`headers` order."""
+    if section.kind == REPORTED:
+        return [row.rank, row.entry, row.split, _num(row.mean), row.source, row.data]
+    if row.status == FAILED:
+        score, interval = FAILED, MISSING
+    else:
+        score = f"{row.mean:.4f} ± {row.std:.4f}" if row.seeds > 1 else f"{row.mean:.4f}"
+        interval = (f"[{row.ci_low:.4f}, {row.ci_high:.4f}]" if row.ci_low is not None
+                    and row.ci_high is not None else MISSING)
+    subs = [_num(row.sub_scores.get(name)) for name in section.sub_score_names]
+    seeds = str(row.seeds) if row.seeds == row.seeds_total else f"{row.seeds}/{row.seeds_total}"
+    return ([row.rank, row.entry, row.backbone, row.protocol, row.loss, score, interval] + subs
+            + [seeds, row.date, row.version, row.note])
+
+
+# --------------------------------------------------------------------------- cells -> text
+
+
+def render(board: Leaderboard, fmt: str) -> str:
+    """The leaderboard as ``markdown``, ``latex`` (booktabs), ``html``, ``csv`` or ``json``."""
+    renderers = {"markdown": render_markdown, "latex": render_latex, "html": render_html,
+                 "csv": render_csv, "json": render_json}
+    if fmt not in renderers:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return renderers[fmt](board)
+
+
+def _intro(board: Leaderboard) -> str:
+    order = "higher is better" if board.higher_is_better else "lower is better"
+    return (f"Track {board.track}: {board.primary_metric} on validation ({order}). Mean ± std over "
+            "seeds; 95% CI: percentile bootstrap over images (averaged over seeds). Sections never "
+            "share ranks.")
+
+
+def render_markdown(board: Leaderboard) -> str:
+    from tabulate import tabulate
+
+    parts = [f"# Leaderboard: {board.track}", "", _intro(board)]
+    if not board.sections:
+        parts += ["", "No results."]
+    for section in board.sections:
+        table = tabulate([cells(section, r) for r in section.rows], headers=headers(board, section),
+                         tablefmt="github", disable_numparse=True)
+        parts += ["", f"## {section.title}", "", table]
+    return "\n".join(parts) + "\n"
+
+
+def render_latex(board: Leaderboard) -> str:
+    """One booktabs tabular per section; every cell escaped by tabulate, titles by us."""
+    from tabulate import tabulate
+
+    parts = [f"% abawbench leaderboard, track {_latex_escape(board.track)}; needs \\usepackage{{booktabs}}"]
+    for section in board.sections:
+        table = tabulate([cells(section, r) for r in section.rows], headers=headers(board, section),
+                         tablefmt="latex_booktabs", disable_numparse=True)
+        parts += ["", f"% {_latex_escape(section.title)}", f"\\paragraph{{{_latex_escape(section.title)}}}", table]
+    return "\n".join(parts) + "\n"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def render_html(board: Leaderboard) -> str:
+    """A self-contained fragment; every field goes through :func:`html.escape`."""
+    esc = html.escape
+    parts = [f"<h2>Leaderboard: {esc(board.track)}</h2>", f"<p>{esc(_intro(board))}</p>"]
+    for section in board.sections:
+        head = "".join(f"<th>{esc(h)}</th>" for h in headers(board, section))
+        body = "\n".join(
+            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells(section, r)) + "</tr>"
+            for r in section.rows
+        )
+        parts.append(f'<section class="{esc(section.kind)}">\n<h3>{esc(section.title)}</h3>\n'
+                     f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n</section>")
+    return "\n".join(parts) + "\n"
+
+
+def render_csv(board: Leaderboard) -> str:
+    """One table; the section columns keep rows of different data apart."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    subs = sorted({n for s in board.sections for n in s.sub_score_names})
+    writer.writerow(["section", "dataset", "fingerprint", "rank", "entry", "status", "backbone", "protocol",
+                     "loss", board.primary_metric, "std", "ci_low", "ci_high"] + subs
+                    + ["seeds", "seeds_total", "date", "abawbench", "split", "source", "data", "note"])
+    for section in board.sections:
+        for row in section.rows:
+            values = [section.kind, section.dataset, section.fingerprint, row.rank, row.entry, row.status,
+                      row.backbone, row.protocol, row.loss, row.mean, row.std, row.ci_low, row.ci_high]
+            values += [row.sub_scores.get(name) for name in subs]
+            values += [row.seeds, row.seeds_total, row.date, row.version, row.split, row.source, row.data, row.note]
+            writer.writerow(["" if v is None else v for v in values])
+    return buffer.getvalue()
+
+
+def render_json(board: Leaderboard) -> str:
+    """Machine-readable; also what ``abawbench compare`` reads as OLD or NEW."""
+    return json.dumps(leaderboard_dict(board), indent=2, ensure_ascii=False) + "\n"
+
+
+def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
+    return {
+        "format": "abawbench-leaderboard",
+        "track": board.track,
+        "primary_metric": board.primary_metric,
+        "higher_is_better": board.higher_is_better,
+        "abawbench_version": board.version,
+        "sections": [
+            {"kind": s.kind, "title": s.title, "dataset": s.dataset, "fingerprint": s.fingerprint,
+             "sub_score_names": list(s.sub_score_names), "rows": [asdict(r) for r in s.rows]}
+            for s in board.sections
+        ],
+    }
