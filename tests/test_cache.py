@@ -1,0 +1,456 @@
+"""The feature cache: keys, hits and misses, crash safety, concurrency, corruption, CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from abawbench.cache import (
+    CacheKey,
+    FeatureCache,
+    block_checksum,
+    default_cache_root,
+)
+from abawbench.cli import main
+from abawbench.errors import CacheError
+
+ROWS, DIM = 300, 24
+PREPROCESSING = {
+    "input_size": (3, 224, 224),
+    "interpolation": "bicubic",
+    "mean": (0.485, 0.456, 0.406),
+    "std": (0.229, 0.224, 0.225),
+    "crop_pct": 0.875,
+    "crop_mode": "center",
+}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_key(**changes) -> CacheKey:
+    fields = dict(
+        backbone="timm:resnet18",
+        weights_digest="sha256:abc",
+        preprocessing=PREPROCESSING,
+        dataset_fingerprint="fp-1",
+        split="train",
+    )
+    fields.update(changes)
+    return CacheKey(**fields)
+
+
+def features(rows: int = ROWS, dim: int = DIM, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32)
+
+
+def ids(rows: int = ROWS) -> list[str]:
+    return [f"video{i % 7}/{i:05d}.jpg" for i in range(rows)]
+
+
+class Producer:
+    """A produce callback that writes ``data`` in batches and counts its calls."""
+
+    def __init__(self, data: np.ndarray, batch: int = 37, fail_at: int | None = None) -> None:
+        self.data, self.batch, self.fail_at, self.calls = data, batch, fail_at, 0
+
+    def __call__(self, writer) -> None:
+        self.calls += 1
+        for start in range(0, len(self.data), self.batch):
+            if self.fail_at is not None and start >= self.fail_at:
+                raise RuntimeError("backbone crashed")
+            writer.write(start, self.data[start : start + self.batch])
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> FeatureCache:
+    # Small chunks so that even tiny test arrays span several chunks and a partial last one.
+    monkeypatch.setattr("abawbench.cache.CHUNK_BYTES", 64 * DIM * 2)
+    return FeatureCache(tmp_path / "cache")
+
+
+def fill(cache: FeatureCache, key: CacheKey | None = None, data: np.ndarray | None = None):
+    key = key or make_key()
+    data = features() if data is None else data
+    producer = Producer(data)
+    entry = cache.get_or_create(key, ids(len(data)), data.shape[1], producer)
+    return entry, producer
+
+
+def data_offset(path: Path) -> int:
+    with h5py.File(path, "r") as f:
+        return f["features"].id.get_chunk_info(1).byte_offset
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0x40]))
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def test_default_root_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("ABAWBENCH_CACHE", str(tmp_path / "x"))
+    assert default_cache_root() == tmp_path / "x"
+    monkeypatch.delenv("ABAWBENCH_CACHE")
+    assert default_cache_root() == Path.home() / ".cache" / "abawbench"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"backbone": "timm:resnet50"},
+        {"weights_digest": "sha256:abd"},
+        {"dataset_fingerprint": "fp-2"},
+        {"split": "validation"},
+        {"preprocessing": {**PREPROCESSING, "mean": (0.5, 0.456, 0.406)}},
+        {"preprocessing": {**PREPROCESSING, "input_size": (3, 112, 112)}},
+        {"preprocessing": {**PREPROCESSING, "crop_pct": 0.9}},
+        {"preprocessing": {**PREPROCESSING, "interpolation": "bilinear"}},
+        {"preprocessing": {k: v for k, v in PREPROCESSING.items() if k != "crop_mode"}},
+    ],
+    ids=lambda c: next(iter(c)) if "preprocessing" not in c else "preprocessing",
+)
+def test_changing_any_key_part_misses(cache, changes):
+    fill(cache)
+    other = make_key(**changes)
+    assert other != make_key() and other.digest() != make_key().digest()
+    assert cache.path_for(other) != cache.path_for(make_key())
+    assert cache.load(other) is None
+    entry, producer = fill(cache, other)
+    assert producer.calls == 1 and entry.key == other
+
+
+def test_other_format_version_misses_and_is_not_written(cache):
+    fill(cache)
+    newer = make_key(format_version=2)
+    assert newer.digest() != make_key().digest() and cache.load(newer) is None
+    with pytest.raises(CacheError, match="writes version 1"):
+        fill(cache, newer)
+
+
+def test_equivalent_preprocessing_spellings_share_a_key():
+    spelled = {
+        **PREPROCESSING,
+        "input_size": [3, 224.0, np.int64(224)],
+        "mean": np.array([0.485, 0.456, 0.406]),
+        "crop_pct": np.float64(0.875),
+    }
+    reordered = dict(reversed(list(spelled.items())))
+    assert make_key(preprocessing=reordered).digest() == make_key().digest()
+
+
+def test_unkeyable_values_are_refused():
+    with pytest.raises(CacheError, match="preprocessing.mean"):
+        make_key(preprocessing={"mean": object()}).digest()
+    with pytest.raises(CacheError, match="finite"):
+        make_key(preprocessing={"mean": float("nan")}).digest()
+
+
+def test_file_stores_the_full_key(cache):
+    entry, _ = fill(cache)
+    with h5py.File(entry.path, "r") as f:
+        assert f.attrs["key.backbone"] == "timm:resnet18"
+        assert json.loads(f.attrs["key.preprocessing"])["input_size"] == [3, 224, 224]
+        assert f.attrs["key_digest"] == make_key().digest()
+        assert f["features"].dtype == np.float16 and f["features"].chunks == (64, DIM)
+
+
+# --------------------------------------------------------------------------- hit and miss
+
+
+def test_miss_then_hit_returns_the_same_features(cache):
+    data = features()
+    assert cache.load(make_key()) is None
+    entry, producer = fill(cache, data=data)
+    assert producer.calls == 1
+    np.testing.assert_array_equal(entry.read(), data.astype(np.float16).astype(np.float32))
+    assert entry.read().dtype == np.float32
+    np.testing.assert_array_equal(entry.read_float16(), data.astype(np.float16))
+    again, producer2 = fill(cache, data=features(seed=1))
+    assert producer2.calls == 0 and again.path == entry.path
+    np.testing.assert_array_equal(again.read(), entry.read())
+    assert cache.load(make_key()).sample_ids == ids()
+    assert (entry.num_rows, entry.feature_dim) == (ROWS, DIM)
+
+
+def test_writer_accepts_torch_tensors_of_any_float_dtype(cache):
+    import torch
+
+    data = features()
+
+    def produce(writer):
+        writer.write(0, torch.from_numpy(data[:100]).to(torch.bfloat16))
+        writer.write(100, torch.from_numpy(data[100:]).double())
+
+    entry = cache.get_or_create(make_key(), ids(), DIM, produce)
+    expected = data.copy()
+    expected[:100] = torch.from_numpy(data[:100]).to(torch.bfloat16).float().numpy()
+    np.testing.assert_array_equal(entry.read(), expected.astype(np.float16).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "produce, message",
+    [
+        (lambda w: w.write(5, features(10)), "starts at row 5; expected row 0"),
+        (lambda w: (w.write(0, features(10)), w.write(5, features(10))), "expected row 10"),
+        (lambda w: w.write(0, features(10, DIM + 1)), r"expected \[rows, 24\]"),
+        (lambda w: w.write(0, features(ROWS + 1)), "the split has 300 rows"),
+        (lambda w: w.write(0, features(100)), "wrote 100 of 300 rows"),
+        (lambda w: w.write(0, np.full((ROWS, DIM), 1e6)), "row 0 are NaN or outside the float16"),
+        (lambda w: w.write(0, np.ones((ROWS, DIM), np.int32)), "floating point"),
+    ],
+)
+def test_writer_refuses_bad_batches_and_stores_nothing(cache, produce, message):
+    with pytest.raises(CacheError, match=message):
+        cache.get_or_create(make_key(), ids(), DIM, produce)
+    assert cache.load(make_key()) is None
+    assert list(cache.folder.rglob("*.h5*")) == list(cache.folder.rglob("*.lock"))
+
+
+# --------------------------------------------------------------------------- crash safety
+
+
+def test_produce_failing_halfway_leaves_nothing(cache):
+    producer = Producer(features(), fail_at=150)
+    with pytest.raises(RuntimeError, match="backbone crashed"):
+        cache.get_or_create(make_key(), ids(), DIM, producer)
+    assert not [p for p in cache.folder.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    assert cache.load(make_key()) is None and cache.entries() == []
+    entry, producer = fill(cache)
+    assert producer.calls == 1 and entry.read().shape == (ROWS, DIM)
+
+
+CHILD = r"""
+import hashlib, os, sys, time
+from pathlib import Path
+import numpy as np
+import abawbench.cache as cache_mod
+sys.path.insert(0, {tests!r})
+from test_cache import DIM, ROWS, features, ids, make_key
+
+root, mode, marker = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+cache_mod.CHUNK_BYTES = 64 * DIM * 2
+data = features()
+
+def produce(writer):
+    with open(marker, "a") as fh:
+        fh.write(f"{{os.getpid()}}\n")
+    for start in range(0, ROWS, 30):
+        writer.write(start, data[start:start + 30])
+        if mode == "hang" and start >= ROWS // 2:
+            writer._dataset.file.flush()
+            Path(str(marker) + ".ready").touch()
+            time.sleep(60)
+        time.sleep(0.05)
+
+Path(str(marker) + f".{{os.getpid()}}.up").touch()
+while not Path(str(marker) + ".go").exists():
+    time.sleep(0.01)
+entry = cache_mod.FeatureCache(root).get_or_create(make_key(), ids(), DIM, produce)
+print(hashlib.sha256(entry.read_float16().tobytes()).hexdigest())
+"""
+
+
+def spawn_child(root: Path, mode: str, marker: Path) -> subprocess.Popen:
+    code = CHILD.format(tests=str(Path(__file__).parent))
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(root), mode, str(marker)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+
+
+def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_writer_killed_mid_write_leaves_nothing_that_is_used(cache, tmp_path):
+    marker = tmp_path / "calls"
+    child = spawn_child(cache.root, "hang", marker)
+    Path(str(marker) + ".go").touch()
+    try:
+        wait_for(lambda: Path(str(marker) + ".ready").exists() or child.poll() is not None, "half a write")
+        assert child.poll() is None, child.stderr.read()
+        temporaries = list(cache.folder.rglob("*.h5.tmp-*"))
+        assert len(temporaries) == 1 and temporaries[0].stat().st_size > 0
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert cache.load(make_key()) is None
+    assert cache.entries() == []
+    entry, producer = fill(cache)  # the dead writer's lock is gone with its process
+    assert producer.calls == 1
+    np.testing.assert_array_equal(entry.read(), features().astype(np.float16).astype(np.float32))
+    assert not list(cache.folder.rglob("*.h5.tmp-*"))
+
+
+def test_two_processes_asking_for_one_key_produce_it_once(cache, tmp_path):
+    marker = tmp_path / "calls"
+    children = [spawn_child(cache.root, "slow", marker) for _ in range(2)]
+    wait_for(lambda: len(list(tmp_path.glob("calls.*.up"))) == 2 or any(c.poll() is not None for c in children),
+             "both children to start")
+    Path(str(marker) + ".go").touch()
+    outputs = []
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        outputs.append(out.strip())
+    assert len(marker.read_text().split()) == 1
+    expected = features().astype(np.float16)
+    assert outputs[0] == outputs[1] == __import__("hashlib").sha256(expected.tobytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- corruption
+
+
+def test_flipped_data_byte_is_detected_and_rebuilt(cache, caplog):
+    entry, _ = fill(cache)
+    flip_byte(entry.path, data_offset(entry.path) + 100)
+    assert cache.verify(entry.path) and "checksum" in cache.verify(entry.path)[0]
+    with pytest.raises(CacheError, match=r"rows 64\.\.127 fail their checksum"):
+        entry.read()
+    with caplog.at_level(logging.WARNING, logger="abawbench.cache"):
+        assert cache.load(make_key()) is None
+    assert "unusable" in caplog.text and not entry.path.exists()
+    rebuilt, producer = fill(cache)
+    assert producer.calls == 1 and cache.verify(rebuilt.path) == []
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.95, 0.0])
+def test_truncated_file_is_detected_and_rebuilt(cache, keep):
+    entry, _ = fill(cache)
+    size = entry.path.stat().st_size
+    with open(entry.path, "r+b") as fh:
+        fh.truncate(int(size * keep))
+    assert cache.verify(entry.path)
+    assert cache.load(make_key()) is None
+    rebuilt, producer = fill(cache)
+    assert producer.calls == 1
+    np.testing.assert_array_equal(rebuilt.read(), features().astype(np.float16).astype(np.float32))
+
+
+def test_incomplete_or_foreign_files_are_not_used(cache):
+    entry, _ = fill(cache)
+    with h5py.File(entry.path, "r+") as f:
+        f.attrs["complete"] = False
+    assert "not marked complete" in cache.verify(entry.path)[0]
+    assert cache.load(make_key()) is None
+
+    other, _ = fill(cache, make_key(split="validation"))
+    target = cache.path_for(make_key())
+    os.replace(other.path, target)  # a file under the wrong name: its stored key decides
+    assert cache.load(make_key()) is None and not target.exists()
+
+
+def test_old_format_version_is_rebuilt(cache):
+    entry, _ = fill(cache)
+    with h5py.File(entry.path, "r+") as f:
+        f.attrs["key.format_version"] = 0
+    assert "format version 0" in cache.verify(entry.path)[0]
+    _, producer = fill(cache)
+    assert producer.calls == 1
+
+
+def test_other_sample_ids_under_the_same_key_rebuild(cache):
+    fill(cache)
+    producer = Producer(features())
+    entry = cache.get_or_create(make_key(), [f"x{i}" for i in range(ROWS)], DIM, producer)
+    assert producer.calls == 1 and entry.sample_ids[0] == "x0"
+
+
+def test_block_checksum_sees_small_changes():
+    data = np.random.default_rng(1).standard_normal((700, 24)).astype(np.float16)
+    base = block_checksum(data)
+    assert block_checksum(data.copy()) == base
+    words = data.reshape(-1).view(np.uint64).copy()
+    variants = {
+        "one bit": lambda w: w.__setitem__(3, w[3] ^ np.uint64(1)),
+        "swap in block": lambda w: w.__setitem__([0, 1], w[[1, 0]]),
+        "swap blocks": lambda w: w.__setitem__(slice(0, 1024), np.roll(w[:1024], 512)),
+        "zero tail": lambda w: w.__setitem__(slice(-5, None), 0),
+    }
+    for name, change in variants.items():
+        changed = words.copy()
+        change(changed)
+        assert block_checksum(changed) != base, name
+    assert block_checksum(data[:-1]) != base
+
+
+# --------------------------------------------------------------------------- torch
+
+
+def test_dataloader_workers_read_every_row(cache):
+    import torch  # imported here so that the subprocess children above stay torch-free
+
+    entry, _ = fill(cache)
+    dataset = entry.torch_dataset()
+    assert len(dataset) == ROWS and dataset[3][0] == 3  # parent opens a handle before forking
+    loader = torch.utils.data.DataLoader(dataset, batch_size=50, num_workers=2, shuffle=False)
+    rows, feats = zip(*loader)
+    np.testing.assert_array_equal(torch.cat(rows).numpy(), np.arange(ROWS))
+    np.testing.assert_array_equal(torch.cat(feats).numpy(), entry.read())
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert clone._handle is None and torch.equal(clone[7][1], dataset[7][1])
+    with pytest.raises(IndexError):
+        dataset[ROWS]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_ls_verify_clear(cache, capsys):
+    root = str(cache.root)
+    assert run_cli(capsys, "cache", "ls", "--cache-dir", root)[1].startswith("no cached features")
+    fill(cache)
+    other, _ = fill(cache, make_key(backbone="timm:vit_tiny", split="validation"))
+
+    code, out, _ = run_cli(capsys, "cache", "ls", "--cache-dir", root)
+    assert code == 0 and "timm:resnet18" in out and "timm:vit_tiny" in out and "300" in out
+    listed = json.loads(run_cli(capsys, "cache", "ls", "--json", "--cache-dir", root)[1])
+    assert {e["key"]["split"] for e in listed} == {"train", "validation"}
+    assert all(e["rows"] == ROWS and e["dim"] == DIM and e["problem"] is None for e in listed)
+
+    assert run_cli(capsys, "cache", "verify", "--cache-dir", root)[0] == 0
+    flip_byte(other.path, data_offset(other.path) + 8)
+    code, out, _ = run_cli(capsys, "cache", "verify", "--cache-dir", root)
+    assert code == 2 and "BAD" in out and "1 ok, 1 bad" in out
+
+    code, _, err = run_cli(capsys, "cache", "clear", "--cache-dir", root)
+    assert code == 2 and "--backbone NAME or --all" in err
+    code, _, err = run_cli(capsys, "cache", "clear", "--all", "--cache-dir", root)
+    assert code == 2 and "--yes" in err and len(cache.entries()) == 2
+    code, out, _ = run_cli(capsys, "cache", "clear", "--backbone", "timm:vit_tiny", "--yes",
+                           "--cache-dir", root)
+    assert code == 0 and [e.key.backbone for e in cache.entries()] == ["timm:resnet18"]
+    assert run_cli(capsys, "cache", "clear", "--all", "--yes", "--cache-dir", root)[0] == 0
+    assert cache.entries() == []
+
+
+def test_cli_defaults_to_the_environment_cache(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("ABAWBENCH_CACHE", str(tmp_path / "envcache"))
+    fill(FeatureCache(tmp_path / "envcache"))
+    code, out, _ = run_cli(capsys, "cache", "ls")
+    assert code == 0 and "timm:resnet18" in out
