@@ -1,0 +1,181 @@
+"""The two image domains, and the one function that turns a face into JPEG bytes.
+
+``synthetic`` is what a renderer gives: frontal, evenly lit, sharp, clean background, strong
+expressions, high-quality JPEG. ``real`` imitates in-the-wild frames: head rotation, scale and
+position jitter, side lighting and colour casts, defocus blur, sensor noise, heavy JPEG
+compression, background clutter, hands or objects over part of the face, and subtler
+expressions. The LSD track trains on the first and tests on the second, so it measures a real
+domain gap rather than a relabelled copy of the training set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from abawbench_synthface.geometry import Shape, build_face, ellipse, lerp, rect
+from abawbench_synthface.identities import Colour, Identity
+from abawbench_synthface.render import encode_jpeg, pose_matrix, rasterise
+
+
+@dataclass(frozen=True)
+class Domain:
+    """How images of one domain are posed, degraded and encoded."""
+
+    name: str
+    intensity: tuple[float, float]  # expression intensity range
+    max_angle: float  # degrees of in-plane rotation
+    scale: tuple[float, float]
+    max_shift: float  # unit coordinates
+    max_yaw: float  # see geometry.build_face
+    jpeg_quality: tuple[int, int]  # inclusive range
+    photometric: bool
+    occlusion_p: float
+    clutter: bool
+
+
+SYNTHETIC = Domain("synthetic", (0.55, 1.0), 3.0, (0.97, 1.03), 0.01, 0.1, (90, 95), False, 0.0, False)
+REAL = Domain("real", (0.35, 1.0), 15.0, (0.85, 1.12), 0.06, 0.6, (30, 75), True, 0.3, True)
+DOMAINS = {d.name: d for d in (SYNTHETIC, REAL)}
+
+FACE_ZOOM = 1.18
+"""Crop like the challenge's aligned faces: the head fills most of the frame."""
+
+
+def _random_colour(rng: np.random.Generator) -> Colour:
+    r, g, b = rng.integers(0, 256, 3).tolist()
+    return (r, g, b)
+
+
+def _clutter(rng: np.random.Generator) -> list[Shape]:
+    """Background objects: a few boxes and blobs behind the person."""
+    shapes = []
+    for _ in range(int(rng.integers(1, 4))):
+        x, y, rx, ry, kind = rng.random(5).tolist()
+        rx, ry = 0.08 + 0.22 * rx, 0.08 + 0.22 * ry
+        pts = rect(x - rx, y - ry, x + rx, y + ry) if kind < 0.5 else ellipse(x, y, rx, ry)
+        shapes.append(Shape("poly", pts, _random_colour(rng)))
+    return shapes
+
+
+def _occluder(rng: np.random.Generator, skin: Colour) -> list[Shape]:
+    """A hand, an object or a bar over part of the face (mouth or eye region mostly)."""
+    where, dx, ry, rr, kind = rng.random(5).tolist()
+    x = 0.5 + 0.3 * (dx - 0.5)
+    y = 0.72 if where < 0.5 else 0.45 if where < 0.8 else 0.3 + 0.55 * ry
+    r = 0.08 + 0.08 * rr
+    if kind < 1 / 3:  # a hand: skin coloured, with finger gaps
+        shade = lerp(skin, (40, 30, 25), 0.4)
+        shapes = [Shape("poly", ellipse(x, y, r * 1.1, r * 0.8), skin)]
+        for k in (-1, 0, 1):
+            fx = x + k * r * 0.35
+            shapes.append(Shape("line", [fx, y - r * 0.6, fx, y + r * 0.3], shade, 0.006))
+        return shapes
+    if kind < 2 / 3:
+        return [Shape("poly", rect(x - r * 1.6, y - r * 0.35, x + r * 1.6, y + r * 0.35), _random_colour(rng))]
+    return [Shape("poly", ellipse(x, y, r, r * 1.3), _random_colour(rng))]
+
+
+@lru_cache(maxsize=8)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    axis = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    return axis[None, :], axis[:, None]
+
+
+NOISE_LEVELS = (1.5, 3.0, 4.5, 6.0, 8.0)
+"""Sensor noise standard deviations (grey levels); one is picked per image."""
+
+
+@lru_cache(maxsize=8)
+def _noise_banks(size: int) -> tuple[np.ndarray, ...]:
+    """Gaussian noise pre-scaled to each of :data:`NOISE_LEVELS`, made once per size from a
+    fixed seed. Drawing 37k normals per image would cost more than rendering it; a random
+    window into a bank four images long hides fine detail just as well, stays deterministic,
+    and being pre-scaled costs one pass over the pixels instead of two."""
+    unit = np.random.default_rng(20220717).standard_normal(size * size * 3 * 4, dtype=np.float32)
+    return tuple(unit * np.float32(level) for level in NOISE_LEVELS)
+
+
+@lru_cache(maxsize=8)
+def _workspace(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two float32 image buffers reused by every call of :func:`degrade` in this process.
+    Fresh 150 kB arrays per image cost more in page faults than the arithmetic (measured: the
+    degrade step halved with buffers reused). Not thread-safe; the generator is one thread
+    per process."""
+    n = size * size * 3
+    return np.empty(n, np.float32), np.empty(n, np.float32)
+
+
+def degrade(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Optics, then light, then sensor: defocus blur (a 2x2 box blended in), a lighting
+    gradient with a colour cast, Gaussian noise.
+
+    Flat float32 buffers, in place, about ten passes over the pixels: neighbours one row or
+    one pixel away are contiguous slices of the flat buffer (the wrap-around at the left edge
+    touches one column), far cheaper than PIL's filters at this scale."""
+    size = image.size[0]
+    buf, tmp = _workspace(size)
+    n, row = buf.size, size * 3
+    amount, theta, strength, level, g0, g1, g2, noise = rng.random(8).tolist()
+    banks = _noise_banks(size)
+    bank = banks[min(int(noise * len(banks)), len(banks) - 1)]
+    start = int(rng.integers(0, bank.size - n))
+
+    # Blur: x + amount * (box(x) - x) = keep * (x + weight * (sum of the 3 neighbours)),
+    # with the factor ``keep`` folded into the lighting map below.
+    keep = 1.0 - 0.75 * amount
+    np.copyto(buf, np.asarray(image).reshape(-1), casting="unsafe")
+    edge = row + 3
+    np.add(buf[edge - row : n - row], buf[edge - 3 : n - 3], out=tmp[edge:])
+    tmp[edge:] += buf[: n - edge]
+    tmp[edge:] *= np.float32(0.25 * amount / keep)
+    buf[edge:] += tmp[edge:]
+    buf[:edge] *= np.float32(1.0 / keep)  # the unblurred first row must not darken
+
+    gx, gy = _grid(size)
+    theta *= 2.0 * np.pi
+    strength = 0.2 + 0.6 * strength
+    light = np.float32((0.7 + 0.5 * level) * keep) * (
+        1.0 + np.float32(strength * np.cos(theta)) * gx + np.float32(strength * np.sin(theta)) * gy
+    )
+    gain = np.array([g0, g1, g2], dtype=np.float32) * np.float32(0.3) + np.float32(0.85)
+    np.multiply(light[:, :, None], gain, out=tmp.reshape(size, size, 3))
+    buf *= tmp
+    buf += bank[start : start + n]
+    np.clip(buf, 0, 255, out=buf)
+    return Image.fromarray(buf.astype(np.uint8).reshape(size, size, 3))
+
+
+def face_jpeg(
+    rng: np.random.Generator, ident: Identity, activations: Sequence[float], domain: Domain, size: int
+) -> bytes:
+    """Render one face of ``ident`` showing ``activations`` in ``domain``: JPEG bytes.
+
+    Every random choice comes from ``rng`` in a fixed order, so the bytes are a pure function
+    of the seed that made ``rng`` (and of the Pillow/libjpeg build). Scalars are drawn in one
+    batch: a numpy call per scalar would cost more than the rest of this function."""
+    yaw, angle, scale, sx, sy, occlude, quality, bg_r, bg_g, bg_b = rng.random(10).tolist()
+    shapes = build_face(ident, activations, domain.max_yaw * (2 * yaw - 1))
+    background = ident.background
+    if domain.clutter:
+        shapes = _clutter(rng) + shapes
+        background = tuple(  # type: ignore[assignment]
+            min(255, max(0, int(c + 60 * (u - 0.5)))) for c, u in zip(background, (bg_r, bg_g, bg_b))
+        )
+    if occlude < domain.occlusion_p:
+        shapes = shapes + _occluder(rng, ident.skin)
+    low, high = domain.scale
+    matrix = pose_matrix(
+        domain.max_angle * (2 * angle - 1),
+        FACE_ZOOM * (low + (high - low) * scale),
+        (domain.max_shift * (2 * sx - 1), domain.max_shift * (2 * sy - 1)),
+    )
+    image = rasterise(shapes, size, background, matrix)
+    if domain.photometric:
+        image = degrade(image, rng)
+    q_low, q_high = domain.jpeg_quality
+    return encode_jpeg(image, q_low + int(quality * (q_high - q_low + 1)))

@@ -1,0 +1,141 @@
+"""Expressions as FACS action-unit combinations, and the labels they imply.
+
+A face is driven by AU *activations* (0..1). The labels a dataset row carries are derived from
+them the way a human coder would: AU present when its activation clears a threshold (with a
+little coder noise), valence/arousal placed on Russell's circumplex by the expression and scaled
+by its intensity. Keeping the activations as the single cause makes labels and pixels agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# The 12 labelled AUs in the official ABAW4 column order, then two hidden ones the renderer uses
+# but no label reports (ABAW4 teams model hidden AUs too): AU5 upper-lid raiser, AU9 nose wrinkler.
+LABELLED_AUS: tuple[str, ...] = (
+    "AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26",
+)
+HIDDEN_AUS: tuple[str, ...] = ("AU5", "AU9")
+ALL_AUS: tuple[str, ...] = LABELLED_AUS + HIDDEN_AUS
+AU = {name: i for i, name in enumerate(ALL_AUS)}
+N_LABELLED = len(LABELLED_AUS)
+
+# MTL expression order (s-Aff-Wild2); LSD uses the six basic ones, in its own order.
+MTL_EXPRESSIONS: tuple[str, ...] = (
+    "Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other",
+)
+LSD_CLASSES: tuple[str, ...] = ("ANGER", "DISGUST", "FEAR", "HAPPINESS", "SADNESS", "SURPRISE")
+LSD_TO_MTL: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+
+# Prototype activations at full intensity (classic FACS/EMFACS combinations).
+PROTOTYPES: dict[str, dict[str, float]] = {
+    "Neutral": {},
+    "Anger": {"AU4": 1.0, "AU7": 0.85, "AU23": 0.8, "AU24": 0.7},
+    "Disgust": {"AU9": 0.9, "AU10": 1.0, "AU25": 0.6, "AU4": 0.3},
+    "Fear": {"AU1": 0.9, "AU2": 0.8, "AU4": 0.7, "AU5": 0.9, "AU7": 0.5, "AU25": 0.8},
+    "Happiness": {"AU6": 0.9, "AU12": 1.0, "AU25": 0.35},
+    "Sadness": {"AU1": 0.9, "AU4": 0.8, "AU15": 1.0},
+    "Surprise": {"AU1": 1.0, "AU2": 1.0, "AU5": 0.8, "AU25": 0.9, "AU26": 0.9},
+}
+
+# Circumplex centres (valence, arousal) at full intensity.
+VA_CENTRES: dict[str, tuple[float, float]] = {
+    "Neutral": (0.0, 0.0),
+    "Anger": (-0.6, 0.7),
+    "Disgust": (-0.65, 0.35),
+    "Fear": (-0.55, 0.75),
+    "Happiness": (0.75, 0.45),
+    "Sadness": (-0.65, -0.35),
+    "Surprise": (0.2, 0.8),
+}
+
+AU_THRESHOLD = 0.35
+"""An AU is coded present when its activation exceeds this."""
+
+
+def _prototype_vectors() -> dict[str, np.ndarray]:
+    out = {}
+    for name, units in PROTOTYPES.items():
+        vec = np.zeros(len(ALL_AUS), dtype=np.float64)
+        for unit, value in units.items():
+            vec[AU[unit]] = value
+        out[name] = vec
+    return out
+
+
+PROTOTYPE_VECTORS = _prototype_vectors()
+BASIC = tuple(name for name in MTL_EXPRESSIONS if name not in ("Neutral", "Other"))
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One sampled facial state: what drives the pixels and what the labels say."""
+
+    mtl_class: int
+    intensity: float
+    activations: np.ndarray  # float [14], labelled AUs then hidden ones
+    au_labels: np.ndarray  # int [12], 0/1 (after coder noise)
+    valence: float
+    arousal: float
+
+
+def sample_expression(
+    rng: np.random.Generator,
+    mtl_class: int,
+    intensity_range: tuple[float, float] = (0.3, 1.0),
+    label_noise: float = 0.03,
+) -> Expression:
+    """Sample activations for an expression class and derive AU and VA labels from them.
+
+    ``Other`` is a blend of two basic prototypes or a random subset of AUs: the real "Other"
+    class is a catch-all for compound and unclear faces, so it must overlap the basic ones.
+    Each prototype AU is dropped with a small probability because people rarely show the full
+    textbook combination; that keeps AU and expression labels related but not redundant.
+    """
+    name = MTL_EXPRESSIONS[mtl_class]
+    n = len(ALL_AUS)
+    # One batch of uniforms, sliced: a numpy call per scalar would dominate the cost.
+    u = rng.random(1 + 4 * n)
+    intensity = float(intensity_range[0] + (intensity_range[1] - intensity_range[0]) * u[0])
+    jitter, dropped, spontaneous, flips = (u[1 + k * n : 1 + (k + 1) * n] for k in range(4))
+    if name == "Other":
+        if rng.random() < 0.5:
+            first, second = rng.choice(len(BASIC), size=2, replace=False)
+            weight = rng.uniform(0.35, 0.65)
+            base = (
+                weight * PROTOTYPE_VECTORS[BASIC[first]]
+                + (1 - weight) * PROTOTYPE_VECTORS[BASIC[second]]
+            ) * 1.3
+            vc = np.array(VA_CENTRES[BASIC[first]]) * weight
+            vc += np.array(VA_CENTRES[BASIC[second]]) * (1 - weight)
+        else:
+            base = np.zeros(n)
+            chosen = rng.choice(n, size=int(rng.integers(2, 5)), replace=False)
+            base[chosen] = rng.uniform(0.5, 1.0, size=chosen.size)
+            vc = np.array([rng.uniform(-0.3, 0.3), rng.uniform(0.0, 0.5)])
+    else:
+        base = PROTOTYPE_VECTORS[name] * (dropped >= 0.08)
+        vc = np.array(VA_CENTRES[name])
+    activations = base * intensity * (0.8 + 0.4 * jitter)
+    # Spontaneous low-level movement anywhere on the face (below threshold mostly).
+    activations += np.where(spontaneous < 0.12, spontaneous / 0.12 * 0.4, 0.0)
+    np.clip(activations, 0.0, 1.0, out=activations)
+
+    au_labels = (activations[:N_LABELLED] > AU_THRESHOLD).astype(np.int64)
+    flip = flips[:N_LABELLED] < label_noise
+    au_labels[flip] = 1 - au_labels[flip]
+    noise_v, noise_a = rng.normal(0.0, 0.08, 2).tolist()
+
+    # Arousal also rises with overall facial activity; noise keeps VA from being a lookup table.
+    valence = vc[0] * intensity + noise_v
+    arousal = vc[1] * intensity + 0.1 * (activations.sum() / 3.0 - 0.3) + noise_a
+    return Expression(
+        mtl_class=mtl_class,
+        intensity=intensity,
+        activations=activations,
+        au_labels=au_labels,
+        valence=float(np.clip(valence, -1.0, 1.0)),
+        arousal=float(np.clip(arousal, -1.0, 1.0)),
+    )

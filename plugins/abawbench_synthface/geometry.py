@@ -1,0 +1,254 @@
+"""Face geometry: identity + AU activations -> a scene of 2-D primitives in the unit square.
+
+Every AU moves something a coder would look at (Ekman & Friesen's FACS descriptions, reduced to
+what a 112 px face can show): brows (AU1 inner raise, AU2 outer raise, AU4 lower and knit),
+lids (AU5 widen, AU7 tighten), cheeks (AU6 raise, crow's feet), nose (AU9 wrinkle, AU10 upper
+lip raise and deep folds), lip corners (AU12 up and out, AU15 down), lips (AU23 tighten, AU24
+press, AU25 part) and jaw (AU26 drop). Geometry is pure: no pixels, no randomness, so the
+renderer and the domain shift stay independent and cheap to test.
+
+Points are flat Python lists ``[x0, y0, x1, y1, ...]``, not numpy arrays: a face is ~40 shapes
+of 2-24 points, and at that size numpy's per-call overhead costs several times the arithmetic
+(this function dominated the generator's profile before).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+from abawbench_synthface.facs import AU
+from abawbench_synthface.identities import Colour, Identity
+
+Flat = list[float]
+
+
+class Shape(NamedTuple):
+    """One primitive. ``kind`` is ``"poly"`` (filled polygon) or ``"line"`` (open polyline);
+    ``points`` flat ``[x0, y0, ...]`` in unit coordinates; ``width`` in unit coordinates."""
+
+    kind: str
+    points: Flat
+    colour: Colour
+    width: float = 0.0
+
+
+def _circle(n: int) -> tuple[tuple[float, float], ...]:
+    return tuple((math.cos(2 * math.pi * k / n), math.sin(2 * math.pi * k / n)) for k in range(n))
+
+
+_C12 = _circle(12)
+_C24 = _circle(24)
+# Half circle from the left corner over the top to the right corner (y up = negative sin).
+_ARC = tuple((math.cos(math.pi * (1 - k / 6)), math.sin(math.pi * (1 - k / 6))) for k in range(7))
+_BEZ = tuple(((1 - t) ** 2, 2 * (1 - t) * t, t * t) for t in (k / 6 for k in range(7)))
+
+_DARK = (45, 30, 25)
+
+
+def lerp(a: Colour, b: Colour, t: float) -> Colour:
+    """Colour between ``a`` (t=0) and ``b`` (t=1); faint features fade into the skin this way."""
+    t = min(max(t, 0.0), 1.0)
+    return (
+        int(a[0] + (b[0] - a[0]) * t),
+        int(a[1] + (b[1] - a[1]) * t),
+        int(a[2] + (b[2] - a[2]) * t),
+    )
+
+
+def ellipse(cx: float, cy: float, rx: float, ry: float, fine: bool = False) -> Flat:
+    """Ellipse as a polygon (polygons rotate with the pose; PIL's ellipses cannot)."""
+    return [v for c, s in (_C24 if fine else _C12) for v in (cx + rx * c, cy + ry * s)]
+
+
+def rect(x0: float, y0: float, x1: float, y1: float) -> Flat:
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def arc(cx: float, cy: float, rx: float, ry: float) -> Flat:
+    """Half ellipse from the left point to the right one; ``ry`` > 0 bulges upwards."""
+    return [v for c, s in _ARC for v in (cx + rx * c, cy - ry * s)]
+
+
+def curve(left: Sequence[float], right: Sequence[float], mid_y: float) -> Flat:
+    """Quadratic curve between two corners whose midpoint lies at height ``mid_y``: a lip
+    line. Corners above the midpoint give a smile, below it a frown."""
+    x0, y0 = left
+    x2, y2 = right
+    x1, y1 = 0.5 * (x0 + x2), 2.0 * mid_y - 0.5 * (y0 + y2)
+    return [v for w0, w1, w2 in _BEZ for v in (w0 * x0 + w1 * x1 + w2 * x2, w0 * y0 + w1 * y1 + w2 * y2)]
+
+
+def backwards(flat: Flat) -> Flat:
+    """The same points in reverse order (to close a band between two curves)."""
+    return [v for i in range(len(flat) - 2, -1, -2) for v in (flat[i], flat[i + 1])]
+
+
+def shifted(flat: Flat, dx: float, dy: float) -> Flat:
+    return [v + (dx if i % 2 == 0 else dy) for i, v in enumerate(flat)]
+
+
+def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[Shape]:
+    """The scene of one face, back to front. ``act``: AU activations (see ``facs.ALL_AUS``);
+    ``yaw`` in [-1, 1] shifts the features sideways inside the head, a cheap turn of the head."""
+    act = [float(v) for v in act]
+    a1, a2, a4, a6, a7 = (act[AU[k]] for k in ("AU1", "AU2", "AU4", "AU6", "AU7"))
+    a10, a12, a15, a23, a24 = (act[AU[k]] for k in ("AU10", "AU12", "AU15", "AU23", "AU24"))
+    a25, a26, a5, a9 = (act[AU[k]] for k in ("AU25", "AU26", "AU5", "AU9"))
+
+    skin = ident.skin
+    shade = lerp(skin, _DARK, 0.25)
+    line = lerp(skin, _DARK, 0.55)
+    hx, hy = 0.5, 0.47
+    cx = hx + 0.05 * yaw
+    eye_y = hy - 0.015
+    jaw = 0.045 * a26
+    shapes: list[Shape] = []
+    add = shapes.append
+
+    # --- hair behind the head, shoulders, neck, ears
+    if ident.hair_style == "long":
+        back = ellipse(hx, hy - 0.02, ident.head_w * 1.22, ident.head_h * 1.12, fine=True)
+        # Hair falls to the shoulders: the lower half becomes a straight cut.
+        back = [hy + 0.42 if i % 2 and v > hy else v for i, v in enumerate(back)]
+        add(Shape("poly", back, ident.hair))
+    add(Shape("poly", ellipse(hx, 1.12, 0.5, 0.26, fine=True), ident.clothes))
+    neck_w = ident.head_w * 0.55
+    add(Shape("poly", rect(hx - neck_w, hy + 0.2, hx + neck_w, 0.98), shade))
+    for sgn in (-1.0, 1.0):
+        ear_x = hx + sgn * ident.head_w * (0.98 - 0.12 * yaw * sgn)
+        add(Shape("poly", ellipse(ear_x, eye_y + 0.04, 0.026, 0.052), shade))
+
+    # --- head: an ellipse whose lower half narrows to the chin and drops with the jaw
+    head: Flat = []
+    for c, s in _C24:
+        if s > 0:
+            head += (hx + ident.head_w * c * (1.0 - ident.jaw_taper * s * s), hy + (ident.head_h + jaw) * s)
+        else:
+            head += (hx + ident.head_w * c, hy + ident.head_h * s)
+    add(Shape("poly", head, skin))
+
+    nose_tip_y = eye_y + ident.nose_len
+    mouth_y = nose_tip_y + 0.07 + 0.15 * jaw
+    if ident.beard:
+        # The head outline below the nose (contiguous, right to left through the chin),
+        # closed by a moustache line.
+        beard = [v for i in range(0, len(head), 2) if head[i + 1] > nose_tip_y + 0.01
+                 for v in (head[i], head[i + 1])]
+        beard += (cx - 0.06, nose_tip_y + 0.025, cx + 0.06, nose_tip_y + 0.025)
+        add(Shape("poly", beard, ident.hair))
+
+    # --- hair cap, cut at the hairline
+    if ident.hair_style != "bald":
+        top_y = hy - ident.head_h
+        hairline_y = top_y + (eye_y - 0.09 - top_y) * ident.hairline
+        rx, ry = ident.head_w * 1.06, ident.head_h * 1.08
+        t0 = math.pi - math.asin((hairline_y - hy) / ry)
+        step = (3 * math.pi - 2 * t0) / 12
+        cap = [v for k in range(13) for v in (hx + rx * math.cos(t0 + k * step), hy + ry * math.sin(t0 + k * step))]
+        if ident.hair_style == "fringe":
+            cap += (hx + ident.head_w * 0.5, hairline_y + 0.05, hx, hairline_y + 0.08,
+                    hx - ident.head_w * 0.6, hairline_y + 0.04)
+        add(Shape("poly", cap, ident.hair))
+
+    # --- forehead wrinkles from raised brows (AU1/AU2)
+    lift = 0.5 * (a1 + a2)
+    if lift > 0.05:
+        for k in range(2):
+            y = eye_y - 0.1 - 0.022 * k
+            add(Shape("line", curve((cx - 0.08, y + 0.008), (cx + 0.08, y + 0.008), y),
+                      lerp(skin, _DARK, 0.45 * lift), 0.007))
+
+    for sgn in (-1.0, 1.0):
+        ex = cx + sgn * ident.eye_dx
+        # --- brows: inner end up (AU1), outer end up (AU2), down and together (AU4)
+        base = eye_y - 0.055
+        ix, iy = ex - sgn * (ident.eye_w * 0.9 - 0.012 * a4), base - 0.038 * a1 + 0.026 * a4
+        ox, oy = ex + sgn * ident.eye_w * 1.25, base - 0.034 * a2 + 0.012 * a4 + 0.006
+        mx, my = 0.5 * (ix + ox), 0.5 * (iy + oy) - 0.008 - 0.012 * lift
+        th = ident.brow_thick * 0.5
+        brow = [ix, iy - th, mx, my - th, ox, oy - th * 0.6, ox, oy + th * 0.4, mx, my + th, ix, iy + th]
+        add(Shape("poly", brow, lerp(ident.hair, _DARK, 0.3)))
+
+        # --- eye: lids open with AU5, close from above/below with AU7 and AU6
+        upper = ident.eye_open * (1 + 0.9 * a5 + 0.2 * a1) * (1 - 0.45 * a7) * (1 - 0.2 * a6 - 0.2 * a4)
+        lower = ident.eye_open * 0.8 * (1 - 0.5 * a7 - 0.45 * a6 + 0.3 * a5)
+        up_arc = arc(ex, eye_y, ident.eye_w, upper)
+        low_arc = backwards(arc(ex, eye_y, ident.eye_w, -lower))
+        add(Shape("poly", up_arc + low_arc, (236, 234, 228)))
+        r = ident.eye_w * 0.5
+        gaze = ex + 0.24 * yaw * ident.eye_w
+        add(Shape("poly", ellipse(gaze, eye_y, r, r), ident.iris))
+        add(Shape("poly", ellipse(gaze, eye_y, r * 0.45, r * 0.45), (15, 12, 12)))
+        # Lid skin drawn over the iris clips it to the eye opening.
+        left_x, right_x = ex - ident.eye_w, ex + ident.eye_w
+        add(Shape("poly", up_arc + [right_x, eye_y - 0.05, left_x, eye_y - 0.05], skin))
+        add(Shape("poly", low_arc + [left_x, eye_y + 0.05, right_x, eye_y + 0.05], skin))
+        add(Shape("line", up_arc, _DARK, 0.009 + 0.004 * a7))
+
+        # --- cheeks raised (AU6): a bulge under the eye and crow's feet
+        if a6 > 0.05:
+            add(Shape("poly", ellipse(ex + sgn * 0.012, eye_y + 0.065 - 0.012 * a6, 0.05, 0.028),
+                      lerp(skin, (235, 120, 110), 0.35 * a6)))
+            add(Shape("line", shifted(low_arc, 0.0, 0.012), lerp(skin, _DARK, 0.5 * a6), 0.006))
+            corner = ex + sgn * (ident.eye_w + 0.008)
+            for dy in (-0.018, 0.0, 0.018):
+                add(Shape("line", [corner, eye_y, corner + sgn * 0.022, eye_y + dy],
+                          lerp(skin, _DARK, 0.6 * a6), 0.005))
+
+    # --- brow furrows (AU4)
+    if a4 > 0.1:
+        for dx in (-0.012, 0.012):
+            add(Shape("line", [cx + dx, eye_y - 0.06, cx + dx * 0.7, eye_y - 0.03],
+                      lerp(skin, _DARK, 0.7 * a4), 0.007))
+
+    # --- nose: wrinkled (AU9), wings raised and widened (AU9/AU10)
+    tip_y = nose_tip_y - 0.012 * a9 - 0.008 * a10
+    nw = ident.nose_w * (1 + 0.25 * a9 + 0.15 * a10)
+    add(Shape("line", [cx + 0.012, eye_y + 0.015, cx + nw * 0.7, tip_y - 0.012], shade, 0.008))
+    add(Shape("line", curve((cx - nw, tip_y - 0.008), (cx + nw, tip_y - 0.008), tip_y + 0.012), line, 0.008))
+    for sgn in (-1.0, 1.0):
+        add(Shape("poly", ellipse(cx + sgn * nw * 0.45, tip_y + 0.002, 0.011, 0.006), _DARK))
+    if a9 > 0.05:
+        for k in range(3):
+            y = eye_y + 0.02 + 0.014 * k
+            add(Shape("line", [cx - 0.02, y, cx + 0.02, y], lerp(skin, _DARK, 0.7 * a9), 0.006))
+
+    # --- mouth
+    w = ident.mouth_w * (1 + 0.3 * a12 - 0.25 * a23 - 0.2 * a24 + 0.1 * a25)
+    corner_y = mouth_y - 0.035 * a12 + 0.03 * a15 - 0.006 * a10
+    left, right = (cx - w, corner_y), (cx + w, corner_y)
+    gap = (0.022 * a25 + 0.045 * a26 * min(1.0, a25 + 0.3)) * (1 - 0.8 * a24)
+    up_in_y = mouth_y - 0.016 * a10 - 0.3 * gap
+    low_in_y = up_in_y + gap
+    tu = ident.lip_thick * (1 - 0.5 * a23 - 0.55 * a24) * (1 + 0.2 * a10)
+    tl = ident.lip_thick * 1.25 * (1 - 0.45 * a23 - 0.5 * a24)
+    up_in = curve(left, right, up_in_y)
+    low_in = curve(left, right, low_in_y)
+    # Nasolabial folds deepen with AU10, AU12 and AU9.
+    fold = 0.25 + 0.6 * max(a10, a12, a9)
+    for sgn, (kx, ky) in ((-1.0, left), (1.0, right)):
+        pts = [cx + sgn * (nw + 0.008), tip_y - 0.004, kx + sgn * 0.012, 0.5 * (tip_y + ky), kx + sgn * 0.012, ky + 0.012]
+        add(Shape("line", pts, lerp(skin, _DARK, fold), 0.006 + 0.004 * fold))
+    add(Shape("poly", up_in + backwards(low_in), (70, 22, 28)))
+    teeth_h = min(gap * 0.55 + 0.01 * a10, 0.016)
+    if teeth_h > 0.002:
+        add(Shape("poly", up_in + backwards(curve(left, right, up_in_y + teeth_h)), (240, 238, 230)))
+    add(Shape("poly", curve(left, right, up_in_y - tu) + backwards(up_in), ident.lip))
+    add(Shape("poly", low_in + backwards(curve(left, right, low_in_y + tl)), ident.lip))
+    add(Shape("line", up_in, lerp(ident.lip, _DARK, 0.6), 0.006))
+
+    # --- glasses last: they sit in front of everything
+    if ident.glasses:
+        gc = ident.glasses_colour
+        for sgn in (-1.0, 1.0):
+            ex = cx + sgn * ident.eye_dx
+            if ident.glasses_round:
+                ring = ellipse(ex, eye_y, ident.eye_w * 1.5, ident.eye_w * 1.25)
+            else:
+                ring = rect(ex - ident.eye_w * 1.5, eye_y - ident.eye_w * 1.05,
+                            ex + ident.eye_w * 1.5, eye_y + ident.eye_w * 1.05)
+            add(Shape("line", ring + ring[:2], gc, 0.008))
+        inner = ident.eye_dx - ident.eye_w * 1.5
+        add(Shape("line", [cx - inner, eye_y - 0.005, cx + inner, eye_y - 0.005], gc, 0.008))
+    return shapes
