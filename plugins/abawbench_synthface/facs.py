@@ -121,7 +121,7 @@ def sample_expression(
     activations = base * intensity * (0.8 + 0.4 * jitter)
     # Spontaneous low-level movement anywhere on the face (below threshold mostly).
     activations += np.where(spontaneous < 0.12, spontaneous / 0.12 * 0.4, 0.0)
-    np.clip(activations, 0.0, 1.0, out=activations)
+    np.minimum(activations, 1.0, out=activations)  # all terms are >= 0
 
     au_labels = (activations[:N_LABELLED] > AU_THRESHOLD).astype(np.int64)
     flip = flips[:N_LABELLED] < label_noise
@@ -136,6 +136,6 @@ def sample_expression(
         intensity=intensity,
         activations=activations,
         au_labels=au_labels,
-        valence=float(np.clip(valence, -1.0, 1.0)),
-        arousal=float(np.clip(arousal, -1.0, 1.0)),
+        valence=min(1.0, max(-1.0, float(valence))),
+        arousal=min(1.0, max(-1.0, float(arousal))),
     )

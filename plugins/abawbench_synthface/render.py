@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -31,7 +32,8 @@ def rasterise(shapes: list[Shape], size: int, background: Colour, matrix: np.nda
         itertools.chain.from_iterable(shape.points for shape in shapes), dtype=np.float64
     ).reshape(-1, 2)
     flat = (points @ (matrix[:, :2].T * big) + matrix[:, 2] * big).ravel().tolist()
-    width_scale = big * float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    (m00, m01, _), (m10, m11, _) = matrix.tolist()
+    width_scale = big * math.sqrt(abs(m00 * m11 - m01 * m10))
     image = Image.new("RGB", (big, big), background)
     draw = ImageDraw.Draw(image)
     start = 0
@@ -46,13 +48,11 @@ def rasterise(shapes: list[Shape], size: int, background: Colour, matrix: np.nda
 
 
 def pose_matrix(angle_deg: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
-    """Rotation by ``angle_deg`` and scaling about the image centre, then a shift."""
-    a = np.deg2rad(angle_deg)
-    c, s = np.cos(a) * scale, np.sin(a) * scale
-    lin = np.array([[c, -s], [s, c]])
-    centre = np.array([0.5, 0.5])
-    off = centre - lin @ centre + np.asarray(shift)
-    return np.concatenate([lin, off[:, None]], axis=1)
+    """2x3 affine map: rotation by ``angle_deg`` and scaling about the image centre, then a
+    shift. Plain ``math``: numpy's call overhead is larger than this arithmetic."""
+    a = math.radians(angle_deg)
+    c, s = math.cos(a) * scale, math.sin(a) * scale
+    return np.array([[c, -s, 0.5 - 0.5 * c + 0.5 * s + shift[0]], [s, c, 0.5 - 0.5 * s - 0.5 * c + shift[1]]])
 
 
 def encode_jpeg(image: Image.Image, quality: int) -> bytes:

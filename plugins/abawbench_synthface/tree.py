@@ -207,7 +207,7 @@ def default_root(track_name: str, cache_dir: Path) -> Path:
                 shutil.rmtree(stale, ignore_errors=True)
             if root.exists():
                 shutil.rmtree(root)
-            generate(track_name, root, DEFAULT_SIZE, 0)
+            generate(track_name, root, DEFAULT_SIZE, 0, image_size=DEFAULT_IMAGE_SIZE)
     except Timeout:
         raise CacheError(
             f"{root}: another process has been generating this tree for over {LOCK_TIMEOUT_S:.0f} s "
