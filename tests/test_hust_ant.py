@@ -23,6 +23,16 @@ from abawbench.protocol import Runner
 from abawbench.specs import LossContext, ModelOptions, ReadOptions
 
 PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "abawbench_hust_ant"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from threads; on a shared 2-core machine two threads per test
+    process made the SMM tests ten times slower (contention), so these tests use one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 SMALL = ModelOptions(image_size=32)  # resnet10t at 32 px: a 2 x 2 map at stride 16
 
 
@@ -244,3 +254,55 @@ def test_configuration_is_valid_and_names_registered_things(host, path):
         assert config.protocol.name == "finetune"  # their heads/difference need end-to-end training
     if path.parent.name == "small":
         assert config.protocol.image_size is not None and config.protocol.image_size <= 112
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _tiny_mtl_tree(root: Path, rows: int = 16) -> Path:
+    """An official-layout mtl tree with every label kind present and some rows missing each."""
+    rng = np.random.default_rng(1)
+    header = "image,valence,arousal,expression," + ",".join(
+        f"AU{k}" for k in (1, 2, 4, 6, 7, 10, 12, 15, 23, 24, 25, 26))
+    for split, name in (("train", "training_set_annotations.txt"), ("validation", "validation_set_annotations.txt")):
+        lines = [header]
+        for i in range(rows):
+            image = f"{split}_video/{i:05d}.jpg"
+            path = root / "cropped_aligned" / image
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(path, quality=90)
+            va = "-5,-5" if i % 5 == 4 else f"{rng.uniform(-1, 1):.3f},{rng.uniform(-1, 1):.3f}"
+            expr = -1 if i % 7 == 6 else i % 8
+            aus = ",".join(["-1"] * 12) if i % 6 == 5 else ",".join(str(int(b)) for b in rng.random(12) > 0.5)
+            lines.append(f"{image},{va},{expr},{aus}")
+        (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def _run(tmp_path, **values):
+    base = {"output": tmp_path / "runs", "cache_dir": tmp_path / "cache", "device": "cpu", "seeds": [0]}
+    protocol = {"epochs": 1, "batch_size": 8, "image_size": 32, "bootstrap": 0, **values.pop("protocol", {})}
+    summary = Runner(load_config(None, {**base, **values, "protocol": protocol}), progress=False).run()
+    assert [r.error for r in summary.results if r.status != "completed"] == []
+    return summary.results
+
+
+def test_smm_emotionnet_runs_end_to_end_on_mtl(host, tmp_path):
+    tree = _tiny_mtl_tree(tmp_path / "mtl")
+    results = _run(tmp_path, track="mtl", data=str(tree), dataset="abaw4",
+                   models=["smm-emotionnet:resnet10t", "smm-emotionnet-featavg:resnet10t"],
+                   losses=["hust-ant-mtl"],
+                   protocol={"name": "finetune", "optimizer": "sgd", "lr": 1e-3, "augmentation": "paper"})
+    assert len(results) == 2
+    for result in results:
+        assert {"f1_expr", "f1_au"} <= set(result.sub_scores) and result.primary is not None
+
+
+def test_dln_and_oversampled_linear_probe_run_end_to_end_on_lsd(host, tmp_path):
+    tree = _tiny_lsd_tree(tmp_path / "lsd", [4, 2, 2, 6, 3, 2], FOLDERS)
+    (dln,) = _run(tmp_path, track="lsd", data=str(tree), dataset="abaw4", models=["dln:resnet10t"],
+                  losses=["cross-entropy-smooth"], protocol={"name": "finetune", "optimizer": "adam"})
+    assert dln.entry.startswith("dln-resnet10t")
+    (probe,) = _run(tmp_path, track="lsd", data=str(tree), dataset="abaw4-oversampled", models=["resnet10t"],
+                    losses=["cross-entropy"], output=tmp_path / "runs-oversampled")
+    assert probe.split_sizes["train"] == 6 * 6 and probe.split_sizes["validation"] == 12
