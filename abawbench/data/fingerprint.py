@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
+
+import numpy as np
 
 FINGERPRINT_VERSION = "abaw4-official/1"
 """Bumped when the readers change what they return for the same bytes."""
@@ -62,25 +64,20 @@ def split_fingerprint(
     track: str,
     split: str,
     annotation_digest: str | None,
-    images: Iterable[tuple[str, int]],
+    paths: Sequence[str],
+    sizes: Sequence[int] | np.ndarray,
     dropped_lines: Iterable[int] = (),
 ) -> str:
     """The fingerprint of one split as read.
 
-    ``images`` are ``(relative path, size)`` pairs in a deterministic order (annotation order
-    or sorted listing; -1 for a missing file); ``dropped_lines`` are the lines ``skip_bad``
-    left out, since they change the index without changing the bytes.
+    ``paths`` and ``sizes`` (bytes, -1 for a missing file) are in a deterministic order
+    (annotation order, or sorted listing); ``dropped_lines`` are the lines ``skip_bad`` left
+    out, since they change the index without changing the bytes.
     """
     digest = hashlib.sha256()
     digest.update(f"{FINGERPRINT_VERSION}\0{track}\0{split}\0{annotation_digest}\0".encode())
-    names: list[str] = []
-    sizes: list[str] = []
-    for name, size in images:
-        names.append(name)
-        sizes.append(str(size))
-    # Two joins and two updates instead of one update per image: 10x faster at 200k images.
-    digest.update("\n".join(names).encode("utf-8", "surrogateescape"))
-    digest.update(b"\0")
-    digest.update(" ".join(sizes).encode())
+    # One join and one array instead of one update per image: 10x faster at 200k images.
+    digest.update("\n".join(paths).encode("utf-8", "surrogateescape"))
+    digest.update(b"\0" + np.asarray(sizes, dtype="<i8").tobytes())
     digest.update(b"\0" + " ".join(str(n) for n in dropped_lines).encode())
     return digest.hexdigest()[:32]

@@ -1,0 +1,95 @@
+"""How long indexing a full-size MTL split takes (target: under 2 s for 200,000 lines).
+
+Builds, in a temporary folder, an official-layout tree with a ``--lines``-line training
+annotation file and one empty image per line (``--per-video`` frames per video folder, about
+the size of the real s-Aff-Wild2 folders), then times ``read_split`` several times and prints
+the best and the median. The first read of a fresh tree is reported too: later reads find the
+folder listings in the OS cache, as a second run of a benchmark would.
+
+    .venv/bin/python benchmarks/bench_indexing.py [--lines 200000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from abawbench.data.fingerprint import list_folder
+from abawbench.data.official import read_split
+from abawbench.plugins import get_host
+from abawbench.specs import ReadOptions
+
+HEADER = "image,valence,arousal,expression,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
+
+
+def build_tree(root: Path, lines: int, per_video: int, seed: int) -> None:
+    """Annotation lines with the real data's mix of present and missing labels, plus images."""
+    rng = random.Random(seed)
+    rows = [HEADER]
+    for row in range(lines):
+        video, frame = divmod(row, per_video)
+        name = f"video{video:04d}/{frame:05d}.jpg"
+        va = "-5,-5" if rng.random() < 0.27 else f"{rng.uniform(-1, 1):.6f},{rng.uniform(-1, 1):.6f}"
+        expr = -1 if rng.random() < 0.36 else rng.randrange(8)
+        aus = ["-1"] * 12 if rng.random() < 0.27 else [str(int(rng.random() < 0.3)) for _ in range(12)]
+        rows.append(f"{name},{va},{expr}," + ",".join(aus))
+        folder = root / "cropped_aligned" / f"video{video:04d}"
+        if frame == 0:
+            folder.mkdir(parents=True)
+        # os.open/close is the cheapest way to make 200k empty files.
+        os.close(os.open(folder / f"{frame:05d}.jpg", os.O_CREAT | os.O_WRONLY, 0o644))
+    (root / "training_set_annotations.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _time_listing(images: Path) -> dict[str, float]:
+    """The floor under read_split: listing the folders, with and without file sizes (the
+    sizes go into the fingerprint and cost one stat per file on Linux)."""
+    folders = sorted(os.listdir(images))
+    start = time.perf_counter()
+    for folder in folders:
+        with os.scandir(images / folder) as entries:
+            {entry.name for entry in entries if entry.is_file()}
+    names = time.perf_counter() - start
+    start = time.perf_counter()
+    for folder in folders:
+        list_folder(images / folder)
+    return {"names": names, "sizes": time.perf_counter() - start}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--per-video", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    track = get_host().tracks.get("mtl")
+    with tempfile.TemporaryDirectory(prefix="abawbench-bench-") as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        build_tree(root, args.lines, args.per_video, args.seed)
+        print(f"built {args.lines} lines and images in {time.perf_counter() - start:.1f} s")
+        timings = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            index = read_split(root, track, "train", ReadOptions())
+            timings.append(time.perf_counter() - start)
+        assert len(index) == args.lines, (len(index), args.lines)
+        listing = _time_listing(root / "cropped_aligned")
+        print(f"read_split mtl/train, {args.lines} lines: first {timings[0]:.3f} s, "
+              f"best {min(timings):.3f} s, median {statistics.median(timings):.3f} s "
+              f"over {args.repeat} reads (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
+        print("same tree, folder listing alone: scandir names {names:.3f} s, "
+              "scandir + size of every file {sizes:.3f} s".format(**listing))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
