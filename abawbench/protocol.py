@@ -372,8 +372,11 @@ class Runner:
             widths = {p.shape[1] for p in parts}
             if len(widths) != 1:
                 raise ConfigError(f"feature_fusion 'mean' needs equal feature widths, {model!r} has {sorted(widths)}")
-            return np.mean(parts, axis=0)
-        return np.concatenate(parts, axis=1)
+            fused = np.mean(parts, axis=0)
+        else:
+            fused = np.concatenate(parts, axis=1)
+        self._features[(model, split)] = fused
+        return fused
 
     def _linear_probe(self, entry: EntrySpecModel, seed: int, timings: dict[str, float]) -> "Outcome":
         assert self.data is not None

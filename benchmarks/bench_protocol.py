@@ -1,0 +1,128 @@
+"""Protocol benchmarks (issue 5), each a ratio measured in one run on one machine.
+
+1. Extraction throughput: ``extract_features`` (decode + preprocess + forward + stream to the
+   writer) against the bare forward pass of the same model on the same, already decoded batches.
+2. A linear probe of ``--epochs`` epochs with the feature cache (extract once, then train heads
+   on cached features) against the same probe recomputing features every epoch, as the seed
+   paper's code does.
+
+    python benchmarks/bench_protocol.py --model resnet10t --images 600 --epochs 20
+
+Prints JSON; docs/BENCHMARKS.md records the numbers with this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet10t")
+    parser.add_argument("--images", type=int, default=600, help="size of the generated LSD tree (train+val)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+
+    from torch.utils.data import DataLoader
+
+    from abawbench.cache import CacheKey, FeatureCache
+    from abawbench.config import load_config
+    from abawbench.heads import TaskHeads
+    from abawbench.plugins import load_plugins
+    from abawbench.protocol import (ImageDataset, Runner, eval_transform, extract_features, labels_as_tensors,
+                                    loss_context, prepare_data)
+    from abawbench.specs import ModelOptions
+
+    torch.manual_seed(0)
+    host = load_plugins(strict=True)
+    work = Path(tempfile.mkdtemp(prefix="abawbench-bench-"))
+    root = host.datasets.get("synthface").generate("lsd", work / "tree", args.images, 0)
+    config = load_config(None, {"track": "lsd", "data": root, "models": [args.model], "output": work / "runs",
+                                "cache_dir": work / "cache",
+                                "protocol": {"epochs": args.epochs, "image_size": args.image_size,
+                                             "batch_size": args.batch_size, "bootstrap": 0}})
+    runner = Runner(config, host=host, progress=False)
+    runner.data = prepare_data(host, config, runner.track, runner.cache_root)
+    backbone = host.models.get(args.model).build(ModelOptions(image_size=args.image_size, extra={"seed": 0}))
+    backbone.module.eval()
+    train = runner.data.splits["train"]
+    device = torch.device("cpu")
+
+    # 1. extraction vs bare forward on the same batches
+    batches = [images for images, _ in DataLoader(ImageDataset(train, eval_transform(backbone.data_config)),
+                                                   batch_size=args.batch_size)]
+    with torch.inference_mode():
+        backbone.module(batches[0])  # warm-up
+        t0 = time.perf_counter()
+        for images in batches:
+            backbone.module(images)
+        bare = time.perf_counter() - t0
+    sink = np.empty((len(train), backbone.feature_dim), dtype=np.float32)
+
+    def write(start: int, features: np.ndarray) -> None:
+        sink[start:start + len(features)] = features
+
+    t0 = time.perf_counter()
+    extract_features(backbone, train, device, write, batch_size=args.batch_size, progress=False)
+    pipeline = time.perf_counter() - t0
+
+    # 2. cached linear probe vs recompute-every-epoch probe (same head, same epochs)
+    track = runner.track
+    loss_fn = host.losses.get(track.default_loss).build(track, loss_context(track, train.labels, {}))
+    targets = labels_as_tensors(train.labels)
+
+    def train_epoch(heads, optimiser, features: torch.Tensor) -> None:
+        order = torch.randperm(features.shape[0])
+        for start in range(0, len(order), args.batch_size):
+            rows = order[start:start + args.batch_size]
+            loss = loss_fn(heads(features[rows]), {t: (v[rows], m[rows]) for t, (v, m) in targets.items()})
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+
+    cache = FeatureCache(work / "probe-cache")
+    key = CacheKey(backbone=backbone.name, weights_digest=backbone.weights_digest,
+                   preprocessing=backbone.data_config, dataset_fingerprint=train.fingerprint, split="train")
+    t0 = time.perf_counter()
+    cached = cache.get_or_create(key, sample_ids=train.paths, feature_dim=backbone.feature_dim,
+                                 produce=lambda w: extract_features(backbone, train, device, w.write,
+                                                                    batch_size=args.batch_size, progress=False))
+    features = torch.from_numpy(cached.read())
+    heads = TaskHeads(backbone.feature_dim, track.tasks)
+    optimiser = torch.optim.AdamW(heads.parameters(), lr=1e-3)
+    for _ in range(args.epochs):
+        train_epoch(heads, optimiser, features)
+    with_cache = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    heads = TaskHeads(backbone.feature_dim, track.tasks)
+    optimiser = torch.optim.AdamW(heads.parameters(), lr=1e-3)
+    for _ in range(args.epochs):
+        extract_features(backbone, train, device, write, batch_size=args.batch_size, progress=False)
+        train_epoch(heads, optimiser, torch.from_numpy(sink))
+    recompute = time.perf_counter() - t0
+
+    print(json.dumps({
+        "model": args.model, "image_size": args.image_size, "train_images": len(train), "epochs": args.epochs,
+        "torch_threads": torch.get_num_threads(),
+        "bare_forward_s": round(bare, 3), "extraction_pipeline_s": round(pipeline, 3),
+        "extraction_vs_bare_throughput": round(bare / pipeline, 3),
+        "probe_with_cache_s": round(with_cache, 3), "probe_recompute_s": round(recompute, 3),
+        "cache_speedup": round(recompute / with_cache, 1),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

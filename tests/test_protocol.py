@@ -1,0 +1,188 @@
+"""The fixed protocol end to end on tiny generated data: results, cache reuse, determinism,
+resume after interruption, failure isolation, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from abawbench import cli
+from abawbench.config import load_config
+from abawbench.plugins import load_plugins, set_host
+from abawbench.protocol import Runner
+from abawbench.results import read_result
+
+from plugin_helpers import make_module
+
+TINY_MODELS = '''
+import torch
+from torch import nn
+from abawbench.hookspecs import hookimpl
+from abawbench.specs import Backbone, ModelSpec
+
+CONFIG = {"input_size": [3, 32, 32], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+          "interpolation": "bilinear", "crop_pct": 1.0}
+
+def build_tiny(options):
+    torch.manual_seed(int(options.extra.get("seed", 0)))
+    module = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+                           nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+                           nn.AdaptiveAvgPool2d(2), nn.Flatten())
+    return Backbone(name="tiny", module=module, feature_dim=64, data_config=dict(CONFIG),
+                    weights_digest="random:tiny:seed0")
+
+class NaNNet(nn.Module):
+    def forward(self, x):
+        return torch.full((x.shape[0], 4), float("nan"))
+
+def build_nan(options):
+    return Backbone(name="nan-net", module=NaNNet(), feature_dim=4, data_config=dict(CONFIG),
+                    weights_digest="nan")
+
+@hookimpl
+def abawbench_register_models(register):
+    register(ModelSpec(name="tiny", build=build_tiny))
+    register(ModelSpec(name="nan-net", build=build_nan))
+'''
+
+
+@pytest.fixture(scope="module")
+def lsd_tree(tmp_path_factory) -> Path:
+    host = load_plugins(strict=True)
+    out = tmp_path_factory.mktemp("lsd") / "tree"
+    return host.datasets.get("synthface").generate("lsd", out, 90, 3)
+
+
+@pytest.fixture(scope="module")
+def mtl_tree(tmp_path_factory) -> Path:
+    host = load_plugins(strict=True)
+    out = tmp_path_factory.mktemp("mtl") / "tree"
+    return host.datasets.get("synthface").generate("mtl", out, 90, 3)
+
+
+@pytest.fixture
+def tiny_host():
+    host = load_plugins(strict=True)
+    host.add_plugin(make_module("tiny_models", TINY_MODELS), "tiny-models")
+    set_host(host)
+    return host
+
+
+def _config(tmp_path, data, **over):
+    values = {"track": "lsd", "data": data, "models": ["tiny"], "output": tmp_path / "runs",
+              "cache_dir": tmp_path / "cache", "protocol": {"epochs": 3, "batch_size": 16, "bootstrap": 20}}
+    values.update(over)
+    return load_config(None, values)
+
+
+def test_linear_probe_writes_complete_result(tmp_path, lsd_tree, tiny_host):
+    summary = Runner(_config(tmp_path, lsd_tree), host=tiny_host, progress=False).run()
+    [result] = summary.results
+    assert result.status == "completed", result.error
+    assert result.primary_metric == "macro_f1" and 0 <= result.primary.value <= 1
+    assert result.primary.ci_low <= result.primary.value <= result.primary.ci_high
+    assert set(result.per_class["expr"]) == {"ANGER", "DISGUST", "FEAR", "HAPPINESS", "SADNESS", "SURPRISE"}
+    assert np.asarray(result.confusion["expr"]).shape == (6, 6)
+    assert set(result.cache_keys) >= {"train", "validation"}
+    assert result.versions["torch"] == torch.__version__.split("+")[0] or result.versions["torch"]
+    assert result.dataset_fingerprints["train"] and result.timings["total_s"] > 0
+    on_disk = read_result(tmp_path / "runs" / "lsd" / result.entry / "seed0.json")
+    assert on_disk == result
+
+
+def test_second_run_hits_cache_and_is_identical(tmp_path, lsd_tree, tiny_host, monkeypatch):
+    first = Runner(_config(tmp_path, lsd_tree, output=tmp_path / "a"), host=tiny_host, progress=False).run()
+    import abawbench.protocol as protocol
+
+    def must_not_extract(*args, **kwargs):
+        raise AssertionError("features should come from the cache")
+
+    monkeypatch.setattr(protocol, "extract_features", must_not_extract)
+    second = Runner(_config(tmp_path, lsd_tree, output=tmp_path / "b"), host=tiny_host, progress=False).run()
+    a, b = first.results[0], second.results[0]
+    assert b.status == "completed", b.error
+    assert a.primary == b.primary and a.per_class == b.per_class and a.cache_keys == b.cache_keys
+
+
+def test_resume_skips_completed_entries(tmp_path, lsd_tree, tiny_host, monkeypatch):
+    config = _config(tmp_path, lsd_tree, seeds=[0, 1])
+    import abawbench.protocol as protocol
+
+    real = protocol.Runner.run_entry
+    calls = []
+
+    def crash_on_second(self, entry, seed):
+        calls.append(seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, entry, seed)
+
+    monkeypatch.setattr(protocol.Runner, "run_entry", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(config, host=tiny_host, progress=False).run()
+    monkeypatch.setattr(protocol.Runner, "run_entry", real)
+    summary = Runner(config, host=tiny_host, progress=False).run()
+    assert summary.skipped == [f"{summary.results[0].entry} seed 0"]
+    assert [r.seed for r in summary.results] == [1]
+
+
+def test_failing_entry_is_recorded_and_others_go_on(tmp_path, lsd_tree, tiny_host, capsys):
+    code = cli.main(["run", "--track", "lsd", "--data", str(lsd_tree), "--models", "nan-net,tiny",
+                     "--epochs", "2", "--bootstrap", "0", "--output", str(tmp_path / "runs"),
+                     "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert code == 1
+    results = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "runs" / "lsd").rglob("seed0.json")}
+    failed = [r for r in results.values() if r["status"] == "failed"]
+    done = [r for r in results.values() if r["status"] == "completed"]
+    assert len(failed) == 1 and "nan" in failed[0]["error"].lower()
+    assert len(done) == 1 and done[0]["spec"]["model"] == "tiny"
+    assert "failed" in capsys.readouterr().out
+
+
+def test_mtl_linear_probe_and_predict_submission(tmp_path, mtl_tree, tiny_host):
+    config = _config(tmp_path, mtl_tree, track="mtl")
+    [result] = Runner(config, host=tiny_host, progress=False).run().results
+    assert result.status == "completed", result.error
+    assert set(result.sub_scores) >= {"ccc_valence", "ccc_arousal", "f1_expr", "f1_au"}
+    total = result.sub_scores["ccc_mean"].value + result.sub_scores["f1_expr"].value + result.sub_scores["f1_au"].value
+    assert result.primary.value == pytest.approx(total)
+    assert "au" in result.tuned and len(result.tuned["au"]["thresholds"]) == 12
+
+    out = tmp_path / "submission.txt"
+    result_file = tmp_path / "runs" / "mtl" / result.entry / "seed0.json"
+    assert cli.main(["predict", str(result_file), "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "image,valence,arousal,expression,aus"
+    release = (mtl_tree / "MTL_Challenge_test_set_release.txt").read_text().split()
+    assert len(lines) - 1 == len(release) - 1
+    first = lines[1].split(",")
+    assert len(first) == 16 and first[0] == release[1]
+
+
+def test_finetune_runs_and_is_deterministic(tmp_path, lsd_tree, tiny_host):
+    runs = []
+    for name in ("a", "b"):
+        config = _config(tmp_path, lsd_tree, output=tmp_path / name,
+                         protocol={"name": "finetune", "epochs": 2, "batch_size": 16, "bootstrap": 0})
+        [result] = Runner(config, host=tiny_host, progress=False).run().results
+        assert result.status == "completed", result.error
+        runs.append(result)
+    assert runs[0].primary == runs[1].primary and runs[0].confusion == runs[1].confusion
+
+
+def test_fused_feature_ensemble_concatenates_cached_features(tmp_path, lsd_tree, tiny_host):
+    config = _config(tmp_path, lsd_tree, models=["tiny+tiny"], protocol={"epochs": 2, "bootstrap": 0})
+    runner = Runner(config, host=tiny_host, progress=False)
+    [result] = runner.run().results
+    assert result.status == "completed", result.error
+    assert runner._features[("tiny+tiny", "train")].shape[1] == 128
+
+
+def test_unknown_model_is_a_usage_error_with_suggestion(tmp_path, lsd_tree, tiny_host, capsys):
+    code = cli.main(["run", "--data", str(lsd_tree), "--models", "tinyy", "--output", str(tmp_path)])
+    assert code == 2
+    assert "did you mean 'tiny'" in capsys.readouterr().err
