@@ -375,6 +375,13 @@ def test_other_sample_ids_under_the_same_key_rebuild(cache):
     assert producer.calls == 1 and entry.sample_ids[0] == "x0"
 
 
+def test_sample_ids_with_line_breaks_are_refused(cache):
+    bad = ids()
+    bad[7] = "video1/\n7.jpg"
+    with pytest.raises(CacheError, match="row 7 contains a line break"):
+        cache.get_or_create(make_key(), bad, DIM, Producer(features()))
+
+
 def test_block_checksum_sees_small_changes():
     data = np.random.default_rng(1).standard_normal((700, 24)).astype(np.float16)
     base = block_checksum(data)
@@ -406,6 +413,12 @@ def test_dataloader_workers_read_every_row(cache):
     rows, feats = zip(*loader)
     np.testing.assert_array_equal(torch.cat(rows).numpy(), np.arange(ROWS))
     np.testing.assert_array_equal(torch.cat(feats).numpy(), entry.read())
+    threads = torch.get_num_threads()
+    try:  # read() converts whole chunks when torch is single-threaded, slices otherwise
+        torch.set_num_threads(1)
+        np.testing.assert_array_equal(entry.read(), torch.cat(feats).numpy())
+    finally:
+        torch.set_num_threads(threads)
     clone = pickle.loads(pickle.dumps(dataset))
     assert clone._handle is None and torch.equal(clone[7][1], dataset[7][1])
     with pytest.raises(IndexError):
