@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -103,14 +104,16 @@ def make_variants(args: argparse.Namespace, device: torch.device) -> dict[str, C
 
 
 def time_variant(fn: Callable[[torch.Tensor], torch.Tensor], pool: list[torch.Tensor],
-                 batches: int, device: torch.device) -> float:
-    """Seconds for ``batches`` forward passes, device work included."""
+                 batches: int, device: torch.device) -> tuple[float, float]:
+    """Wall seconds and process CPU seconds for ``batches`` forward passes, device work
+    included. On a shared CPU the wall time grows with other people's load; the CPU time
+    much less, so both are reported (on a GPU only the wall time means anything)."""
     _sync(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for i in range(batches):
         fn(pool[i % len(pool)])
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,15 +130,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(args.warmup):
                 fn(pool[i % len(pool)])
         seconds: dict[str, list[float]] = {name: [] for name in variants}
+        cpu_seconds: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):
             for name, fn in variants.items():
-                seconds[name].append(time_variant(fn, pool, args.batches, device))
+                wall, cpu = time_variant(fn, pool, args.batches, device)
+                seconds[name].append(wall)
+                cpu_seconds[name].append(cpu)
 
     images = args.batches * args.batch_size
     results = {
         name: {
             "images_per_s": round(images / statistics.median(times), 1),
             "ms_per_batch": round(1000 * statistics.median(times) / args.batches, 3),
+            "images_per_cpu_s": round(images / max(statistics.median(cpu_seconds[name]), 1e-9), 1),
             "rounds_s": [round(t, 4) for t in times],
         }
         for name, times in seconds.items()
@@ -148,6 +155,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "timm": timm.__version__,
         "settings": vars(args),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "autocast": "bf16" if device.type == "cuda" else "off",
         "channels_last": device.type == "cuda",
         "results": results,
