@@ -1,0 +1,169 @@
+"""``abawbench data check|synth|preview``: look at, generate and preview data trees in the
+official ABAW4 layout.
+
+``check`` exits 0 when the tree is clean (warnings such as duplicate names allowed), 2 when
+problems were found; with ``--skip-bad`` only problems that skipping cannot fix (a missing
+annotation file, a wrong header) count, i.e. "is this usable with --skip-bad?".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "data",
+        help="check, generate or preview a dataset in the official ABAW4 layout",
+        description="Work with data trees in the official ABAW4 layout (see 'abawbench list datasets').",
+    )
+    actions = parser.add_subparsers(dest="data_action", metavar="ACTION", required=True)
+
+    check = actions.add_parser(
+        "check",
+        help="count samples and labels per split and list every problem (exit 2 if any)",
+        description=(
+            "Read every split of PATH and report counts per split, per class and per label "
+            "availability, and every problem as file:line: problem. Exit 0 when clean, 2 when "
+            "problems were found."
+        ),
+    )
+    check.add_argument("path", type=Path, help="root of the dataset tree")
+    check.add_argument("--track", required=True, help="mtl or lsd")
+    check.add_argument("--skip-bad", action="store_true",
+                       help="only fail on problems that skipping bad rows cannot fix")
+    check.add_argument("--no-images", dest="check_images", action="store_false",
+                       help="do not report missing image files")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(handler=handle_check)
+
+    synth = actions.add_parser(
+        "synth",
+        help="write a synthetic dataset in the official layout",
+        description="Write a fresh tree with the generator of a registered dataset.",
+    )
+    synth.add_argument("--track", required=True, help="lsd or mtl")
+    synth.add_argument("--out", required=True, type=Path, help="folder to write the tree into")
+    synth.add_argument("--size", type=_positive, default=None, help="number of images (default: the dataset's)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--dataset", default=None,
+                       help="dataset plugin to generate with (default: the only one that can)")
+    synth.set_defaults(handler=handle_synth)
+
+    preview = actions.add_parser(
+        "preview",
+        help="a contact sheet: a row per class, columns per split/domain",
+        description="Save a PNG contact sheet of PATH: one row per class, one column group per labelled split.",
+    )
+    preview.add_argument("path", type=Path, help="root of the dataset tree")
+    preview.add_argument("--track", required=True, help="lsd or mtl")
+    preview.add_argument("--out", required=True, type=Path, help="image file to write (e.g. sheet.png)")
+    preview.add_argument("--per-class", type=_positive, default=4, help="images per class and split")
+    preview.add_argument("--thumb", type=_positive, default=64, help="thumbnail size in pixels")
+    preview.set_defaults(handler=handle_preview)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _track(name: str):
+    from abawbench.plugins import get_host
+
+    return get_host().tracks.get(name)
+
+
+# --------------------------------------------------------------------------- check
+
+
+def handle_check(args) -> int:
+    from abawbench.data.check import check_dataset
+
+    track = _track(args.track)
+    report = check_dataset(args.path, track, check_images=args.check_images)
+    failed = report.failed(args.skip_bad)
+    if args.json:
+        print(json.dumps({**report.as_dict(), "ok": not failed}, indent=2))
+    else:
+        print(render_report(report, track, failed))
+    return 2 if failed else 0
+
+
+def render_report(report, track, failed: bool) -> str:
+    """The text form of a :class:`CheckReport`: split table, class tables, problems."""
+    from tabulate import tabulate
+
+    tasks = list(track.task_names)
+    present = [s for s in report.splits if s.present]
+    lines = [f"{report.track} data at {report.root}", ""]
+    rows = []
+    for split in report.splits:
+        if not split.present:
+            rows.append([split.split, "not found"] + [""] * (2 + len(tasks)))
+            continue
+        labels = [split.label_counts.get(task, "-") for task in tasks]
+        rows.append([split.split, split.rows, split.skipped, split.duplicates, *labels])
+    headers = ["split", "rows", "skipped", "duplicates", *[f"{t} labels" for t in tasks]]
+    lines.append(tabulate(rows, headers=headers))
+    for task in tasks:
+        spec = track.task(task)
+        labelled = [s for s in present if task in s.class_counts]
+        if spec.kind == "regression" or not labelled:
+            continue
+        what = "positives" if spec.kind == "multilabel" else "count"
+        table = [[name] + [s.class_counts[task][name] for s in labelled] for name in spec.names]
+        lines += ["", tabulate(table, headers=[f"{task} {what}"] + [s.split for s in labelled])]
+    errors = [p for p in report.problems if p.severity != "warning"]
+    warnings = len(report.problems) - len(errors)
+    lines += ["", f"problems: {len(errors)} error(s), {warnings} warning(s)"]
+    lines += [f"  {problem}" for problem in report.problems]
+    lines.append("result: " + ("PROBLEMS FOUND" if failed else "ok"))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- synth
+
+
+def handle_synth(args) -> int:
+    from abawbench.errors import ConfigError
+    from abawbench.plugins import get_host
+
+    host = get_host()
+    track = host.tracks.get(args.track)
+    if args.dataset is not None:
+        spec = host.datasets.get(args.dataset)
+        if spec.generate is None:
+            raise ConfigError(f"dataset {spec.name!r} cannot generate data (it only reads an existing tree)")
+    else:
+        able = [entry.item for entry in host.datasets.entries() if getattr(entry.item, "generate", None)]
+        if not able:
+            raise ConfigError("no registered dataset can generate data (the synthface plugin provides one)")
+        if len(able) > 1:
+            names = ", ".join(spec.name for spec in able)
+            raise ConfigError(f"several datasets can generate data ({names}): pick one with --dataset")
+        spec = able[0]
+    if track.name not in spec.tracks:
+        raise ConfigError(f"dataset {spec.name!r} has no {track.name!r} data; its tracks: {', '.join(spec.tracks)}")
+    out = spec.generate(track.name, args.out, args.size, args.seed)
+    print(f"wrote {track.name} data from {spec.name!r} (seed {args.seed}) to {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- preview
+
+
+def handle_preview(args) -> int:
+    from abawbench.data.preview import contact_sheet
+
+    sheet, notes = contact_sheet(args.path, _track(args.track), per_class=args.per_class, thumb=args.thumb)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.out)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"wrote {args.out} ({sheet.width}x{sheet.height})")
+    return 0
