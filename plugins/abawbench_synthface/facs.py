@@ -55,14 +55,10 @@ AU_THRESHOLD = 0.35
 """An AU is coded present when its activation exceeds this."""
 
 
-def _prototype_vectors() -> dict[str, np.ndarray]:
-    out = {}
-    for name, units in PROTOTYPES.items():
-        vec = np.zeros(len(ALL_AUS), dtype=np.float64)
-        for unit, value in units.items():
-            vec[AU[unit]] = value
-        out[name] = vec
-    return out
+def _prototype_vectors() -> dict[str, tuple[float, ...]]:
+    return {
+        name: tuple(units.get(unit, 0.0) for unit in ALL_AUS) for name, units in PROTOTYPES.items()
+    }
 
 
 PROTOTYPE_VECTORS = _prototype_vectors()
@@ -75,8 +71,8 @@ class Expression:
 
     mtl_class: int
     intensity: float
-    activations: np.ndarray  # float [14], labelled AUs then hidden ones
-    au_labels: np.ndarray  # int [12], 0/1 (after coder noise)
+    activations: list[float]  # [14], labelled AUs then hidden ones
+    au_labels: list[int]  # [12], 0/1 (after coder noise)
     valence: float
     arousal: float
 
@@ -96,41 +92,42 @@ def sample_expression(
     """
     name = MTL_EXPRESSIONS[mtl_class]
     n = len(ALL_AUS)
-    # One batch of uniforms, sliced: a numpy call per scalar would dominate the cost.
-    u = rng.random(1 + 4 * n)
-    intensity = float(intensity_range[0] + (intensity_range[1] - intensity_range[0]) * u[0])
+    # One batch of uniforms, then plain Python on 14 numbers: numpy's per-call overhead on
+    # arrays this small cost more than the rest of the image (profiled).
+    u = rng.random(1 + 4 * n).tolist()
+    lo, hi = intensity_range
+    intensity = lo + (hi - lo) * u[0]
     jitter, dropped, spontaneous, flips = (u[1 + k * n : 1 + (k + 1) * n] for k in range(4))
     if name == "Other":
         if rng.random() < 0.5:
-            first, second = rng.choice(len(BASIC), size=2, replace=False)
-            weight = rng.uniform(0.35, 0.65)
-            base = (
-                weight * PROTOTYPE_VECTORS[BASIC[first]]
-                + (1 - weight) * PROTOTYPE_VECTORS[BASIC[second]]
-            ) * 1.3
-            vc = np.array(VA_CENTRES[BASIC[first]]) * weight
-            vc += np.array(VA_CENTRES[BASIC[second]]) * (1 - weight)
+            first, second = rng.choice(len(BASIC), size=2, replace=False).tolist()
+            weight = float(rng.uniform(0.35, 0.65))
+            pa, pb = PROTOTYPE_VECTORS[BASIC[first]], PROTOTYPE_VECTORS[BASIC[second]]
+            base = [1.3 * (weight * a + (1 - weight) * b) for a, b in zip(pa, pb)]
+            (va, aa), (vb, ab) = VA_CENTRES[BASIC[first]], VA_CENTRES[BASIC[second]]
+            centre = (weight * va + (1 - weight) * vb, weight * aa + (1 - weight) * ab)
         else:
-            base = np.zeros(n)
-            chosen = rng.choice(n, size=int(rng.integers(2, 5)), replace=False)
-            base[chosen] = rng.uniform(0.5, 1.0, size=chosen.size)
-            vc = np.array([rng.uniform(-0.3, 0.3), rng.uniform(0.0, 0.5)])
+            base = [0.0] * n
+            chosen = rng.choice(n, size=int(rng.integers(2, 5)), replace=False).tolist()
+            for unit, value in zip(chosen, rng.uniform(0.5, 1.0, size=len(chosen)).tolist()):
+                base[unit] = value
+            centre = (float(rng.uniform(-0.3, 0.3)), float(rng.uniform(0.0, 0.5)))
     else:
-        base = PROTOTYPE_VECTORS[name] * (dropped >= 0.08)
-        vc = np.array(VA_CENTRES[name])
-    activations = base * intensity * (0.8 + 0.4 * jitter)
+        base = [b if d >= 0.08 else 0.0 for b, d in zip(PROTOTYPE_VECTORS[name], dropped)]
+        centre = VA_CENTRES[name]
     # Spontaneous low-level movement anywhere on the face (below threshold mostly).
-    activations += np.where(spontaneous < 0.12, spontaneous / 0.12 * 0.4, 0.0)
-    np.minimum(activations, 1.0, out=activations)  # all terms are >= 0
-
-    au_labels = (activations[:N_LABELLED] > AU_THRESHOLD).astype(np.int64)
-    flip = flips[:N_LABELLED] < label_noise
-    au_labels[flip] = 1 - au_labels[flip]
+    activations = [
+        min(1.0, b * intensity * (0.8 + 0.4 * j) + (s / 0.12 * 0.4 if s < 0.12 else 0.0))
+        for b, j, s in zip(base, jitter, spontaneous)
+    ]
+    au_labels = [
+        int((a > AU_THRESHOLD) != (f < label_noise)) for a, f in zip(activations[:N_LABELLED], flips)
+    ]
     noise_v, noise_a = rng.normal(0.0, 0.08, 2).tolist()
 
     # Arousal also rises with overall facial activity; noise keeps VA from being a lookup table.
-    valence = vc[0] * intensity + noise_v
-    arousal = vc[1] * intensity + 0.1 * (activations.sum() / 3.0 - 0.3) + noise_a
+    valence = centre[0] * intensity + noise_v
+    arousal = centre[1] * intensity + 0.1 * (sum(activations) / 3.0 - 0.3) + noise_a
     return Expression(
         mtl_class=mtl_class,
         intensity=intensity,

@@ -56,7 +56,7 @@ def render_job(root: str, job: Job, image_size: int) -> Labels:
     data = face_jpeg(rng, identity_for(job.identity_key), expr.activations, domain, image_size)
     with open(os.path.join(root, job.path), "wb") as handle:
         handle.write(data)
-    return expr.au_labels.tolist(), expr.valence, expr.arousal
+    return list(expr.au_labels), expr.valence, expr.arousal
 
 
 def _render_chunk(args: tuple[str, Sequence[Job], int]) -> list[Labels]:
