@@ -287,3 +287,34 @@ def test_options_flag_reaches_the_method(host, members, capsys):
                  "--name", "fixed"]) == 0
     result = read_result(result_path(members, "lsd", "fixed", 0))
     assert result.entry == "fixed" and result.primary.value == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- with the real protocol
+
+
+@pytest.mark.slow
+def test_protocol_entries_and_fused_features_ensemble_and_rank(tmp_path, tiny_host, capsys):
+    """A real run (backbone 'tiny' and the fused-feature model 'tiny+tiny'), then a
+    prediction-level ensemble of the two entries, all ranked in one section."""
+    from abawbench.config import load_config
+    from abawbench.protocol import Runner
+    from abawbench.results import iter_results
+
+    tree = tiny_host.datasets.get("synthface").generate("lsd", tmp_path / "tree", 36, 5)
+    config = load_config(None, {
+        "track": "lsd", "data": tree, "models": ["tiny", "tiny+tiny"],
+        "output": tmp_path / "runs", "cache_dir": tmp_path / "cache",
+        "protocol": {"epochs": 2, "batch_size": 16, "bootstrap": 0}})
+    summary = Runner(config, host=tiny_host, progress=False).run()
+    assert [r.status for r in summary.results] == ["completed"] * 2, [r.error for r in summary.results]
+    single, fused = "tiny__linear-probe-linear__cross-entropy", "tiny+tiny__linear-probe-linear__cross-entropy"
+    assert main(["ensemble", "--track", "lsd", "--method", "majority-vote", "--members", f"{single},{fused}",
+                 "--runs", str(tmp_path / "runs"), "--folds", "3", "--bootstrap", "0"]) == 0
+    results = [r for _p, r in iter_results(tmp_path / "runs", "lsd")]
+    board = build_leaderboard(results, track="lsd", primary_metric="macro_f1", higher_is_better=True)
+    (section,) = board.sections
+    assert {row.entry for row in section.rows} == {single, fused, f"ensemble:majority-vote({single},{fused})"}
+    assert all(row.rank.isdigit() for row in section.rows)
+
+
+from test_protocol import tiny_host  # noqa: E402,F401  (the fixture: a tiny backbone plugin)
