@@ -306,3 +306,17 @@ def test_dln_and_oversampled_linear_probe_run_end_to_end_on_lsd(host, tmp_path):
     (probe,) = _run(tmp_path, track="lsd", data=str(tree), dataset="abaw4-oversampled", models=["resnet10t"],
                     losses=["cross-entropy"], output=tmp_path / "runs-oversampled")
     assert probe.split_sizes["train"] == 6 * 6 and probe.split_sizes["validation"] == 12
+
+
+def test_synthface_tree_is_oversampled_once_into_the_cache(host, tmp_path):
+    from abawbench_hust_ant.oversample import MANIFEST, materialise
+
+    track = host.tracks.get("lsd")
+    source = host.datasets.get("synthface").generate("lsd", tmp_path / "synth", 30, 3)
+    before = np.bincount(read_split(source, track, "train", ReadOptions()).labels["expr"].values, minlength=6)
+    root = materialise(source, tmp_path / "cache", track)
+    after = np.bincount(read_split(root, track, "train", ReadOptions()).labels["expr"].values, minlength=6)
+    assert after.tolist() == [before.max()] * 6
+    stamp = (root / MANIFEST).stat().st_mtime_ns
+    assert materialise(source, tmp_path / "cache", track) == root
+    assert (root / MANIFEST).stat().st_mtime_ns == stamp  # reused, not rebuilt

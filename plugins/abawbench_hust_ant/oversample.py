@@ -6,8 +6,8 @@ layout*, so the rest of abawbench reads it like any other dataset: the training 
 the originals (hard links where possible) plus the new images; validation and test are links
 to the source's, never augmented.
 
-Deterministic from a seed: which original each new image copies, and the RandAugment draws of
-each new image, depend only on (seed, class, image number), not on processing order. A tree is
+Deterministic from a seed: which original each new image copies, and the RandAugment draws,
+depend only on the seed, the class and the source tree. A tree is
 materialised once per (source training fingerprint, seed, settings) in the cache, written
 under a temporary name and renamed, so a killed run never leaves a half tree that looks done.
 
@@ -33,7 +33,7 @@ from abawbench.errors import CacheError, ConfigError, DataFormatError
 from abawbench.specs import ReadOptions
 from abawbench.tracks import Track
 
-FORMAT_VERSION = "hust-ant-oversample/1"
+FORMAT_VERSION = "hust-ant-oversample/2"
 MANIFEST = "hust_ant_oversampling.json"
 JPEG_QUALITY = 95
 
@@ -71,22 +71,26 @@ def plan(labels: np.ndarray, n_classes: int, seed: int) -> dict[int, list[int]]:
     return out
 
 
-def augment(source: Path, destination: Path, settings: OversampleSettings, label: int, number: int) -> None:
-    """One RandAugment copy, its random draws seeded by (seed, class, number) alone."""
+def augment_class(sources: Sequence[Path], destinations: Sequence[Path], settings: OversampleSettings,
+                  label: int) -> None:
+    """RandAugment copies of ``sources`` (in order) to ``destinations``. The random draws come
+    from one generator seeded by (seed, class): the tree depends on nothing else, and seeding
+    once per class (not per image) keeps torch's per-call seeding overhead out of the loop."""
     import torch
     from PIL import Image
     from torchvision.transforms import RandAugment
 
-    try:
-        with Image.open(source) as image:
-            image = image.convert("RGB")
-    except OSError as exc:
-        raise DataFormatError(f"{source}: cannot decode image: {exc}") from None
-    draw_seed = int.from_bytes(hashlib.sha256(f"{settings.seed}/{label}/{number}".encode()).digest()[:8], "little")
+    transform = RandAugment(num_ops=settings.num_ops, magnitude=settings.magnitude)
+    draw_seed = int.from_bytes(hashlib.sha256(f"{settings.seed}/{label}".encode()).digest()[:8], "little")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(draw_seed)
-        augmented = RandAugment(num_ops=settings.num_ops, magnitude=settings.magnitude)(image)
-    augmented.save(destination, format="JPEG", quality=JPEG_QUALITY)
+        for source, destination in zip(sources, destinations):
+            try:
+                with Image.open(source) as image:
+                    image = image.convert("RGB")
+            except OSError as exc:
+                raise DataFormatError(f"{source}: cannot decode image: {exc}") from None
+            transform(image).save(destination, format="JPEG", quality=JPEG_QUALITY)
 
 
 def _link_or_copy(source: Path, destination: Path) -> None:
@@ -126,10 +130,9 @@ def oversample_tree(source: Path, out: Path, track: Track, settings: OversampleS
         _link_or_copy(original, destination)
     todo = plan(labels, len(classes), settings.seed)
     for label, rows in todo.items():
-        for number, row in enumerate(rows):
-            original = index.absolute_path(row)
-            name = f"ros{settings.seed}_{number:06d}_{original.stem}.jpg"
-            augment(original, train_out / classes[label] / name, settings, label, number)
+        originals = [index.absolute_path(row) for row in rows]
+        names = [train_out / classes[label] / f"ros{settings.seed}_{k:06d}_{p.stem}.jpg" for k, p in enumerate(originals)]
+        augment_class(originals, names, settings, label)
     for name in (LSD_FOLDERS["validation"], LSD_TEST_RELEASE, LSD_TEST_IMAGES):
         _link_tree(source / name, out / name)
     manifest = {
@@ -166,6 +169,8 @@ def materialise(source: Path, cache_root: Path, track: Track,
         manifest = oversample_tree(source, tree, track, settings)
         manifest["key"] = key
         (tree / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        if _complete(final, key):  # a concurrent writer finished first: theirs is as good
+            return final
         if final.exists():  # a stale or broken tree of the same key
             shutil.rmtree(final)
         try:
