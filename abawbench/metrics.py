@@ -21,7 +21,7 @@ raises :class:`abawbench.errors.MetricInputError` naming the argument and the pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import torch
 
@@ -60,8 +60,14 @@ def row_mask(mask: Any, rows: int, name: str = "mask") -> torch.Tensor:
 
 
 def _check_finite(tensor: torch.Tensor, name: str) -> None:
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
+    """NaN/inf check. A finite sum proves every element finite (NaN and inf propagate), and a
+    sum is one fast pass; only a non-finite sum (or an overflow) pays for the exact check."""
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        return
+    if bool(torch.isfinite(tensor.sum())):
+        return
+    bad = int((~torch.isfinite(tensor)).sum())
+    if bad:
         raise MetricInputError(f"{name}: {bad} value(s) are NaN or infinite")
 
 
@@ -71,6 +77,16 @@ def _check_same_rows(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -
             f"{names[0]} has {a.shape[0] if a.dim() else 0} rows but {names[1]} has "
             f"{b.shape[0] if b.dim() else 0}"
         )
+
+
+BLOCK_ROWS = 1 << 15
+"""Rows per block in the large-N paths: small enough to stay in cache and to reuse one
+buffer, which on CPU beats whole-array temporaries (their page faults cost as much as the
+arithmetic)."""
+
+
+def _blocks(rows: int) -> "list[tuple[int, int]]":
+    return [(start, min(rows, start + BLOCK_ROWS)) for start in range(0, rows, BLOCK_ROWS)]
 
 
 def class_indices(value: Any, num_classes: int, name: str, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -96,7 +112,11 @@ def class_indices(value: Any, num_classes: int, name: str, mask: torch.Tensor | 
     elif tensor.dtype == torch.bool:
         raise MetricInputError(f"{name}: class indices must be integers, got bool")
     tensor = tensor.long()
-    checked = tensor if mask is None else tensor[mask]
+    checked = tensor
+    # range over all rows first (two cheap reductions); only on failure look at masked rows,
+    # where an unlabelled row may legitimately hold anything
+    if checked.numel() and (int(checked.min()) < 0 or int(checked.max()) >= num_classes):
+        checked = tensor if mask is None else tensor[mask]
     if checked.numel() and (int(checked.min()) < 0 or int(checked.max()) >= num_classes):
         raise MetricInputError(
             f"{name}: class index out of range 0..{num_classes - 1} "
@@ -121,18 +141,69 @@ def ccc(pred: Any, target: Any, mask: Any = None) -> torch.Tensor:
     if x.dim() not in (1, 2):
         raise MetricInputError(f"pred: expected [N] or [N, K], got {tuple(x.shape)}")
     keep = row_mask(mask, x.shape[0])
-    x = x[keep].double()
-    y = y[keep].double()
+    columns = (x, y) if x.dim() == 2 else (x.unsqueeze(1), y.unsqueeze(1))
+    result = _ccc_columns(*columns, keep)
+    return result if x.dim() == 2 else result.squeeze(0)
+
+
+def _ccc_columns(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """CCC of ``[N, K]`` columns over kept rows.
+
+    Fast path: every raw moment at once from the float64 Gram matrix ``Z^T Z`` of
+    ``Z = [x, y, 1]`` with unlabelled rows zeroed, accumulated block by block (BLAS, in
+    cache; no row selection, no large temporaries, no reductions down a narrow matrix). Raw moments lose precision when the mean dwarfs the
+    spread (``E[x^2] / var(x)`` large); such data, and non-finite values, take the exact
+    centred two-pass route on the kept rows.
+    """
+    k = x.shape[1]
+    gram = torch.zeros(2 * k + 1, 2 * k + 1, dtype=torch.float64)
+    z = torch.empty(min(x.shape[0], BLOCK_ROWS), 2 * k + 1, dtype=torch.float64)
+    for start, stop in _blocks(x.shape[0]):
+        block = z[: stop - start]
+        block[:, :k] = x[start:stop]
+        block[:, k : 2 * k] = y[start:stop]
+        block[:, -1] = 1
+        # zero unlabelled rows; this also clears whatever they hold (NaN included)
+        block.masked_fill_(~keep[start:stop].unsqueeze(1), 0)
+        gram.addmm_(block.T, block)
+    if not bool(torch.isfinite(gram).all()):
+        return _ccc_centred(x[keep], y[keep])  # names the bad values, or survives an overflow
+    n = float(gram[-1, -1])
+    if n == 0:
+        return torch.zeros(k, dtype=torch.float64)
+    mx, my = gram[-1, :k] / n, gram[-1, k : 2 * k] / n
+    second = gram.diagonal()
+    sxx, syy = second[:k] / n, second[k : 2 * k] / n
+    sxy = gram[:k, k : 2 * k].diagonal() / n
+    vx, vy = sxx - mx * mx, syy - my * my
+    ill = (sxx > CONDITION_LIMIT * vx) | (syy > CONDITION_LIMIT * vy)
+    if bool(ill.any()):
+        return _ccc_centred(x[keep], y[keep])
+    return _ccc_from_moments(mx, my, vx, vy, sxy - mx * my)
+
+
+CONDITION_LIMIT = 1e6
+"""Above this ``E[x^2] / var(x)`` the raw-moment error (about limit x 1e-16) is no longer
+negligible and CCC is recomputed from centred values."""
+
+
+def _ccc_centred(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Two-pass CCC of ``[n, K]`` rows that are all labelled (exact reference route)."""
     _check_finite(x, "pred")
     _check_finite(y, "target")
-    n = x.shape[0]
-    if n == 0:
-        return torch.zeros(x.shape[1:], dtype=torch.float64)
+    if x.shape[0] == 0:
+        return torch.zeros(x.shape[1], dtype=torch.float64)
+    x, y = x.double(), y.double()
     mx, my = x.mean(0), y.mean(0)
     dx, dy = x - mx, y - my
-    vx = (dx * dx).mean(0)
-    vy = (dy * dy).mean(0)
-    cov = (dx * dy).mean(0)
+    return _ccc_from_moments(mx, my, (dx * dx).mean(0), (dy * dy).mean(0), (dx * dy).mean(0))
+
+
+def _ccc_from_moments(
+    mx: torch.Tensor, my: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, cov: torch.Tensor
+) -> torch.Tensor:
+    """``2 cov / (vx + vy + (mx - my)^2)``, 0 where the denominator is 0 (zero_division=0)."""
+    vx, vy = vx.clamp_min(0), vy.clamp_min(0)  # raw moments may round a zero variance below 0
     denom = vx + vy + (mx - my) ** 2
     safe = torch.where(denom > 0, denom, torch.ones_like(denom))
     return torch.where(denom > 0, 2.0 * cov / safe, torch.zeros_like(denom))
@@ -144,17 +215,30 @@ def ccc(pred: Any, target: Any, mask: Any = None) -> torch.Tensor:
 def confusion_matrix(pred: Any, target: Any, num_classes: int, mask: Any = None) -> torch.Tensor:
     """``int64 [C, C]`` counts, rows true class, columns predicted class, over masked rows.
 
-    ``pred`` may be indices ``[N]`` or scores ``[N, C]`` (argmax is taken).
+    ``pred`` may be indices ``[N]`` or scores ``[N, C]`` (argmax is taken, block by block).
     """
     t_raw = as_tensor(target, "target")
     if t_raw.dim() != 1:
         raise MetricInputError(f"target: expected [N] class indices, got {tuple(t_raw.shape)}")
     keep = row_mask(mask, t_raw.shape[0])
     y = class_indices(t_raw, num_classes, "target", keep)
-    p = class_indices(pred, num_classes, "pred")
-    _check_same_rows(p, y, ("pred", "target"))
-    flat = y[keep] * num_classes + p[keep]
-    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+    scores = as_tensor(pred, "pred")
+    if scores.dim() == 2:
+        if scores.shape[1] != num_classes:
+            raise MetricInputError(f"pred: {scores.shape[1]} columns, expected {num_classes} classes")
+        _check_finite(scores, "pred")
+    else:
+        scores = class_indices(scores, num_classes, "pred")
+    _check_same_rows(scores, y, ("pred", "target"))
+    # unlabelled rows go to one extra bin that is dropped: cheaper than selecting rows
+    cells = num_classes * num_classes
+    counts = torch.zeros(cells + 1, dtype=torch.int64)
+    for start, stop in _blocks(y.shape[0]):
+        p = scores[start:stop]
+        p = p.argmax(1) if p.dim() == 2 else p
+        flat = torch.where(keep[start:stop], y[start:stop] * num_classes + p, cells)
+        counts += torch.bincount(flat, minlength=cells + 1)
+    return counts[:cells].view(num_classes, num_classes)
 
 
 def f1_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
@@ -195,25 +279,69 @@ def _as_thresholds(thresholds: Any, width: int) -> torch.Tensor:
     return t
 
 
-def binarize(probs: Any, thresholds: Any = None) -> torch.Tensor:
-    """0/1 decisions ``bool [N, K]``: ``probs >= threshold`` per column (default 0.5)."""
+def _probabilities(probs: Any) -> torch.Tensor:
     p = as_tensor(probs, "pred")
     if p.dim() != 2:
         raise MetricInputError(f"pred: expected [N, K] AU probabilities, got {tuple(p.shape)}")
     _check_finite(p, "pred")
-    return p.double() >= _as_thresholds(thresholds, p.shape[1])
+    if p.dtype not in (torch.float32, torch.float64):
+        p = p.float()  # exact for half, bfloat16 and small integers
+    return p
 
 
-def _binary_target(target: Any, keep: torch.Tensor, width: int) -> torch.Tensor:
+def _thresholds_like(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Thresholds in ``dtype`` such that ``p >= t_dtype`` equals ``p >= t`` for every ``p`` of
+    that dtype: the smallest representable value not below ``t`` (so comparing float32
+    probabilities never needs a float64 copy of them)."""
+    if dtype == torch.float64:
+        return t
+    low = t.to(dtype)
+    return torch.where(low.double() < t, torch.nextafter(low, torch.full_like(low, float("inf"))), low)
+
+
+def binarize(probs: Any, thresholds: Any = None) -> torch.Tensor:
+    """0/1 decisions ``bool [N, K]``: ``probs >= threshold`` per column (default 0.5)."""
+    p = _probabilities(probs)
+    return p >= _thresholds_like(_as_thresholds(thresholds, p.shape[1]), p.dtype)
+
+
+Decide = Callable[[int, int, torch.Tensor], torch.Tensor]
+"""``decide(start, stop, out)`` writes 0/1 decisions of rows ``start:stop`` into ``out``."""
+
+
+def _binary_tallies(
+    target: Any, keep: torch.Tensor, width: int, decide: Decide | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Per-column counts over kept rows, int64 ``[K]``: ``(ones,)`` of the 0/1 labels, and with
+    ``decide`` also ``(tp, predicted)``.
+
+    Each count is a matrix-vector product of the 0/1 row mask with a 0/1 float32 block: exact
+    (a block's integer sums stay far below 2**24; blocks add up in float64) and, block by block
+    in cache, far faster on CPU than reducing a bool matrix down its rows. Labels are checked to
+    be exactly 0 or 1 on kept rows by counting both values.
+    """
     y = as_tensor(target, "target")
     if y.dim() != 2 or y.shape[1] != width:
         raise MetricInputError(f"target: shape {tuple(y.shape)}, expected [N, {width}]")
-    present = y[keep]
-    if present.is_floating_point():
-        _check_finite(present, "target")
-    if present.numel() and not bool(((present == 0) | (present == 1)).all()):
+    if y.shape[0] != keep.shape[0]:
+        raise MetricInputError(f"target has {y.shape[0]} rows but pred has {keep.shape[0]}")
+    n = y.shape[0]
+    totals = torch.zeros(4, width, dtype=torch.float64)  # zeros, ones, tp, predicted
+    labels = torch.empty((min(n, BLOCK_ROWS), width))
+    decisions = torch.empty_like(labels)
+    for start, stop in _blocks(n):
+        k = keep[start:stop].float()
+        block, out = y[start:stop], labels[: stop - start]
+        totals[0] += k @ torch.eq(block, 0, out=out)
+        totals[1] += k @ torch.eq(block, 1, out=out)
+        if decide is not None:
+            d = decide(start, stop, decisions[: stop - start])
+            totals[3] += k @ d
+            totals[2] += k @ out.mul_(d)
+    if bool((totals[0] + totals[1] != float(keep.sum())).any()):
         raise MetricInputError("target: AU labels must be 0 or 1 where the mask is True")
-    return y.bool() if y.dtype == torch.bool else y == 1
+    counts = totals.round().long()
+    return (counts[1],) if decide is None else (counts[1], counts[2], counts[3])
 
 
 def au_counts(pred: Any, target: Any, mask: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -222,19 +350,16 @@ def au_counts(pred: Any, target: Any, mask: Any = None) -> tuple[torch.Tensor, t
     if p.dim() != 2:
         raise MetricInputError(f"pred: expected [N, K] decisions, got {tuple(p.shape)}")
     keep = row_mask(mask, p.shape[0])
-    y = _binary_target(target, keep, p.shape[1])
-    _check_same_rows(p, y, ("pred", "target"))
     if p.dtype != torch.bool:
-        if p.is_floating_point():
-            _check_finite(p, "pred")
+        _check_finite(p, "pred")
         if not bool(((p == 0) | (p == 1)).all()):
             raise MetricInputError("pred: AU decisions must be 0/1; use binarize() on probabilities")
-        p = p == 1
-    p, y = p[keep], y[keep]
-    tp = (p & y).sum(0)
-    fp = (p & ~y).sum(0)
-    fn = (~p & y).sum(0)
-    return tp, fp, fn
+
+    def decide(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
+        return out.copy_(p[start:stop])
+
+    ones, tp, predicted = _binary_tallies(target, keep, p.shape[1], decide)
+    return tp, predicted - tp, ones - tp
 
 
 def per_au_f1(pred: Any, target: Any, mask: Any = None) -> torch.Tensor:
@@ -245,6 +370,22 @@ def per_au_f1(pred: Any, target: Any, mask: Any = None) -> torch.Tensor:
 def mean_au_f1(pred: Any, target: Any, mask: Any = None) -> torch.Tensor:
     """Mean over the AU columns of their binary F1 (the challenge's ``F1_AU``, 0-d float64)."""
     return per_au_f1(pred, target, mask).mean()
+
+
+def au_f1(probs: Any, target: Any, mask: Any = None, thresholds: Any = None) -> torch.Tensor:
+    """Per-AU F1 ``float64 [K]`` straight from probabilities at ``thresholds`` (default 0.5).
+
+    Same numbers as ``per_au_f1(binarize(probs, thresholds), ...)`` without a bool matrix.
+    """
+    p = _probabilities(probs)
+    keep = row_mask(mask, p.shape[0])
+    t = _thresholds_like(_as_thresholds(thresholds, p.shape[1]), p.dtype)
+
+    def decide(start: int, stop: int, out: torch.Tensor) -> torch.Tensor:
+        return torch.ge(p[start:stop], t, out=out)
+
+    ones, tp, predicted = _binary_tallies(target, keep, p.shape[1], decide)
+    return f1_from_counts(tp, predicted - tp, ones - tp)
 
 
 @dataclass(frozen=True)
@@ -277,13 +418,10 @@ def tune_au_thresholds(
     true/false positive counts at every grid value come from one reverse cumulative sum. Ties
     go to the threshold closest to 0.5, so a flat F1 curve leaves the default in place.
     """
-    p = as_tensor(probs, "pred")
-    if p.dim() != 2:
-        raise MetricInputError(f"pred: expected [N, K] AU probabilities, got {tuple(p.shape)}")
-    _check_finite(p, "pred")
+    p = _probabilities(probs)
     keep = row_mask(mask, p.shape[0])
-    y = _binary_target(target, keep, p.shape[1])
-    _check_same_rows(p, y, ("pred", "target"))
+    _binary_tallies(target, keep, p.shape[1])  # shape and 0/1 checks
+    y = as_tensor(target, "target") == 1
     g = torch.as_tensor(sorted(float(v) for v in grid), dtype=torch.float64)
     if g.numel() == 0:
         raise MetricInputError("grid: at least one threshold is needed")
@@ -303,7 +441,7 @@ def tune_au_thresholds(
     best = f1.max(1, keepdim=True).values
     distance = (g - DEFAULT_THRESHOLD).abs().expand_as(f1)
     pick = torch.where(f1 == best, distance, torch.full_like(distance, float("inf"))).argmin(1)
-    fixed = f1_from_counts(*au_counts(p >= DEFAULT_THRESHOLD, y))
+    fixed = au_f1(p, y.to(p.dtype))
     return AUThresholds(thresholds=g[pick], f1_tuned=best.squeeze(1), f1_fixed=fixed)
 
 
@@ -354,7 +492,7 @@ def p_mtl(
         ccc_valence=float(va[0]),
         ccc_arousal=float(va[1]),
         f1_expr=float(macro_f1(expr_pred, expr_target, expr_classes, expr_mask)),
-        f1_au=float(mean_au_f1(binarize(au_probs, au_thresholds), au_target, au_mask)),
+        f1_au=float(au_f1(au_probs, au_target, au_mask, au_thresholds).mean()),
     )
 
 
@@ -406,11 +544,13 @@ def validate_task_labels(spec: Any, column: Any) -> tuple[torch.Tensor, torch.Te
         return values, mask
     if values.dim() != 2 or values.shape[1] != spec.width:
         _raise(f"{name}: shape {tuple(values.shape)}, expected [N, {spec.width}]")
-    present = values[mask]
     if spec.kind == "multilabel":
-        if present.numel() and not bool(((present == 0) | (present == 1)).all()):
+        try:
+            _binary_tallies(values, mask, spec.width)
+        except MetricInputError:
             _raise(f"{name}: values must be 0 or 1 where the mask is True")
         return values, mask
+    present = values[mask] if not bool(mask.all()) else values
     _check_finite(present, name)
     if spec.value_range is not None and present.numel():
         low, high = spec.value_range
@@ -429,7 +569,7 @@ def task_class_counts(spec: Any, column: Any) -> "torch.Tensor | None":
     if spec.kind == "multiclass":
         return torch.bincount(values[mask].long(), minlength=spec.width)
     if spec.kind == "multilabel":
-        return (values[mask] == 1).sum(0).long()
+        return _binary_tallies(values, mask, spec.width)[0]
     return None
 
 

@@ -238,3 +238,53 @@ def test_bootstrap_rejects_bad_settings():
         bootstrap_ci(lambda idx: 0.0, 5, confidence=1.5)
     with pytest.raises(MetricInputError, match="no rows"):
         bootstrap_ci(lambda idx: 0.0, 0)
+
+
+# ----------------------------------------------------------------- large-N code paths
+
+
+def test_block_accumulation_matches_sklearn(monkeypatch):
+    """The block-by-block paths (confusion, AU tallies, CCC Gram) must not depend on blocking."""
+    monkeypatch.setattr(metrics, "BLOCK_ROWS", 7)
+    rng = np.random.default_rng(11)
+    n = 50
+    expr, probs = rng.integers(0, 8, n), rng.random((n, 8))
+    au, au_probs = rng.integers(0, 2, (n, 12)).astype(np.float32), rng.random((n, 12))
+    va, va_pred = rng.uniform(-1, 1, (n, 2)), rng.uniform(-1, 1, (n, 2))
+    mask = rng.random(n) > 0.3
+    assert float(metrics.macro_f1(probs, expr, 8, mask)) == pytest.approx(
+        sk_f1(expr[mask], probs[mask].argmax(1), labels=list(range(8)), average="macro"), abs=1e-12)
+    expected = [sk_f1(au[mask, k], au_probs[mask, k] >= 0.5) for k in range(12)]
+    np.testing.assert_allclose(metrics.au_f1(au_probs, au, mask).numpy(), expected, atol=1e-12)
+    for k in range(2):
+        assert float(metrics.ccc(va_pred, va, mask)[k]) == pytest.approx(
+            numpy_ccc(va_pred[mask, k], va[mask, k]), abs=1e-12)
+
+
+def test_ccc_with_a_large_offset_stays_exact():
+    # raw moments would cancel catastrophically here; the centred route must take over
+    rng = np.random.default_rng(5)
+    y = 1e6 + rng.normal(0, 1e-3, 500)
+    x = y + rng.normal(0, 1e-3, 500)
+    assert float(metrics.ccc(x, y)) == pytest.approx(numpy_ccc(x, y), abs=1e-9)
+
+
+def test_nan_on_unlabelled_rows_is_ignored_but_on_labelled_rows_is_an_error():
+    x = np.array([[0.1, 0.2], [0.5, -0.3], [np.nan, np.nan], [0.9, 0.4]])
+    y = np.array([[0.0, 0.1], [0.4, -0.2], [-5.0, -5.0], [1.0, 0.5]])
+    mask = np.array([True, True, False, True])
+    got = metrics.ccc(x, y, mask)
+    assert float(got[0]) == pytest.approx(numpy_ccc(x[mask, 0], y[mask, 0]), abs=1e-12)
+    with pytest.raises(MetricInputError, match="NaN"):
+        metrics.ccc(x, y)
+
+
+def test_thresholds_compare_exactly_in_float32():
+    # 0.7 is not a float32: float32(0.7) lies just below 0.7, so it must not count as >= 0.7
+    below = np.float32(0.7)
+    above = np.nextafter(below, np.float32(1))
+    assert float(below) < 0.7 < float(above)
+    p = torch.tensor([[below], [above]])
+    threshold = torch.tensor([0.7], dtype=torch.float64)
+    assert metrics.binarize(p, threshold)[:, 0].tolist() == [False, True]
+    assert metrics.au_f1(p, np.array([[0.0], [1.0]]), thresholds=threshold).tolist() == [1.0]

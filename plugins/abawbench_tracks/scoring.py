@@ -66,7 +66,7 @@ def score_task(
             confusion=confusion.tolist(),
         )
     if spec.kind == "multilabel":
-        f1 = metrics.per_au_f1(metrics.binarize(pred, au_thresholds), values, mask)
+        f1 = metrics.au_f1(pred, values, mask, au_thresholds)
         return TaskResult(value=float(f1.mean()), per_class=dict(zip(spec.names, f1.tolist())))
     columns = metrics.ccc(pred, values, mask)
     return TaskResult(value=float(columns.mean()), columns=dict(zip(spec.names, columns.tolist())))
