@@ -63,16 +63,18 @@ def test_typo_in_architecture_suggests_close_timm_names(host):
 
 
 def test_family_is_registered_with_timm_names_for_suggestions(host):
-    families = [e.item for e in host.models.entries() if isinstance(e.item, ModelFamily)]
-    assert [f.prefix for f in families] == ["timm:"]
-    assert "resnet50" in families[0].known_names()
-    assert families[0].resolve("resnet50").name == "timm:resnet50"
+    families = [e for e in host.models.entries() if isinstance(e.item, ModelFamily)]
+    timm_family = [e for e in families if e.item.prefix == "timm:"]
+    assert [e.plugin for e in timm_family] == ["timm"]
+    assert "resnet50" in timm_family[0].item.known_names()
+    assert timm_family[0].item.resolve("resnet50").name == "timm:resnet50"
 
 
 def test_named_models_and_default_run_choice(host):
     for name in ("resnet18", "resnet50", "efficientnet_b0", "vit_base_patch16_224", "inception_v3"):
         assert name in host.models
-    defaults = sorted(e.name for e in host.models.entries() if getattr(e.item, "default_run", False))
+    defaults = sorted(e.name for e in host.models.entries()
+                      if e.plugin == "timm" and getattr(e.item, "default_run", False))
     assert defaults == ["mobilenetv3_small_100", "resnet10t"]
 
 
