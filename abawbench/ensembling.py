@@ -15,7 +15,6 @@ predictions come from one ensemble fitted on all validation rows.
 
 from __future__ import annotations
 
-import io
 import re
 import time
 from dataclasses import dataclass
@@ -30,10 +29,12 @@ from abawbench.labels import TaskLabels, take_labels
 from abawbench.results import (
     EntrySpecModel,
     RunResult,
-    atomic_write_bytes,
     entry_dir,
+    read_prediction_labels,
+    read_predictions,
     read_result,
     result_path,
+    write_predictions,
     write_result,
 )
 from abawbench.specs import EnsembleSpec
@@ -81,8 +82,6 @@ def find_member_result(runs: Path, track: str, entry: str, seed: int) -> Path:
 
 def load_member(runs: Path, track: str, entry: str, seed: int) -> Member:
     """A completed member with its predictions; a failed run or a missing file is an error."""
-    from abawbench.predict import load_stored_predictions
-
     path = find_member_result(Path(runs), track, entry, seed)
     result = read_result(path)
     if result.status != "completed":
@@ -95,27 +94,13 @@ def load_member(runs: Path, track: str, entry: str, seed: int) -> Member:
     ids: dict[str, list[str]] = {}
     predictions: dict[str, dict[str, torch.Tensor]] = {}
     for split in ("validation", "test"):
-        loaded = load_stored_predictions(npz, split)
+        loaded = read_predictions(npz, split)
         if loaded is not None:
             ids[split] = loaded[0]
             predictions[split] = {task: torch.from_numpy(array) for task, array in loaded[1].items()}
     if "validation" not in ids:
         raise DataFormatError(f"{npz}: no validation predictions")
-    return Member(result=result, folder=path.parent, ids=ids, predictions=predictions, labels=read_labels(npz))
-
-
-def read_labels(npz: Path) -> dict[str, TaskLabels]:
-    """Validation labels stored beside the predictions (``validation/labels/<task>/values|mask``)."""
-    with np.load(npz, allow_pickle=False) as archive:
-        tasks = sorted({key.split("/")[2] for key in archive.files if key.startswith("validation/labels/")})
-        try:
-            return {
-                task: TaskLabels(values=archive[f"validation/labels/{task}/values"],
-                                 mask=archive[f"validation/labels/{task}/mask"].astype(bool))
-                for task in tasks
-            }
-        except KeyError as exc:
-            raise DataFormatError(f"{npz}: incomplete stored labels: {exc}") from None
+    return Member(result=result, folder=path.parent, ids=ids, predictions=predictions, labels=read_prediction_labels(npz))
 
 
 def check_aligned(members: Sequence[Member], split: str) -> None:
@@ -219,7 +204,8 @@ def run_ensemble(
     entry = name or ensemble_name(spec.name, [m.result.entry for m in members])
     out_dir = entry_dir(runs, track.name, folder_name(entry))
     predictions_file = out_dir / f"seed{seed}.predictions.npz"
-    save_predictions(predictions_file, members[0], oof, test, labels)
+    split_predictions = {"validation": oof} | ({"test": test} if test is not None else {})
+    write_predictions(predictions_file, members[0].ids, split_predictions, labels)
     first = members[0].result
     losses = sorted({m.result.spec.loss for m in members})
     result = RunResult(
@@ -241,24 +227,3 @@ def run_ensemble(
     path = result_path(runs, track.name, folder_name(entry), seed)
     write_result(path, result)
     return path, result
-
-
-def save_predictions(
-    path: Path,
-    template: Member,
-    validation: Predictions,
-    test: Predictions | None,
-    labels: Mapping[str, TaskLabels],
-) -> None:
-    """The protocol's predictions layout, so ensembles of ensembles and ``predict`` work."""
-    arrays: dict[str, np.ndarray] = {"validation/ids": np.asarray(template.ids["validation"])}
-    arrays.update({f"validation/{t}": torch.as_tensor(v).numpy() for t, v in validation.items()})
-    if test is not None:
-        arrays["test/ids"] = np.asarray(template.ids["test"])
-        arrays.update({f"test/{t}": torch.as_tensor(v).numpy() for t, v in test.items()})
-    for task, column in labels.items():
-        arrays[f"validation/labels/{task}/values"] = column.values
-        arrays[f"validation/labels/{task}/mask"] = column.mask
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())

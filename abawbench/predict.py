@@ -17,19 +17,9 @@ from abawbench.config import RunConfig
 from abawbench.data.official import write_lsd_submission, write_mtl_submission
 from abawbench.errors import ConfigError, DataFormatError
 from abawbench.heads import BackboneWithHeads, TaskHeads
-from abawbench.results import RunResult, read_result
+from abawbench.results import RunResult, read_predictions, read_result
 
 SUBMISSION_WRITERS = {"lsd", "mtl"}
-
-
-def load_stored_predictions(path: Path, split: str) -> tuple[list[str], dict[str, np.ndarray]] | None:
-    with np.load(path, allow_pickle=False) as archive:
-        if f"{split}/ids" not in archive.files:
-            return None
-        ids = [str(name) for name in archive[f"{split}/ids"]]
-        preds = {key.split("/", 1)[1]: archive[key] for key in archive.files
-                 if key.startswith(f"{split}/") and key.count("/") == 1 and not key.endswith("/ids")}
-    return ids, preds
 
 
 def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split: str) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -94,7 +84,7 @@ def predict_entry(result_file: Path, out: Path, data: Path | None = None, tuned_
         raise ConfigError(f"{result_file}: the run failed ({result.error}); nothing to predict with")
     stored = None
     if data is None and result.predictions_file:
-        stored = load_stored_predictions(result_file.parent / result.predictions_file, split)
+        stored = read_predictions(result_file.parent / result.predictions_file, split)
     if stored is None:
         if data is None:
             raise ConfigError(f"{result_file}: no stored {split} predictions; pass --data with a {split} split")

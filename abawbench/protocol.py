@@ -44,6 +44,7 @@ from abawbench.results import (
     entry_dir,
     read_result,
     result_path,
+    write_predictions,
     write_result,
 )
 from abawbench.specs import Backbone, DatasetSpec, LossContext, ModelOptions, ReadOptions
@@ -422,20 +423,9 @@ class Runner:
 
     def _save_predictions(self, path: Path, outcome: "Outcome") -> None:
         assert self.data is not None
-        arrays: dict[str, np.ndarray] = {}
-        for split, preds in (("validation", outcome.validation), ("test", outcome.test)):
-            if preds is None:
-                continue
-            arrays[f"{split}/ids"] = np.asarray(self.data.splits[split].paths)
-            for task, tensor in preds.items():
-                arrays[f"{split}/{task}"] = tensor.detach().cpu().numpy()
-        # Labels travel with the predictions so ensembles can fit and score without the data.
-        for task, column in self.data.splits["validation"].labels.items():
-            arrays[f"validation/labels/{task}/values"] = column.values
-            arrays[f"validation/labels/{task}/mask"] = column.mask
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+        predictions = {"validation": outcome.validation} | ({"test": outcome.test} if outcome.test else {})
+        write_predictions(path, {split: self.data.splits[split].paths for split in predictions}, predictions,
+                          self.data.splits["validation"].labels)
 
 
 @dataclass

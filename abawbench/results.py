@@ -12,18 +12,24 @@ that looks complete. Tables (leaderboards) are views of these files.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from abawbench.config import ProtocolConfig
 from abawbench.errors import DataFormatError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from abawbench.labels import TaskLabels
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -136,3 +142,66 @@ def iter_results(folder: Path, track: str | None = None) -> Iterator[tuple[Path,
         result = read_result(path)
         if track is None or result.track == track:
             yield path, result
+
+
+# --------------------------------------------------------------------------- predictions files
+#
+# ``seed<k>.predictions.npz`` layout, written by the protocol and by ensembles alike:
+#   <split>/ids                      image paths (relative to the data root), per split
+#   <split>/<task>                   probabilities (multiclass, multilabel) or values (regression)
+#   validation/labels/<task>/values  validation labels, so ensembles fit and score without data
+#   validation/labels/<task>/mask
+
+
+def write_predictions(
+    path: Path,
+    ids: Mapping[str, Sequence[str]],
+    predictions: Mapping[str, Mapping[str, Any]],
+    labels: Mapping[str, "TaskLabels"],
+) -> None:
+    """Store per-split predictions (numpy arrays or tensors) and validation labels atomically."""
+    import numpy as np
+
+    arrays: dict[str, np.ndarray] = {}
+    for split, split_predictions in predictions.items():
+        arrays[f"{split}/ids"] = np.asarray(list(ids[split]))
+        for task, values in split_predictions.items():
+            array = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+            arrays[f"{split}/{task}"] = array
+    for task, column in labels.items():
+        arrays[f"validation/labels/{task}/values"] = column.values
+        arrays[f"validation/labels/{task}/mask"] = column.mask
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_predictions(path: Path, split: str) -> tuple[list[str], dict[str, "np.ndarray"]] | None:
+    """``(ids, task -> array)`` of one split, or None when the file holds no such split."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as archive:
+        if f"{split}/ids" not in archive.files:
+            return None
+        ids = [str(name) for name in archive[f"{split}/ids"]]
+        preds = {key.split("/", 1)[1]: archive[key] for key in archive.files
+                 if key.startswith(f"{split}/") and key.count("/") == 1 and not key.endswith("/ids")}
+    return ids, preds
+
+
+def read_prediction_labels(path: Path) -> dict[str, "TaskLabels"]:
+    """Validation labels stored beside the predictions."""
+    import numpy as np
+
+    from abawbench.labels import TaskLabels
+
+    with np.load(path, allow_pickle=False) as archive:
+        tasks = sorted({key.split("/")[2] for key in archive.files if key.startswith("validation/labels/")})
+        try:
+            return {
+                task: TaskLabels(values=archive[f"validation/labels/{task}/values"],
+                                 mask=archive[f"validation/labels/{task}/mask"].astype(bool))
+                for task in tasks
+            }
+        except KeyError as exc:
+            raise DataFormatError(f"{path}: incomplete stored labels: {exc}") from None
