@@ -38,7 +38,7 @@ class ProtocolConfig(_Strict):
     augmentation: AugmentationName = Field("flip", description="finetune training augmentation: none, flip, or paper (1.02x resize, random crop, colour jitter p0.8, flip); validation never gets any")
     feature_fusion: Literal["concat", "mean"] = Field("concat", description="how a fused model 'a+b' combines its backbones' cached features (linear-probe only); mean needs equal widths")
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better validation score")
-    image_size: int | None = Field(None, ge=16, le=1024, description="input size; None: the model's native size")
+    image_size: int | None = Field(112, ge=16, le=1024, description="input size in pixels (112: the size ABAW teams use and the embedded default is drawn at); None: the model's native size")
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader workers for image decoding")
     bootstrap: int = Field(200, ge=0, le=100_000, description="bootstrap resamples for confidence intervals (0: none)")
 
