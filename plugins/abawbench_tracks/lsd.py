@@ -7,7 +7,7 @@ import torch
 from abawbench.labels import LabelSet, TaskSpec
 from abawbench.tracks import Predictions, Track, TrackScore
 
-from abawbench_tracks.scoring import prediction, score_task
+from abawbench_tracks.scoring import score_tasks
 
 LSD_CLASSES = ("ANGER", "DISGUST", "FEAR", "HAPPINESS", "SADNESS", "SURPRISE")
 
@@ -30,9 +30,7 @@ class LSDTrack(Track):
         au_thresholds: torch.Tensor | None = None,
     ) -> TrackScore:
         """Macro F1 over all 6 classes (a class never seen nor predicted scores 0)."""
-        spec = self.tasks[0]
-        values, mask = self.validate_labels(labels)["expr"]
-        result = score_task(spec, prediction(predictions, spec, values.shape[0]), values, mask)
+        result = score_tasks(self, predictions, labels)["expr"]
         return TrackScore(
             primary=result.value,
             sub_scores={"macro_f1": result.value},

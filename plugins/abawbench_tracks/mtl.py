@@ -8,7 +8,7 @@ from abawbench.labels import LabelSet, TaskSpec
 from abawbench.metrics import MTLTerms
 from abawbench.tracks import Predictions, Track, TrackScore
 
-from abawbench_tracks.scoring import prediction, score_task
+from abawbench_tracks.scoring import score_tasks
 
 MTL_EXPRESSIONS = (
     "Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other",
@@ -41,12 +41,7 @@ class MTLTrack(Track):
     ) -> TrackScore:
         """P_MTL, each term over the rows where its label is present. AU probabilities are
         thresholded at 0.5 unless ``au_thresholds`` (one per AU, tuned elsewhere) are given."""
-        columns = self.validate_labels(labels)
-        results = {}
-        for spec in self.tasks:
-            values, mask = columns[spec.name]
-            pred = prediction(predictions, spec, values.shape[0])
-            results[spec.name] = score_task(spec, pred, values, mask, au_thresholds)
+        results = score_tasks(self, predictions, labels, au_thresholds)
         terms = MTLTerms(
             ccc_valence=results["va"].columns["valence"],
             ccc_arousal=results["va"].columns["arousal"],

@@ -14,8 +14,8 @@ import torch
 
 from abawbench import metrics
 from abawbench.errors import MetricInputError
-from abawbench.labels import TaskSpec
-from abawbench.tracks import Predictions
+from abawbench.labels import LabelSet, TaskSpec
+from abawbench.tracks import Predictions, Track
 
 
 @dataclass
@@ -70,3 +70,16 @@ def score_task(
         return TaskResult(value=float(f1.mean()), per_class=dict(zip(spec.names, f1.tolist())))
     columns = metrics.ccc(pred, values, mask)
     return TaskResult(value=float(columns.mean()), columns=dict(zip(spec.names, columns.tolist())))
+
+
+def score_tasks(
+    track: Track, predictions: Predictions, labels: LabelSet, au_thresholds: Any = None
+) -> dict[str, TaskResult]:
+    """Every task of ``track`` scored over its labelled rows, labels checked first."""
+    columns = track.validate_labels(labels)
+    results = {}
+    for spec in track.tasks:
+        values, mask = columns[spec.name]
+        pred = prediction(predictions, spec, values.shape[0])
+        results[spec.name] = score_task(spec, pred, values, mask, au_thresholds)
+    return results
