@@ -362,7 +362,8 @@ def test_incomplete_or_foreign_files_are_not_used(cache):
 def test_old_format_version_is_rebuilt(cache):
     entry, _ = fill(cache)
     with h5py.File(entry.path, "r+") as f:
-        f.attrs["key.format_version"] = 0
+        meta = json.loads(f.attrs["abawbench"])
+        f.attrs["abawbench"] = json.dumps({**meta, "format_version": 0})
     assert "format version 0" in cache.verify(entry.path)[0]
     _, producer = fill(cache)
     assert producer.calls == 1
