@@ -31,12 +31,14 @@ from abawbench import __version__
 from abawbench.cache import CacheKey, FeatureCache, default_cache_root
 from abawbench.config import RunConfig
 from abawbench.data.index import SampleIndex
-from abawbench.device import autocast_context, loader_kwargs, prepare_module, resolve_device, seed_everything
+from abawbench.device import (autocast_context, loader_kwargs, prepare_batch, prepare_module, resolve_device,
+                              seed_everything)
 from abawbench.errors import AbawbenchError, ConfigError, DataFormatError, RunFailedError
 from abawbench.evaluation import score_with_intervals, tuned_threshold_report
 from abawbench.heads import BackboneWithHeads, TaskHeads, to_probabilities
 from abawbench.labels import TaskLabels
 from abawbench.plugins import PluginHost, get_host
+from abawbench.preprocess import make_eval_transform
 from abawbench.results import (
     EntrySpecModel,
     RunResult,
@@ -160,14 +162,7 @@ def training_transform(base: Callable, augmentation: str) -> Callable:
 
 def eval_transform(data_config: dict[str, Any]) -> Callable:
     """The backbone's exact preprocessing (timm's resolved data config), no augmentation."""
-    from timm.data import create_transform
-
-    config = dict(data_config)
-    config["input_size"] = tuple(config["input_size"])
-    config["mean"] = tuple(config.get("mean", (0.5, 0.5, 0.5)))
-    config["std"] = tuple(config.get("std", (0.5, 0.5, 0.5)))
-    keep = {k: config[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode") if k in config}
-    return create_transform(**keep, is_training=False)
+    return make_eval_transform(data_config)
 
 
 def labels_as_tensors(labels: dict[str, TaskLabels], rows: Any = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -463,11 +458,8 @@ def extract_features(
     row = 0
     with tqdm(total=len(index), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for images, _rows in loader:
-            images = images.to(device, non_blocking=True)
-            if device.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last)
             with autocast_context(device):
-                out = module(images)
+                out = module(prepare_batch(images, device))
             write(row, out.float().cpu().numpy())
             row += out.shape[0]
             bar.update(out.shape[0])
@@ -565,7 +557,7 @@ def predict_images(network: nn.Module, loader: DataLoader, device: torch.device,
     chunks: dict[str, list[torch.Tensor]] = {}
     with torch.inference_mode():
         for images, _rows in loader:
-            images = images.to(device, non_blocking=True)
+            images = prepare_batch(images, device)
             with autocast_context(device):
                 raw = network(images)
             for task, value in to_probabilities(tasks, raw).items():
@@ -606,7 +598,7 @@ def finetune_network(
         network.train()
         for images, rows in tqdm(train_loader, desc=f"finetune {entry.entry_id} epoch {epoch}",
                                  disable=not progress, leave=False):
-            images = images.to(device, non_blocking=True)
+            images = prepare_batch(images, device)
             with autocast_context(device):
                 raw = network(images)
             batch_targets = {t: (v[rows].to(device), m[rows].to(device)) for t, (v, m) in targets.items()}

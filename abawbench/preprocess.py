@@ -1,4 +1,4 @@
-"""From a Backbone's ``data_config`` to the exact eval preprocessing of one image.
+"""Image preprocessing from a backbone's data config: the one eval transform every path uses.
 
 The data config is what the feature cache is keyed on, so the transform must be a pure
 function of it: no randomness, no state, the same tensor for the same image on every call.
