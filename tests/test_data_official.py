@@ -350,3 +350,39 @@ def test_submission_readers_name_file_and_line(tmp_path):
         read_mtl_submission(path)
     with pytest.raises(DataFormatError, match="not found"):
         read_mtl_submission(tmp_path / "absent.txt")
+
+
+# --------------------------------------------------------------------------- parse cache
+
+
+def test_parse_cache_gives_the_same_index_and_never_hides_file_changes(tmp_path, mtl, monkeypatch):
+    from abawbench.data import official, parse_cache
+
+    monkeypatch.setattr(parse_cache, "MIN_LINES", 1)
+    lines = GOOD + [f"v1/00001.jpg,0,0,1,{AUS_OK}", f"v3/1.jpg,9,0,1,{AUS_OK}"]
+    path = write_mtl(tmp_path, lines)
+    fresh_index, fresh_problems = scan_split(tmp_path, mtl, "train")
+    assert len(list((tmp_path / "abawbench-cache" / "parsed").glob("*.npz"))) == 1
+
+    def no_parsing(*args):
+        raise AssertionError("parsed again although the bytes did not change")
+
+    parse = official._parse_mtl
+    monkeypatch.setattr(official, "_parse_mtl", no_parsing)
+    cached_index, cached_problems = scan_split(tmp_path, mtl, "train")
+    assert cached_problems == fresh_problems
+    assert cached_index.paths == fresh_index.paths and cached_index.fingerprint == fresh_index.fingerprint
+    for task, labels in fresh_index.labels.items():
+        np.testing.assert_array_equal(cached_index.labels[task].values, labels.values)
+        np.testing.assert_array_equal(cached_index.labels[task].mask, labels.mask)
+    # Images are listed afresh: a deleted image is found although the parse is cached.
+    (tmp_path / "cropped_aligned/v2/00001.jpg").unlink()
+    _, problems = scan_split(tmp_path, mtl, "train")
+    assert any("image not found" in p.message and p.line == 4 for p in problems)
+    # A changed byte is a new key; a corrupt entry is parsed again.
+    monkeypatch.setattr(official, "_parse_mtl", parse)
+    path.write_text(path.read_text(encoding="utf-8").replace("0.5,-0.25", "0.5,-0.5"), encoding="utf-8")
+    assert read_split(tmp_path, mtl, "train", SKIP).labels["va"].values[0, 1] == -0.5
+    for entry in (tmp_path / "abawbench-cache" / "parsed").glob("*.npz"):
+        entry.write_bytes(b"garbage")
+    assert read_split(tmp_path, mtl, "train", SKIP).labels["va"].values[0, 1] == -0.5

@@ -25,16 +25,19 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from abawbench.data.check import SPLITS, Problem, raise_for_problems
-from abawbench.data.fingerprint import file_digest, list_folder, split_fingerprint, subfolders
+from abawbench.data import parse_cache
+from abawbench.data.fingerprint import list_folder, split_fingerprint, subfolders
 from abawbench.data.index import SampleIndex
 from abawbench.errors import ConfigError, DataFormatError
 from abawbench.labels import TaskLabels
@@ -125,18 +128,21 @@ class _Rows:
     numbers: list[int]
 
 
-def _read_lines(path: Path, split: str, problems: list[Problem]) -> tuple[_Rows | None, str]:
+def _read_lines(
+    path: Path, split: str, problems: list[Problem], raw: bytes | None = None
+) -> tuple[_Rows | None, str]:
     """Decode an annotation file into its header and non-blank data lines, plus its digest."""
-    if not path.is_file():
-        raise SplitMissing(path, split)
-    raw = path.read_bytes()
+    if raw is None:
+        if not path.is_file():
+            raise SplitMissing(path, split)
+        raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         problems.append(Problem(str(path), line, f"not UTF-8 text ({exc.reason})", "fatal"))
-        return None, ""
-    digest = file_digest(path)
+        return None, digest
     lines = text.splitlines()
     if not lines:
         problems.append(Problem(str(path), None, "empty file (expected a header line)", "fatal"))
@@ -209,9 +215,11 @@ def _flag_missing(
 
 
 def _first_occurrences(
-    rows: _Rows, names: list[str], bad: dict[int, None], problems: list[Problem]
+    rows: _Rows, names: list[str], bad: dict[int, None], problems: list[Problem],
+    same_labels: Callable[[int, int], bool] | None = None,
 ) -> tuple[list[int], int]:
-    """Rows to keep: good rows, first occurrence of each name. Later duplicates are warnings."""
+    """Rows to keep: good rows, first occurrence of each name. Later duplicates are warnings
+    (saying whether their labels agree with the kept line's, when rows have labels)."""
     if len(set(names)) == len(names):  # the common case, without a Python loop per row
         return [row for row in range(len(names)) if row not in bad], 0
     first: dict[str, int] = {}
@@ -226,13 +234,14 @@ def _first_occurrences(
             keep.append(row)
             continue
         duplicates += 1
-        same = rows.lines[row].partition(",")[2] == rows.lines[earlier].partition(",")[2]
-        labels = "same labels" if same else "DIFFERENT labels"
+        labels = ""
+        if same_labels is not None:
+            labels = ", same labels" if same_labels(earlier, row) else ", DIFFERENT labels"
         problems.append(
             Problem(
                 rows.file,
                 rows.numbers[row],
-                f"duplicate image {name!r} (first on line {rows.numbers[earlier]}, {labels}); "
+                f"duplicate image {name!r} (first on line {rows.numbers[earlier]}{labels}); "
                 "this line is ignored",
                 "warning",
             )
@@ -256,14 +265,112 @@ def _notes(skipped: int, duplicates: int) -> list[str]:
 # --------------------------------------------------------------------------- mtl train/validation
 
 
+@dataclass
+class _ParsedMtl:
+    """What an MTL annotation file says, before the file system is consulted: a pure
+    function of its bytes and the track (hence cacheable, see :mod:`parse_cache`)."""
+
+    rows: _Rows  # ``lines`` is empty when the parse came from the cache
+    digest: str
+    names: list[str]
+    va: np.ndarray  # float64 [N, 2], sentinels kept
+    tails: np.ndarray  # int8 [N, 1 + AUs]: expression, AUs
+    bad: dict[int, None]  # an ordered set of bad rows
+    problems: list[Problem]
+
+
 def _scan_mtl_annotations(
     root: Path, track: Track, split: str, check_images: bool
 ) -> tuple[SampleIndex | None, list[Problem]]:
+    parsed, problems = _parse_mtl_cached(root / MTL_ANNOTATIONS[split], split, track)
+    if parsed is None:
+        return None, problems
+    rows, names, bad = parsed.rows, parsed.names, parsed.bad
+    sizes = _ImageLister(root / MTL_IMAGES, names, bad).sizes(names)
+    _flag_missing(rows, names, sizes, bad, problems, root / MTL_IMAGES, check_images)
+    va, tails = parsed.va, parsed.tails
+    same = lambda a, b: bool((va[a] == va[b]).all() and (tails[a] == tails[b]).all())  # noqa: E731
+    keep, duplicates = _first_occurrences(rows, names, bad, problems, same)
+    problems.sort(key=lambda p: (p.line or 0))
+
+    keep_arr = np.asarray(keep, dtype=np.int64)
+    labels = _mtl_labels(va[keep_arr], tails[keep_arr])
+    paths = [f"{MTL_IMAGES}/{names[row]}" for row in keep]
+    fingerprint = split_fingerprint(
+        track.name, split, parsed.digest, paths, np.asarray(sizes, dtype=np.int64)[keep_arr],
+        _dropped_lines(rows, bad),
+    )
+    index = SampleIndex(
+        root=root, track=track.name, split=split, paths=paths, labels=labels,
+        fingerprint=fingerprint, skipped=len(bad), duplicates=duplicates,
+        notes=_notes(len(bad), duplicates),
+    )
+    return index, problems
+
+
+def _parse_mtl_cached(path: Path, split: str, track: Track) -> tuple[_ParsedMtl | None, list[Problem]]:
+    """:func:`_parse_mtl`, through the parse cache for large files. The parse is the
+    caller's own (fresh or freshly loaded), to extend with file-system problems."""
+    if not path.is_file():
+        raise SplitMissing(path, split)
+    raw = path.read_bytes()
+    spaces = [f"{spec.name}:{spec.kind}:{','.join(spec.names)}" for spec in track.tasks]
+    key = parse_cache.parse_key(raw, *spaces)
+    stored = parse_cache.load(key) if raw.count(b"\n") >= parse_cache.MIN_LINES else None
+    parsed = _parsed_from_cache(stored, path) if stored is not None else None
+    if parsed is None:
+        parsed, fatal = _parse_mtl(path, raw, split, track)
+        if parsed is None:
+            return None, fatal
+        if len(parsed.names) >= parse_cache.MIN_LINES:
+            parse_cache.store(key, _parsed_to_cache(parsed))
+    return parsed, list(parsed.problems)
+
+
+def _parsed_to_cache(parsed: _ParsedMtl) -> dict[str, np.ndarray]:
+    problems = [json.dumps([p.line, p.message, p.severity]) for p in parsed.problems]
+    return {
+        "header": parse_cache.text_to_array([",".join(parsed.rows.header)]),
+        "numbers": np.asarray(parsed.rows.numbers, dtype=np.int64),
+        "names": parse_cache.text_to_array(parsed.names),
+        "va": parsed.va, "tails": parsed.tails,
+        "bad": np.asarray(list(parsed.bad), dtype=np.int64),
+        "problems": parse_cache.text_to_array(problems),
+        "counts": np.asarray([len(parsed.names), len(problems)], dtype=np.int64),
+        "digest": np.array(parsed.digest),
+    }
+
+
+def _parsed_from_cache(stored: dict[str, np.ndarray], path: Path) -> _ParsedMtl | None:
+    """The cached parse, or None when the entry does not hold what it should."""
+    try:
+        rows_count, problem_count = (int(n) for n in stored["counts"])
+        problems = [
+            Problem(str(path), line, message, severity)
+            for line, message, severity in map(json.loads, parse_cache.array_to_text(stored["problems"], problem_count))
+        ]
+        rows = _Rows(str(path), parse_cache.array_to_text(stored["header"], 1)[0].split(","), [],
+                     stored["numbers"].tolist())
+        parsed = _ParsedMtl(
+            rows=rows, digest=str(stored["digest"].item()),
+            names=parse_cache.array_to_text(stored["names"], rows_count),
+            va=stored["va"], tails=stored["tails"],
+            bad=dict.fromkeys(stored["bad"].tolist()), problems=problems,
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
+    if not (len(parsed.names) == len(rows.numbers) == len(parsed.va) == len(parsed.tails)):
+        return None
+    return parsed
+
+
+def _parse_mtl(path: Path, raw: bytes, split: str, track: Track) -> tuple[_ParsedMtl | None, list[Problem]]:
+    """Parse and validate every line of an MTL annotation file (no file-system access)."""
     au_names = track.task("au").names
     n_classes = track.task("expr").width
     expected = ("image", "valence", "arousal", "expression", *au_names)
     problems: list[Problem] = []
-    rows, digest = _read_lines(root / MTL_ANNOTATIONS[split], split, problems)
+    rows, digest = _read_lines(path, split, problems, raw)
     if rows is None:
         return None, problems
     if len(rows.header) != len(expected) or rows.header[0].lower() != "image":
@@ -275,31 +382,12 @@ def _scan_mtl_annotations(
         problems.append(
             Problem(rows.file, 1, f"header names differ from {','.join(expected)!r}; columns read in that order", "warning")
         )
-
-    bad: dict[int, None] = {}  # an ordered set of bad rows
+    bad: dict[int, None] = {}
     names, valence, arousal, tails = _split_mtl_lines(rows, len(expected), bad, problems)
     _flag_unsafe(rows, names, bad, problems)
-    images = _ImageLister(root / MTL_IMAGES, names, bad)
     va = _parse_va(rows, valence, arousal, bad, problems)
     tail_values = _parse_int_tails(rows, tails, bad, problems, n_classes, len(au_names))
-    sizes = images.sizes(names)
-    _flag_missing(rows, names, sizes, bad, problems, root / MTL_IMAGES, check_images)
-    keep, duplicates = _first_occurrences(rows, names, bad, problems)
-    problems.sort(key=lambda p: (p.line or 0))
-
-    keep_arr = np.asarray(keep, dtype=np.int64)
-    labels = _mtl_labels(va[keep_arr], tail_values[keep_arr])
-    paths = [f"{MTL_IMAGES}/{names[row]}" for row in keep]
-    fingerprint = split_fingerprint(
-        track.name, split, digest, paths, np.asarray(sizes, dtype=np.int64)[keep_arr],
-        _dropped_lines(rows, bad),
-    )
-    index = SampleIndex(
-        root=root, track=track.name, split=split, paths=paths, labels=labels,
-        fingerprint=fingerprint, skipped=len(bad), duplicates=duplicates,
-        notes=_notes(len(bad), duplicates),
-    )
-    return index, problems
+    return _ParsedMtl(rows, digest, names, va, tail_values, bad, problems), problems
 
 
 def _split_mtl_lines(

@@ -1,0 +1,84 @@
+"""A disk cache of parsed annotation files, keyed by their bytes.
+
+Why: parsing a 200,000-line MTL file costs most of a second of CPU, and every run, check
+and preview reads the same files again. The parsed rows are a pure function of the file's
+bytes and the track's label spaces, so a key made of those can never go stale. Only the
+parse is cached: image listings (and so missing images and the fingerprint) are read fresh
+every time, since images change without the annotation file changing.
+
+The cache is an optimisation, never a dependency: an entry that cannot be read is parsed
+again, and a failed write is ignored. Small files are not cached (parsing them is cheaper
+than the file system round trip).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+CACHE_VERSION = "parsed-annotations/1"
+"""Bumped whenever the parser's output for the same bytes changes."""
+
+MIN_LINES = 20_000
+"""Files shorter than this are parsed every time."""
+
+
+def parse_key(raw: bytes, *context: str) -> str:
+    """Digest of the file's bytes plus everything else the parse depends on."""
+    digest = hashlib.sha256()
+    digest.update("\0".join((CACHE_VERSION, *context)).encode() + b"\0")
+    digest.update(raw)
+    return digest.hexdigest()
+
+
+def cache_path(key: str) -> Path:
+    # Imported here: abawbench.cache is the feature cache, heavier than a reader needs at import.
+    from abawbench.cache import default_cache_root
+
+    return default_cache_root() / "parsed" / f"{key[:40]}.npz"
+
+
+def load(key: str) -> dict[str, np.ndarray] | None:
+    """The arrays stored under ``key``, or None (absent or unreadable: parse again)."""
+    path = cache_path(key)
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if str(arrays.get("key", np.array("")).item()) != key:  # a truncated name collision
+        return None
+    return arrays
+
+
+def store(key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write atomically (temporary name, then rename): a reader never sees half an entry."""
+    path = cache_path(key)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as handle:
+            np.savez(handle, key=np.array(key), **arrays)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a read-only or full cache only costs speed
+
+
+def text_to_array(texts: list[str]) -> np.ndarray:
+    """Strings (without newlines) as one UTF-8 byte array: far faster to save and load than
+    an array of Python strings, and needs no pickle."""
+    return np.frombuffer("\n".join(texts).encode("utf-8", "surrogateescape"), dtype=np.uint8)
+
+
+def array_to_text(array: np.ndarray, count: int) -> list[str]:
+    if count == 0:
+        return []
+    texts = array.tobytes().decode("utf-8", "surrogateescape").split("\n")
+    if len(texts) != count:
+        raise ValueError(f"cached text holds {len(texts)} entries, expected {count}")
+    return texts
