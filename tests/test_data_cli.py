@@ -10,7 +10,6 @@ from PIL import Image
 
 from abawbench.cli import main
 from abawbench.plugins import PluginHost, set_host
-from abawbench.specs import DatasetSpec
 from plugin_helpers import make_module
 
 CLASSES = ("ANGER", "DISGUST", "FEAR", "HAPPINESS", "SADNESS", "SURPRISE")
@@ -100,7 +99,6 @@ def test_preview_sheet(host, tmp_path, capsys):
 GENERATOR = """
 from pathlib import Path
 from abawbench.hookspecs import hookimpl
-from abawbench.specs import DatasetSpec
 
 CALLS = []
 
@@ -143,7 +141,6 @@ def test_synth_choice_between_generators(generator_only, tmp_path, capsys):
     host, module = generator_only
     host.add_plugin(make_module("reader_plugin", """
 from abawbench.hookspecs import hookimpl
-from abawbench.specs import DatasetSpec
 @hookimpl
 def abawbench_register_datasets(register):
     register(DatasetSpec(name="readonly", tracks=("lsd",), read_split=lambda *a: None))

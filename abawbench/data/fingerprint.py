@@ -51,15 +51,6 @@ def subfolders(folder: Path) -> list[str]:
         return []
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (annotation files are at most tens of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def split_fingerprint(
     track: str,
     split: str,
