@@ -99,6 +99,7 @@ def test_preview_sheet(host, tmp_path, capsys):
 GENERATOR = """
 from pathlib import Path
 from abawbench.hookspecs import hookimpl
+from abawbench.specs import DatasetSpec
 
 CALLS = []
 
@@ -141,6 +142,7 @@ def test_synth_choice_between_generators(generator_only, tmp_path, capsys):
     host, module = generator_only
     host.add_plugin(make_module("reader_plugin", """
 from abawbench.hookspecs import hookimpl
+from abawbench.specs import DatasetSpec
 @hookimpl
 def abawbench_register_datasets(register):
     register(DatasetSpec(name="readonly", tracks=("lsd",), read_split=lambda *a: None))
