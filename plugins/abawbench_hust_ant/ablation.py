@@ -32,6 +32,8 @@ class Remedy:
     folder: str
     entry: str
     command: str
+    reference: str = "baseline: cross-entropy, linear probe"
+    """The row this one is compared with (same input size and training data otherwise)."""
 
 
 def _run(config: str) -> str:
@@ -39,6 +41,7 @@ def _run(config: str) -> str:
 
 
 SMOOTH = "cross-entropy-smooth"
+LP32 = "linear probe at 32 px (+ smoothing): control for the rows below"
 ROWS: tuple[Remedy, ...] = (
     Remedy("baseline: cross-entropy, linear probe", "small/lsd_linear_probe",
            "resnet10t__linear-probe-linear__cross-entropy", _run("small/lsd_linear_probe")),
@@ -52,16 +55,18 @@ ROWS: tuple[Remedy, ...] = (
            "resnet10t__linear-probe-linear__cross-entropy", _run("small/lsd_oversampled")),
     Remedy("+ oversampling + label smoothing", "small/lsd_oversampled",
            f"resnet10t__linear-probe-linear__{SMOOTH}", _run("small/lsd_oversampled")),
-    Remedy("fine-tuning instead of linear probe (+ smoothing)", "small/lsd_finetune",
-           f"resnet10t__finetune-linear__{SMOOTH}", _run("small/lsd_finetune")),
-    Remedy("DLN ResNet-10-T (+ smoothing)", "small/lsd_dln",
-           f"dln-resnet10t__finetune-linear__{SMOOTH}", _run("small/lsd_dln")),
-    Remedy("DLN MobileNetV3-Small (+ smoothing)", "small/lsd_dln",
-           f"dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}", _run("small/lsd_dln")),
+    Remedy(LP32, "ablation/lsd_lp32", f"resnet10t__linear-probe-linear__{SMOOTH}", _run("ablation/lsd_lp32")),
+    Remedy("fine-tuning, 32 px, 1 epoch (+ smoothing)", "small/lsd_finetune",
+           f"resnet10t__finetune-linear__{SMOOTH}", _run("small/lsd_finetune"), LP32),
+    Remedy("DLN ResNet-10-T, 32 px, 1 epoch (+ smoothing)", "small/lsd_dln",
+           f"dln-resnet10t__finetune-linear__{SMOOTH}", _run("small/lsd_dln") + " --models dln:resnet10t", LP32),
+    Remedy("DLN MobileNetV3-Small, 32 px, 1 epoch (+ smoothing)", "small/lsd_dln",
+           f"dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}", _run("small/lsd_dln"), LP32),
     Remedy("mean-prob ensemble of the two DLNs", "small/lsd_dln",
            f"ensemble-mean-prob-dln-resnet10t__finetune-linear__{SMOOTH}-dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}",
            "abawbench ensemble --method mean-prob --track lsd --runs runs/hust_ant/small/lsd_dln --seed S "
-           f"--members dln-resnet10t__finetune-linear__{SMOOTH},dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}"),
+           f"--members dln-resnet10t__finetune-linear__{SMOOTH},dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}",
+           LP32),
 )
 
 
@@ -81,7 +86,7 @@ def summarise(rows: Sequence[Remedy], found: dict[tuple[str, str], list[RunResul
     (marked missing), never silently dropped."""
     out: list[dict[str, Any]] = []
     validation: set[str] = set()
-    baseline: float | None = None
+    means: dict[str, float] = {}
     for remedy in rows:
         results = sorted(found.get((remedy.folder, remedy.entry), []), key=lambda r: r.seed)
         scores = [r.primary.value for r in results]  # type: ignore[union-attr]
@@ -90,13 +95,15 @@ def summarise(rows: Sequence[Remedy], found: dict[tuple[str, str], list[RunResul
                                "per_seed": scores}
         if scores:
             mean = statistics.fmean(scores)
-            row.update(mean=mean, std=statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            row.update(mean=mean, std=statistics.stdev(scores) if len(scores) > 1 else None,
                        train_images=results[0].split_sizes.get("train"),
                        train_s=statistics.fmean(r.timings.get("train_s", 0.0) for r in results) if results[0].timings.get("train_s") else None,
                        per_class=_mean_per_class(results))
             validation.update(r.dataset_fingerprints.get("validation", "") for r in results)
-            baseline = mean if baseline is None and remedy is rows[0] else baseline
-            row["delta"] = None if baseline is None else mean - baseline
+            means[remedy.label] = mean
+            reference = means.get(remedy.reference)
+            row["delta"] = None if reference is None or remedy.label == remedy.reference else mean - reference
+            row["compared_with"] = remedy.reference
         out.append(row)
     if len(validation) > 1:
         raise DataFormatError(f"ablation rows were scored on different validation splits: {sorted(validation)}")
@@ -113,10 +120,13 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
     def num(value: float | None, sign: bool = False) -> str:
         return "—" if value is None else (f"{value:+.4f}" if sign else f"{value:.4f}")
 
-    lines = ["| remedy | macro F1 (mean ± std) | Δ vs baseline | seeds | train images | train s/seed |",
+    lines = ["| remedy | macro F1 (mean ± std) | Δ vs its reference | seeds | train images | train s/seed |",
              "|---|---|---|---|---|---|"]
     for row in rows:
-        score = f"{row['mean']:.4f} ± {row['std']:.4f}" if "mean" in row else "not run"
+        if "mean" not in row:
+            score = "not run"
+        else:  # one seed has no spread: say so rather than print ± 0
+            score = f"{row['mean']:.4f} ± {row['std']:.4f}" if row["std"] is not None else f"{row['mean']:.4f} (1 seed)"
         train_s = f"{row['train_s']:.0f}" if row.get("train_s") else "—"
         lines.append(f"| {row['remedy']} | {score} | {num(row.get('delta'), sign=True)} | "
                      f"{','.join(map(str, row['seeds'])) or '—'} | {row.get('train_images') or '—'} | {train_s} |")
