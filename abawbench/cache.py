@@ -617,6 +617,31 @@ class FeatureCache:
         self._remove_if_still_bad(path, key, sample_ids)
         return None
 
+    def read_or_create(
+        self,
+        key: CacheKey,
+        sample_ids: Sequence[str],
+        feature_dim: int,
+        produce: Callable[[FeatureWriter], None],
+    ) -> np.ndarray:
+        """The features of ``key`` as float32, made on a miss: the protocol's hot path.
+
+        A hit reads the data once: the structure is checked up front and the checksums while
+        :meth:`CachedFeatures.read` converts. A file that fails then is removed and rebuilt.
+        """
+        sample_ids = list(sample_ids)
+        path = self.path_for(key)
+        if path.exists():
+            problems, found = _inspect(path, key, sample_ids, checksums=False)
+            if found is not None:
+                try:
+                    return found.read()
+                except CacheError as exc:
+                    problems = [str(exc)]
+            log.warning("feature cache: %s is unusable and will be rebuilt: %s", path, "; ".join(problems))
+            self._remove_if_still_bad(path, key, sample_ids)
+        return self.get_or_create(key, sample_ids, feature_dim, produce).read()
+
     def _remove_if_still_bad(self, path: Path, key: CacheKey, sample_ids: Sequence[str] | None) -> None:
         # Under the lock, and only if still bad: a writer may have just replaced it with a good file.
         lock = self._lock(path, timeout=0)
@@ -788,9 +813,10 @@ def _write_entry(
 
 
 def _inspect(
-    path: Path, key: CacheKey | None, sample_ids: Sequence[str] | None
+    path: Path, key: CacheKey | None, sample_ids: Sequence[str] | None, checksums: bool = True
 ) -> tuple[list[str], CachedFeatures | None]:
-    """Full verification: (problems, the entry when there are none)."""
+    """Verification: (problems, the entry when there are none). ``checksums=False`` skips the
+    pass over the feature data, for a caller that verifies it while reading anyway."""
     try:
         with _open_h5(path) as f:
             layout = _read_layout(f)
@@ -804,7 +830,8 @@ def _inspect(
                 raise CacheError(f"holds {stored_ids} sample ids for {layout.num_rows} rows")
             if sample_ids is not None and ids_digest(encode_ids(sample_ids)) != layout.ids_digest:
                 raise CacheError("holds other sample ids than requested (stale dataset fingerprint?)")
-            _scan_chunks(f, layout, None)
+            if checksums:
+                _scan_chunks(f, layout, None)
     except CacheError as exc:
         return [str(exc)], None
     entry = CachedFeatures(path, key or layout.key, layout.num_rows, layout.feature_dim)

@@ -178,18 +178,8 @@ def labels_as_tensors(labels: dict[str, TaskLabels], rows: Any = None) -> dict[s
 
 def loss_context(track: Track, labels: dict[str, TaskLabels], options: dict[str, Any]) -> LossContext:
     """Per-task class (or positive-label) counts on the training split, for class weights."""
-    counts: dict[str, np.ndarray] = {}
-    present: dict[str, int] = {}
-    for task in track.tasks:
-        column = labels.get(task.name)
-        if column is None:
-            continue
-        present[task.name] = int(column.mask.sum())
-        if task.kind == "multiclass":
-            counts[task.name] = np.bincount(column.values[column.mask].astype(np.int64), minlength=task.width)
-        elif task.kind == "multilabel":
-            counts[task.name] = (column.values[column.mask] > 0.5).sum(axis=0).astype(np.int64)
-    return LossContext(class_counts=counts, label_counts=present, options=options)
+    return LossContext(class_counts=track.class_counts(labels), label_counts=track.label_counts(labels),
+                       options=options)
 
 
 # --------------------------------------------------------------------------- the runner
@@ -346,7 +336,7 @@ class Runner:
         key = CacheKey(backbone=backbone.name, weights_digest=backbone.weights_digest,
                        preprocessing=backbone.data_config, dataset_fingerprint=index.fingerprint,
                        split=split)
-        cached = self.feature_cache.get_or_create(
+        array = self.feature_cache.read_or_create(
             key, sample_ids=index.paths, feature_dim=backbone.feature_dim,
             produce=lambda writer: extract_features(
                 backbone, index, self.device, writer.write, batch_size=self.config.protocol.batch_size,
@@ -354,7 +344,6 @@ class Runner:
                 progress=self.progress, desc=f"extract {model} {split}"),
         )
         self._cache_keys[(model, split)] = key.digest()
-        array = cached.read()
         self._features[(model, split)] = array
         return array
 

@@ -96,7 +96,8 @@ def bench_read(rows: int, dim: int, repeat: int, folder: Path) -> dict:
     cache = FeatureCache(folder / "cache")
     key = make_key(rows, dim)
     started = time.perf_counter()
-    entry = cache.get_or_create(key, [f"s{i}" for i in range(rows)], dim, batch_producer(rows, dim))
+    ids = [f"s{i}" for i in range(rows)]
+    entry = cache.get_or_create(key, ids, dim, batch_producer(rows, dim))
     write_s = time.perf_counter() - started
     reference = entry.read()
     npy = folder / "features.npy"
@@ -115,6 +116,8 @@ def bench_read(rows: int, dim: int, repeat: int, folder: Path) -> dict:
             "read_float16()": entry.read_float16,
             "h5py dset[...] float16, unverified": h5py_plain,
             "load(key) + read()": lambda: cache.load(key).read(),
+            "read_or_create (the protocol's hit path)": lambda: cache.read_or_create(
+                key, ids, dim, batch_producer(rows, dim)),
         },
         repeat,
     )

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+import abawbench.cache
 import pytest
 
 from abawbench.cache import (
@@ -331,6 +333,21 @@ def test_flipped_data_byte_is_detected_and_rebuilt(cache, caplog):
     assert "unusable" in caplog.text and not entry.path.exists()
     rebuilt, producer = fill(cache)
     assert producer.calls == 1 and cache.verify(rebuilt.path) == []
+
+
+def test_read_or_create_reads_once_and_rebuilds_a_corrupt_hit(cache, monkeypatch):
+    data = features()
+    producer = Producer(data)
+    first = cache.read_or_create(make_key(), ids(), DIM, producer)
+    np.testing.assert_array_equal(first, data.astype(np.float16).astype(np.float32))
+    scans = []
+    real_scan = abawbench.cache._scan_chunks
+    monkeypatch.setattr(abawbench.cache, "_scan_chunks", lambda *a: scans.append(1) or real_scan(*a))
+    np.testing.assert_array_equal(cache.read_or_create(make_key(), ids(), DIM, producer), first)
+    assert producer.calls == 1 and len(scans) == 1  # a hit passes over the data once
+    flip_byte(cache.path_for(make_key()), data_offset(cache.path_for(make_key())) + 100)
+    np.testing.assert_array_equal(cache.read_or_create(make_key(), ids(), DIM, producer), first)
+    assert producer.calls == 2  # the corrupt hit was rebuilt, never returned
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.95, 0.0])
