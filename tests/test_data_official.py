@@ -96,6 +96,10 @@ def test_mtl_validation_split_and_test_release(tmp_path, mtl):
     test = read_split(tmp_path, mtl, "test", STRICT)
     assert test.paths == ["cropped_aligned/v1/00001.jpg", "cropped_aligned/v2/00001.jpg"]
     assert test.labels == {}
+    release = tmp_path / "MTL_Challenge_test_set_release.txt"
+    release.write_text(release.read_text(encoding="utf-8") + "v1/00002.jpg,0.1,0.2,3\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=rf"{release}:4: values after the image name"):
+        read_split(tmp_path, mtl, "test", STRICT)
 
 
 BAD_ROWS = [

@@ -527,7 +527,7 @@ def _scan_release(
         name, _, rest = line.partition(",")
         names.append(name.strip())
         if rest.replace(",", "").strip():
-            problems.append(Problem(rows.file, rows.numbers[row], "a test release line holds only an image name"))
+            problems.append(Problem(rows.file, rows.numbers[row], "values after the image name (a test release line holds the name only)"))
             bad[row] = None
     _flag_unsafe(rows, names, bad, problems)
     sizes = _ImageLister(root / image_folder, names, bad).sizes(names)
