@@ -9,6 +9,7 @@ the cached default is generated once. Trees here are tiny (tens of images, 32-48
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +231,7 @@ def test_official_reader_reads_both_trees(host, trees):
     assert set(spec.tracks) == {"mtl", "lsd"}
     for track_name, root in trees.items():
         track = host.tracks.get(track_name)
-        manifest = __import__("json").loads((root / tree.MANIFEST).read_text())
+        manifest = json.loads((root / tree.MANIFEST).read_text())
         for split in ("train", "validation", "test"):
             index = spec.read_split(root, track, split, ReadOptions())
             assert len(index) == manifest["splits"][split]["images"]
