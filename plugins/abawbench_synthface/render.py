@@ -20,14 +20,16 @@ from abawbench_synthface.identities import Colour
 SUPERSAMPLE = 2
 
 
-def rasterise(shapes: list[Shape], size: int, background: Colour, matrix: np.ndarray) -> Image.Image:
+def rasterise(
+    shapes: list[Shape], size: int, background: Colour, matrix: np.ndarray, supersample: int = SUPERSAMPLE
+) -> Image.Image:
     """Draw ``shapes`` (unit coordinates), posed by the 2x3 affine ``matrix``, onto a
-    ``size`` x ``size`` RGB image.
+    ``size`` x ``size`` RGB image, drawn ``supersample`` times larger and box-filtered down.
 
     Posing the scene before rasterising is exact and free, unlike resampling the pixels. All
     points go through one matrix product and one ``tolist``: per-shape numpy calls would cost
     more than the drawing itself."""
-    big = size * SUPERSAMPLE
+    big = size * supersample
     points = np.fromiter(
         itertools.chain.from_iterable(shape.points for shape in shapes), dtype=np.float64
     ).reshape(-1, 2)
@@ -44,7 +46,7 @@ def rasterise(shapes: list[Shape], size: int, background: Colour, matrix: np.nda
         else:
             draw.line(flat[start:stop], fill=shape.colour, width=max(1, int(round(shape.width * width_scale))))
         start = stop
-    return image.reduce(SUPERSAMPLE) if SUPERSAMPLE > 1 else image
+    return image.reduce(supersample) if supersample > 1 else image
 
 
 def pose_matrix(angle_deg: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
