@@ -75,7 +75,7 @@ def test_named_models_and_default_run_choice(host):
         assert name in host.models
     defaults = sorted(e.name for e in host.models.entries()
                       if e.plugin == "timm" and getattr(e.item, "default_run", False))
-    assert defaults == ["mobilenetv3_small_100", "resnet10t"]
+    assert defaults == ["mobilenetv3_small_100"]
 
 
 def test_listing_and_lookup_build_nothing(host, monkeypatch, capsys):

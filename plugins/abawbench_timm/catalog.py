@@ -31,8 +31,7 @@ NAMED_ARCHS: tuple[NamedArch, ...] = (
     NamedArch("inception_v3", "inception_v3",
               "timm Inception-v3 (2048-d, native 299 px); backbone of the seed paper's SMM-EmotionNet"),
     NamedArch("resnet10t", "resnet10t",
-              "timm ResNet-10-T (512-d): small, CPU-friendly; good random-weight features",
-              default_run=True),
+              "timm ResNet-10-T (512-d): small, CPU-friendly"),
     NamedArch("mobilenetv3_small_100", "mobilenetv3_small_100",
               "timm MobileNetV3-Small (1024-d): fastest on CPU", default_run=True),
 )
