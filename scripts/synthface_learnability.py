@@ -1,6 +1,13 @@
 """Is synthface's LSD track learnable, and does it have a real domain gap?
 
-Trains the same small CNN (plain torch, CPU) twice and scores both on the held-out real-domain
+Two measurements, both scored on the held-out real-domain validation split (macro F1, the LSD
+score; chance 1/6):
+
+1. Linear probes (``--mode probe``, seconds): logistic regression on standardised HOG features
+   (9 orientation bins, 8 px cells, block-normalised) and, with ``--mobilenet``, on the pooled
+   features of a RANDOM-weight timm mobilenetv3_small_100. No training of features at all, so
+   a probe above chance says the expression is plainly visible in the pixels.
+2. A small CNN (``--mode cnn``) trained the same way twice (plain torch, CPU) twice and scores both on the held-out real-domain
 validation split (macro F1, the LSD score):
 
 - on the tree's synthetic training split (``training_set_synthetic_images``), and
@@ -10,6 +17,7 @@ validation split (macro F1, the LSD score):
 Expected: synthetic-trained clearly above chance (1/6), real-trained higher still. Usage::
 
     .venv/bin/python scripts/synthface_learnability.py --size 1500 --image-size 40 --epochs 20
+    .venv/bin/python scripts/synthface_learnability.py --mode probe --tree ROOT --mobilenet
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import torch
 from PIL import Image
 from sklearn.metrics import f1_score
 from torch import nn
+from torch.nn import functional as F
 
 from abawbench.plugins import load_plugins
 from abawbench.specs import ReadOptions
@@ -92,6 +101,78 @@ def macro_f1(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float(f1_score(y.numpy(), pred.numpy(), average="macro", labels=list(range(6))))
 
 
+def hog(x: torch.Tensor, cell: int = 8, bins: int = 9) -> torch.Tensor:
+    """HOG features of images ``x`` [N, 3, H, W] in [0, 1]: Sobel gradients of the grey image,
+    magnitude-weighted orientation histograms (unsigned, linearly interpolated between bins)
+    per ``cell`` x ``cell`` cell, each cell normalised by the energy of its 3x3 neighbourhood
+    and clipped at 0.5. Torch rather than scikit-image: no extra dependency, and batched."""
+    g = x.mean(1, keepdim=True)
+    kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]).view(1, 1, 3, 3)
+    gx, gy = F.conv2d(g, kx, padding=1), F.conv2d(g, kx.transpose(2, 3), padding=1)
+    mag = torch.sqrt(gx**2 + gy**2 + 1e-12)
+    pos = (torch.atan2(gy, gx) % np.pi) / np.pi * bins
+    lo, w = pos.floor().long() % bins, pos - pos.floor()
+    hist = torch.zeros(x.shape[0], bins, *x.shape[2:])
+    hist.scatter_add_(1, lo, mag * (1 - w))
+    hist.scatter_add_(1, (lo + 1) % bins, mag * w)
+    cells = F.avg_pool2d(hist, cell)
+    energy = F.avg_pool2d(cells.pow(2).sum(1, keepdim=True), 3, stride=1, padding=1, count_include_pad=False)
+    return (cells / torch.sqrt(energy + 1e-6)).clamp(max=0.5).flatten(1)
+
+
+def load_unit(root: Path, paths: list[str]) -> torch.Tensor:
+    """Images as float [N, 3, H, W] in [0, 1], unnormalised (each probe normalises its own way)."""
+    arrays = np.stack([np.asarray(Image.open(root / p).convert("RGB")) for p in paths])
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 255.0
+
+
+def linear_probe(f_train: np.ndarray, y_train: np.ndarray, f_val: np.ndarray, y_val: np.ndarray,
+                 balanced: bool) -> float:
+    """Macro F1 on validation of logistic regression (C=0.1) on standardised features.
+    ``balanced`` weights classes inversely to their training counts (the synthetic split has
+    the release's imbalance; the real validation split is balanced)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(f_train)
+    clf = LogisticRegression(max_iter=2000, C=0.1, class_weight="balanced" if balanced else None)
+    clf.fit(scaler.transform(f_train), y_train)
+    pred = clf.predict(scaler.transform(f_val))
+    return float(f1_score(y_val, pred, average="macro", labels=list(range(6))))
+
+
+@torch.no_grad()
+def mobilenet_features(x: torch.Tensor) -> torch.Tensor:
+    """Pooled features of a random-weight (seed 0) mobilenetv3_small_100, inputs standardised
+    per image: no pretrained weights, so nothing but the pixels can carry the expression."""
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("mobilenetv3_small_100", pretrained=False, num_classes=0).eval()
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = x.std(dim=(1, 2, 3), keepdim=True) + 1e-5
+    return torch.cat([model((x[i : i + 128] - mean[i : i + 128]) / std[i : i + 128]) for i in range(0, len(x), 128)])
+
+
+def probe_tree(root: Path, mobilenet: bool = False) -> dict[str, float]:
+    """Every linear probe on an LSD tree: trained on its synthetic train split, scored on its
+    real validation split."""
+    host = load_plugins(strict=True)
+    track, spec = host.tracks.get("lsd"), host.datasets.get("synthface")
+    split = {s: spec.read_split(root, track, s, ReadOptions()) for s in ("train", "validation")}
+    x = {s: load_unit(root, idx.paths) for s, idx in split.items()}
+    y = {s: idx.labels["expr"].values for s, idx in split.items()}
+    results = {}
+    features = {"hog": {s: hog(v).numpy() for s, v in x.items()}}
+    if mobilenet:
+        features["mobilenetv3_small_100 random"] = {s: mobilenet_features(v).numpy() for s, v in x.items()}
+    for name, f in features.items():
+        for balanced in (False, True):
+            key = f"{name} probe{' balanced' if balanced else ''}"
+            results[key] = round(linear_probe(f["train"], y["train"], f["validation"], y["validation"], balanced), 4)
+    return results
+
+
 def real_twin(root: Path, size: int, seed: int, image_size: int) -> tuple[list[str], list[int]]:
     """The synthetic training jobs again, rendered in the real domain with other seeds."""
     jobs = [
@@ -105,16 +186,8 @@ def real_twin(root: Path, size: int, seed: int, image_size: int) -> tuple[list[s
     return [job.path for job in jobs], [job.mtl_class - 1 for job in jobs]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=1500, help="training images (validation follows)")
-    parser.add_argument("--image-size", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def cnn_gap(args: argparse.Namespace) -> dict:
+    """Measurement 2: the small CNN trained on the synthetic split and on its real twin."""
     started = time.perf_counter()
     host = load_plugins(strict=True)
     track = host.tracks.get("lsd")
@@ -136,9 +209,35 @@ def main() -> None:
                          "train_s": round(time.perf_counter() - t0, 1)}
         print(f"{name:18s} macro F1 on real validation: {results[name]['macro_f1_real_validation']:.4f}"
               f"  (trained in {results[name]['train_s']:.0f} s)")
+    return {"train_images": len(y_syn), "validation_images": len(y_val), "data_s": round(data_s, 1),
+            "results": results}
+
+
+def probes(args: argparse.Namespace) -> dict:
+    """Measurement 1: linear probes on ``--tree`` or on a freshly generated tree."""
+    if args.tree is not None:
+        return {"tree": str(args.tree), "results": probe_tree(args.tree, args.mobilenet)}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = tree.generate("lsd", Path(tmp) / "lsd", args.size, args.seed, image_size=args.image_size)
+        return {"results": probe_tree(root, args.mobilenet)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("cnn", "probe"), default="cnn")
+    parser.add_argument("--size", type=int, default=1500, help="training images (validation follows)")
+    parser.add_argument("--image-size", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tree", type=Path, help="probe mode: an existing LSD tree instead of a new one")
+    parser.add_argument("--mobilenet", action="store_true", help="probe mode: also probe random mobilenet features")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "chance_macro_f1": round(1 / 6, 4),
-               "train_images": len(y_syn), "validation_images": len(y_val), "data_s": round(data_s, 1),
-               "generator_version": tree.GENERATOR_VERSION, "results": results}
+               "generator_version": tree.GENERATOR_VERSION}
+    summary.update(cnn_gap(args) if args.mode == "cnn" else probes(args))
     print(json.dumps(summary, indent=2))
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
