@@ -304,3 +304,34 @@ def test_plugin_registers_the_dataset(host):
     spec = host.datasets.get("synthface")
     assert spec.generate is not None and spec.default_root is not None
     assert spec.tracks == ("mtl", "lsd")
+
+
+# --------------------------------------------------------------------------- version pin
+
+RENDER_DIGESTS = {2: "0c4f31548cc0203d071d9326cef3dee6dd7a81b93502ad115fef19710d2477ab"}
+"""sha256 of :func:`_pinned_renders` per GENERATOR_VERSION. Cached default trees are named by
+the version, so a rendering change without a bump would silently serve stale trees. When this
+test fails on purpose: bump ``tree.GENERATOR_VERSION`` and add the new digest here (the old
+ones stay, as a record). The bytes also depend on the Pillow/libjpeg build (the venv's)."""
+
+
+def _pinned_renders() -> str:
+    """A few JPEGs of fixed seeds, both domains and several expressions, hashed together."""
+    digest = hashlib.sha256()
+    for k in range(4):
+        for name in ("synthetic", "real"):
+            rng = np.random.default_rng([2022, k])
+            expr = sample_expression(rng, 1 + k, DOMAINS[name].intensity)
+            ident = make_identity(np.random.default_rng([7, k]))
+            digest.update(face_jpeg(rng, ident, expr.activations, DOMAINS[name], 48))
+    return digest.hexdigest()
+
+
+def test_rendering_change_needs_a_version_bump():
+    assert tree.GENERATOR_VERSION in RENDER_DIGESTS, (
+        f"GENERATOR_VERSION {tree.GENERATOR_VERSION} has no pinned digest; add {_pinned_renders()!r}"
+    )
+    assert _pinned_renders() == RENDER_DIGESTS[tree.GENERATOR_VERSION], (
+        "synthface renders changed: bump GENERATOR_VERSION in abawbench_synthface/tree.py and pin "
+        f"the new digest {_pinned_renders()!r} in RENDER_DIGESTS"
+    )

@@ -102,7 +102,7 @@ def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[
     hx, hy = 0.5, 0.47
     cx = hx + 0.05 * yaw
     eye_y = hy - 0.015
-    jaw = 0.045 * a26
+    jaw = 0.07 * a26
     shapes: list[Shape] = []
     add = shapes.append
 
@@ -129,7 +129,7 @@ def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[
     add(Shape("poly", head, skin))
 
     nose_tip_y = eye_y + ident.nose_len
-    mouth_y = nose_tip_y + 0.07 + 0.15 * jaw
+    mouth_y = nose_tip_y + 0.085 + 0.15 * jaw
     if ident.beard:
         # The head outline below the nose (contiguous, right to left through the chin),
         # closed by a moustache line.
@@ -141,38 +141,41 @@ def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[
     # --- hair cap, cut at the hairline
     if ident.hair_style != "bald":
         top_y = hy - ident.head_h
-        hairline_y = top_y + (eye_y - 0.09 - top_y) * ident.hairline
+        hairline_y = top_y + (eye_y - 0.19 - top_y) * ident.hairline
         rx, ry = ident.head_w * 1.06, ident.head_h * 1.08
         t0 = math.pi - math.asin((hairline_y - hy) / ry)
         step = (3 * math.pi - 2 * t0) / 12
         cap = [v for k in range(13) for v in (hx + rx * math.cos(t0 + k * step), hy + ry * math.sin(t0 + k * step))]
         if ident.hair_style == "fringe":
-            cap += (hx + ident.head_w * 0.5, hairline_y + 0.05, hx, hairline_y + 0.08,
-                    hx - ident.head_w * 0.6, hairline_y + 0.04)
+            # Short enough never to reach a raised brow (AU1/AU2 must stay visible).
+            cap += (hx + ident.head_w * 0.5, hairline_y + 0.03, hx, hairline_y + 0.05,
+                    hx - ident.head_w * 0.6, hairline_y + 0.025)
         add(Shape("poly", cap, ident.hair))
 
     # --- forehead wrinkles from raised brows (AU1/AU2)
     lift = 0.5 * (a1 + a2)
     if lift > 0.05:
         for k in range(2):
-            y = eye_y - 0.1 - 0.022 * k
-            add(Shape("line", curve((cx - 0.08, y + 0.008), (cx + 0.08, y + 0.008), y),
-                      lerp(skin, _DARK, 0.45 * lift), 0.007))
+            y = eye_y - 0.15 - 0.028 * k
+            add(Shape("line", curve((cx - 0.1, y + 0.01), (cx + 0.1, y + 0.01), y),
+                      lerp(skin, _DARK, 0.6 * lift), 0.011))
 
     for sgn in (-1.0, 1.0):
         ex = cx + sgn * ident.eye_dx
         # --- brows: inner end up (AU1), outer end up (AU2), down and together (AU4)
-        base = eye_y - 0.055
-        ix, iy = ex - sgn * (ident.eye_w * 0.9 - 0.012 * a4), base - 0.038 * a1 + 0.026 * a4
-        ox, oy = ex + sgn * ident.eye_w * 1.25, base - 0.034 * a2 + 0.012 * a4 + 0.006
-        mx, my = 0.5 * (ix + ox), 0.5 * (iy + oy) - 0.008 - 0.012 * lift
+        # Thick, dark and far-travelling: at 112 px (and 64) the brow's slant is the single
+        # clearest cue separating anger (down, knitted) from fear, sadness and surprise (up).
+        base = eye_y - 0.07
+        ix, iy = ex - sgn * (ident.eye_w * 0.85 - 0.03 * a4), base - 0.07 * a1 + 0.045 * a4
+        ox, oy = ex + sgn * ident.eye_w * 1.3, base - 0.06 * a2 + 0.015 * a4 + 0.008
+        mx, my = 0.5 * (ix + ox), 0.5 * (iy + oy) - 0.01 - 0.015 * lift
         th = ident.brow_thick * 0.5
         brow = [ix, iy - th, mx, my - th, ox, oy - th * 0.6, ox, oy + th * 0.4, mx, my + th, ix, iy + th]
-        add(Shape("poly", brow, lerp(ident.hair, _DARK, 0.3)))
+        add(Shape("poly", brow, lerp(ident.hair, _DARK, 0.7)))
 
         # --- eye: lids open with AU5, close from above/below with AU7 and AU6
-        upper = ident.eye_open * (1 + 0.9 * a5 + 0.2 * a1) * (1 - 0.45 * a7) * (1 - 0.2 * a6 - 0.2 * a4)
-        lower = ident.eye_open * 0.8 * (1 - 0.5 * a7 - 0.45 * a6 + 0.3 * a5)
+        upper = ident.eye_open * (1 + 1.0 * a5 + 0.2 * a1) * (1 - 0.6 * a7) * (1 - 0.3 * a6 - 0.25 * a4)
+        lower = ident.eye_open * 0.8 * (1 - 0.6 * a7 - 0.55 * a6 + 0.4 * a5)
         up_arc = arc(ex, eye_y, ident.eye_w, upper)
         low_arc = backwards(arc(ex, eye_y, ident.eye_w, -lower))
         add(Shape("poly", up_arc + low_arc, (236, 234, 228)))
@@ -182,44 +185,44 @@ def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[
         add(Shape("poly", ellipse(gaze, eye_y, r * 0.45, r * 0.45), (15, 12, 12)))
         # Lid skin drawn over the iris clips it to the eye opening.
         left_x, right_x = ex - ident.eye_w, ex + ident.eye_w
-        add(Shape("poly", up_arc + [right_x, eye_y - 0.05, left_x, eye_y - 0.05], skin))
-        add(Shape("poly", low_arc + [left_x, eye_y + 0.05, right_x, eye_y + 0.05], skin))
-        add(Shape("line", up_arc, _DARK, 0.009 + 0.004 * a7))
+        add(Shape("poly", up_arc + [right_x, eye_y - 0.07, left_x, eye_y - 0.07], skin))
+        add(Shape("poly", low_arc + [left_x, eye_y + 0.07, right_x, eye_y + 0.07], skin))
+        add(Shape("line", up_arc, _DARK, 0.013 + 0.008 * a7))
 
         # --- cheeks raised (AU6): a bulge under the eye and crow's feet
         if a6 > 0.05:
-            add(Shape("poly", ellipse(ex + sgn * 0.012, eye_y + 0.065 - 0.012 * a6, 0.05, 0.028),
-                      lerp(skin, (235, 120, 110), 0.35 * a6)))
-            add(Shape("line", shifted(low_arc, 0.0, 0.012), lerp(skin, _DARK, 0.5 * a6), 0.006))
+            add(Shape("poly", ellipse(ex + sgn * 0.012, eye_y + 0.075 - 0.015 * a6, 0.06, 0.032),
+                      lerp(skin, (235, 120, 110), 0.45 * a6)))
+            add(Shape("line", shifted(low_arc, 0.0, 0.014), lerp(skin, _DARK, 0.6 * a6), 0.009))
             corner = ex + sgn * (ident.eye_w + 0.008)
-            for dy in (-0.018, 0.0, 0.018):
-                add(Shape("line", [corner, eye_y, corner + sgn * 0.022, eye_y + dy],
-                          lerp(skin, _DARK, 0.6 * a6), 0.005))
+            for dy in (-0.022, 0.0, 0.022):
+                add(Shape("line", [corner, eye_y, corner + sgn * 0.03, eye_y + dy],
+                          lerp(skin, _DARK, 0.7 * a6), 0.008))
 
     # --- brow furrows (AU4)
     if a4 > 0.1:
-        for dx in (-0.012, 0.012):
-            add(Shape("line", [cx + dx, eye_y - 0.06, cx + dx * 0.7, eye_y - 0.03],
-                      lerp(skin, _DARK, 0.7 * a4), 0.007))
+        for dx in (-0.016, 0.016):
+            add(Shape("line", [cx + dx, eye_y - 0.09, cx + dx * 0.6, eye_y - 0.035],
+                      lerp(skin, _DARK, 0.8 * a4), 0.011))
 
     # --- nose: wrinkled (AU9), wings raised and widened (AU9/AU10)
-    tip_y = nose_tip_y - 0.012 * a9 - 0.008 * a10
-    nw = ident.nose_w * (1 + 0.25 * a9 + 0.15 * a10)
+    tip_y = nose_tip_y - 0.02 * a9 - 0.012 * a10
+    nw = ident.nose_w * (1 + 0.35 * a9 + 0.2 * a10)
     add(Shape("line", [cx + 0.012, eye_y + 0.015, cx + nw * 0.7, tip_y - 0.012], shade, 0.008))
     add(Shape("line", curve((cx - nw, tip_y - 0.008), (cx + nw, tip_y - 0.008), tip_y + 0.012), line, 0.008))
     for sgn in (-1.0, 1.0):
         add(Shape("poly", ellipse(cx + sgn * nw * 0.45, tip_y + 0.002, 0.011, 0.006), _DARK))
     if a9 > 0.05:
         for k in range(3):
-            y = eye_y + 0.02 + 0.014 * k
-            add(Shape("line", [cx - 0.02, y, cx + 0.02, y], lerp(skin, _DARK, 0.7 * a9), 0.006))
+            y = eye_y + 0.02 + 0.018 * k
+            add(Shape("line", [cx - 0.03, y, cx + 0.03, y], lerp(skin, _DARK, 0.8 * a9), 0.009))
 
     # --- mouth
-    w = ident.mouth_w * (1 + 0.3 * a12 - 0.25 * a23 - 0.2 * a24 + 0.1 * a25)
-    corner_y = mouth_y - 0.035 * a12 + 0.03 * a15 - 0.006 * a10
+    w = ident.mouth_w * (1 + 0.3 * a12 - 0.3 * a23 - 0.25 * a24 + 0.1 * a25)
+    corner_y = mouth_y - 0.065 * a12 + 0.06 * a15 - 0.01 * a10
     left, right = (cx - w, corner_y), (cx + w, corner_y)
-    gap = (0.022 * a25 + 0.045 * a26 * min(1.0, a25 + 0.3)) * (1 - 0.8 * a24)
-    up_in_y = mouth_y - 0.016 * a10 - 0.3 * gap
+    gap = (0.035 * a25 + 0.07 * a26 * min(1.0, a25 + 0.3)) * (1 - 0.8 * a24)
+    up_in_y = mouth_y - 0.025 * a10 - 0.3 * gap
     low_in_y = up_in_y + gap
     tu = ident.lip_thick * (1 - 0.5 * a23 - 0.55 * a24) * (1 + 0.2 * a10)
     tl = ident.lip_thick * 1.25 * (1 - 0.45 * a23 - 0.5 * a24)
@@ -231,12 +234,12 @@ def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[
         pts = [cx + sgn * (nw + 0.008), tip_y - 0.004, kx + sgn * 0.012, 0.5 * (tip_y + ky), kx + sgn * 0.012, ky + 0.012]
         add(Shape("line", pts, lerp(skin, _DARK, fold), 0.006 + 0.004 * fold))
     add(Shape("poly", up_in + backwards(low_in), (70, 22, 28)))
-    teeth_h = min(gap * 0.55 + 0.01 * a10, 0.016)
+    teeth_h = min(gap * 0.55 + 0.015 * a10, 0.025)
     if teeth_h > 0.002:
         add(Shape("poly", up_in + backwards(curve(left, right, up_in_y + teeth_h)), (240, 238, 230)))
     add(Shape("poly", curve(left, right, up_in_y - tu) + backwards(up_in), ident.lip))
     add(Shape("poly", low_in + backwards(curve(left, right, low_in_y + tl)), ident.lip))
-    add(Shape("line", up_in, lerp(ident.lip, _DARK, 0.6), 0.006))
+    add(Shape("line", up_in, lerp(ident.lip, _DARK, 0.8), 0.012))
 
     # --- glasses last: they sit in front of everything
     if ident.glasses:

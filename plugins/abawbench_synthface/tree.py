@@ -25,8 +25,11 @@ from abawbench_synthface.facs import LABELLED_AUS, sample_expression
 from abawbench_synthface.identities import Identity, make_identity
 from abawbench_synthface.plans import Job, lsd_jobs, mtl_jobs, mtl_presence, split_sizes
 
-GENERATOR_VERSION = 1
-"""Bump whenever the bytes or labels a seed produces change: it names the cached trees."""
+GENERATOR_VERSION = 2
+"""Bump whenever the bytes or labels a seed produces change: it names the cached trees.
+tests/test_synthface.py pins a digest of a few renders per version, so a change that forgets
+the bump fails there. History: 1 first release; 2 larger, darker expression features, stronger
+AU geometry, face fills more of the frame, milder real-domain degradations and intensities."""
 DEFAULT_SIZE = 3500
 """Training images per track of the embedded default (validation 1000, test 500)."""
 DEFAULT_IMAGE_SIZE = 112
