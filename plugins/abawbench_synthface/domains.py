@@ -67,11 +67,15 @@ def _clutter(rng: np.random.Generator) -> list[Shape]:
 
 
 def _occluder(rng: np.random.Generator, skin: Colour) -> list[Shape]:
-    """A hand, an object or a bar over part of the face (mouth or eye region mostly)."""
+    """A hand, an object or a bar over the mouth and chin, or over one eye: never over both
+    eyes and the mouth at once (its vertical half-extent, at most 0.17, cannot reach from the
+    eye line to the mouth line), so an occluded face still shows part of its expression."""
     where, dx, ry, rr, kind = rng.random(5).tolist()
-    x = 0.5 + 0.3 * (dx - 0.5)
-    y = 0.72 if where < 0.5 else 0.45 if where < 0.8 else 0.3 + 0.55 * ry
-    r = 0.08 + 0.08 * rr
+    if where < 0.6:  # mouth and chin
+        x, y = 0.5 + 0.2 * (dx - 0.5), 0.72 + 0.1 * ry
+    else:  # one eye: centred beside the midline, so a bar ends near the other eye
+        x, y = 0.5 + (0.1 + 0.06 * dx) * (1 if ry < 0.5 else -1), 0.45
+    r = 0.07 + 0.06 * rr
     if kind < 1 / 3:  # a hand: skin coloured, with finger gaps
         shade = lerp(skin, (40, 30, 25), 0.4)
         shapes = [Shape("poly", ellipse(x, y, r * 1.1, r * 0.8), skin)]
