@@ -15,6 +15,7 @@ import torch
 
 from abawbench.config import RunConfig
 from abawbench.data.official import write_lsd_submission, write_mtl_submission
+from abawbench.device import prepare_module
 from abawbench.errors import ConfigError, DataFormatError
 from abawbench.heads import BackboneWithHeads, TaskHeads
 from abawbench.results import RunResult, read_predictions, read_result
@@ -27,13 +28,17 @@ def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split
     from abawbench.protocol import ImageDataset, Runner, eval_transform, predict_images, prepare_data
     from torch.utils.data import DataLoader
 
-    config = RunConfig.model_validate(result.config | {"data": str(data), "seeds": [result.seed]})
+    if result.weights_file is None:
+        raise ConfigError(f"{result_dir}: entry {result.entry!r} has no trained weights (an ensemble?); "
+                          "predict from its stored test predictions, i.e. without --data")
+    try:
+        config = RunConfig.model_validate(result.config | {"data": str(data), "seeds": [result.seed]})
+    except ValueError as exc:
+        raise ConfigError(f"{result_dir}: the result's configuration cannot be rebuilt: {exc}") from None
     runner = Runner(config, progress=False)
     runner.data = prepare_data(runner.host, config, runner.track, runner.cache_root)
     if split not in runner.data.splits:
         raise DataFormatError(f"{data}: no {split} split found (release list and images)")
-    if result.weights_file is None:
-        raise ConfigError(f"{result_dir}: the result has no trained weights to predict with")
     state = torch.load(result_dir / result.weights_file, map_location="cpu", weights_only=True)
     tasks = runner.track.tasks
     spec = result.spec
@@ -56,6 +61,7 @@ def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split
                  else TaskHeads(backbone.feature_dim, tasks, kind=spec.protocol.head))
         network = BackboneWithHeads(backbone.module, heads)
         network.load_state_dict(state["network"])
+        network = prepare_module(network, runner.device)
         loader = DataLoader(ImageDataset(runner.data.splits[split], eval_transform(backbone.data_config)),
                             batch_size=spec.protocol.batch_size)
         preds = predict_images(network, loader, runner.device, tasks)
@@ -84,7 +90,10 @@ def predict_entry(result_file: Path, out: Path, data: Path | None = None, tuned_
         raise ConfigError(f"{result_file}: the run failed ({result.error}); nothing to predict with")
     stored = None
     if data is None and result.predictions_file:
-        stored = read_predictions(result_file.parent / result.predictions_file, split)
+        try:
+            stored = read_predictions(result_file.parent / result.predictions_file, split)
+        except OSError as exc:
+            raise DataFormatError(f"{result_file}: cannot read its predictions file: {exc}") from None
     if stored is None:
         if data is None:
             raise ConfigError(f"{result_file}: no stored {split} predictions; pass --data with a {split} split")

@@ -101,15 +101,16 @@ def prepare_data(host: PluginHost, config: RunConfig, track: Track, cache_root: 
         root = Path(config.data)
         if not root.is_dir():
             raise ConfigError(f"--data {root}: not a folder")
+    elif spec.default_root is None:
+        raise ConfigError(f"dataset {spec.name!r} reads data from a path: pass --data")
     else:
-        assert spec.default_root is not None
         root = spec.default_root(track.name, cache_root)
     options = ReadOptions(skip_bad=config.skip_bad)
     splits = {split: spec.read_split(root, track, split, options) for split in LABELLED_SPLITS}
     try:
         splits["test"] = spec.read_split(root, track, "test", options)
     except (DataFormatError, FileNotFoundError) as exc:
-        log.info("no usable test split (%s); predictions cover validation only", exc)
+        log.warning("no usable test split (%s); predictions cover validation only", exc)
     for split, index in splits.items():
         if split in LABELLED_SPLITS and len(index) == 0:
             raise DataFormatError(f"{root}: the {split} split is empty")
@@ -187,8 +188,14 @@ def loss_context(track: Track, labels: dict[str, TaskLabels], options: dict[str,
 
 @dataclass
 class RunSummary:
+    """This run's results, and the completed ones it found and skipped (resume)."""
+
     results: list[RunResult] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped_results: list[RunResult] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> list[str]:
+        return [f"{r.entry} seed {r.seed}" for r in self.skipped_results]
 
     @property
     def failed(self) -> list[RunResult]:
@@ -235,30 +242,34 @@ class Runner:
     def run(self) -> RunSummary:
         entries = self.entries()
         summary = RunSummary()
-        todo: list[tuple[EntrySpecModel, int]] = []
+        # The data is indexed first (cheap): a completed result only counts when it was measured
+        # on exactly this data (dataset plugin, fingerprints, bad-row policy).
+        self.data = prepare_data(self.host, self.config, self.track, self.cache_root)
         for seed in self.config.seeds:
             for entry in entries:
-                if self._completed(entry, seed):
-                    summary.skipped.append(f"{entry.entry_id} seed {seed}")
+                previous = self._completed(entry, seed)
+                if previous is not None:
+                    summary.skipped_results.append(previous)
                 else:
-                    todo.append((entry, seed))
-        if not todo:
-            return summary
-        self.data = prepare_data(self.host, self.config, self.track, self.cache_root)
-        for entry, seed in todo:
-            summary.results.append(self.run_entry(entry, seed))
+                    summary.results.append(self.run_entry(entry, seed))
         return summary
 
-    def _completed(self, entry: EntrySpecModel, seed: int) -> bool:
+    def _completed(self, entry: EntrySpecModel, seed: int) -> RunResult | None:
+        """The completed result of (entry, seed) measured on this data, if there is one."""
+        assert self.data is not None
         path = result_path(self.config.output, self.track.name, entry.entry_id, seed)
         if not path.exists():
-            return False
+            return None
         try:
             previous = read_result(path)
         except AbawbenchError:
-            return False  # an unreadable result is redone, not trusted
-        same_data = previous.config.get("data") == _jsonable(self.config).get("data")
-        return previous.status == "completed" and previous.spec == entry and same_data
+            return None  # an unreadable result is redone, not trusted
+        fingerprints = {s: i.fingerprint for s, i in self.data.splits.items()}
+        same = (previous.status == "completed" and previous.spec == entry
+                and previous.dataset == self.data.dataset
+                and previous.dataset_fingerprints == fingerprints
+                and previous.config.get("skip_bad") == self.config.skip_bad)
+        return previous if same else None
 
     # -- one entry -----------------------------------------------------------------------------
     def run_entry(self, entry: EntrySpecModel, seed: int) -> RunResult:
@@ -304,8 +315,9 @@ class Runner:
                 timings=timings, predictions_file=predictions_file.name,
                 weights_file=weights_file.name, **base,
             )
-        except (AbawbenchError, RuntimeError, ValueError, OSError) as exc:
-            # One entry failing (NaN loss, bad data, out of memory) must not stop the others.
+        except Exception as exc:
+            # One entry failing (NaN loss, bad data, out of memory, a plugin's bug) must not stop
+            # the others; KeyboardInterrupt is not an Exception and still stops the run.
             timings["total_s"] = time.perf_counter() - started
             log.error("entry %s seed %s failed: %s", entry.entry_id, seed, exc)
             result = RunResult(status="failed", error=f"{type(exc).__name__}: {exc}",
@@ -333,9 +345,9 @@ class Runner:
         assert self.data is not None
         backbone = self.backbone(model)
         index = self.data.splits[split]
-        key = CacheKey(backbone=backbone.name, weights_digest=backbone.weights_digest,
-                       preprocessing=backbone.data_config, dataset_fingerprint=index.fingerprint,
-                       split=split)
+        key = CacheKey(backbone=backbone.name, weights_digest=self._weights_identity(backbone),
+                       preprocessing=backbone.data_config | {"precision": precision_of(self.device)},
+                       dataset_fingerprint=index.fingerprint, split=split)
         array = self.feature_cache.read_or_create(
             key, sample_ids=index.paths, feature_dim=backbone.feature_dim,
             produce=lambda writer: extract_features(
@@ -346,6 +358,15 @@ class Runner:
         self._cache_keys[(model, split)] = key.digest()
         self._features[(model, split)] = array
         return array
+
+    @staticmethod
+    def _weights_identity(backbone: Backbone) -> str:
+        """The weights digest, plus the library versions when the weights are a random init
+        (the same seed may give other weights under another torch or timm)."""
+        if not backbone.weights_digest.startswith("random:"):
+            return backbone.weights_digest
+        versions = package_versions()
+        return f"{backbone.weights_digest}|torch-{versions.get('torch')}|timm-{versions.get('timm')}"
 
     def _fused_features(self, model: str, split: str) -> np.ndarray:
         """The feature-vector ensemble of SMM-EmotionNet: several backbones' cached features,
@@ -369,7 +390,10 @@ class Runner:
         feats = {split: self.features(entry.model, split) for split in self.data.splits}
         timings["features_s"] = time.perf_counter() - t0
         mean = feats["train"].mean(axis=0, keepdims=True)
-        std = feats["train"].std(axis=0, keepdims=True) + 1e-6
+        std = feats["train"].std(axis=0, keepdims=True)
+        # A feature constant on train (a dead unit) would be divided by ~0 and explode on
+        # validation and test: leave its scale alone instead.
+        std = np.where(std < 1e-3 * max(float(std.max()), 1e-12), 1.0, std).astype(np.float32)
         normalised = {s: torch.from_numpy((f - mean) / std).float() for s, f in feats.items()}
         t1 = time.perf_counter()
         torch.manual_seed(seed)
@@ -397,6 +421,8 @@ class Runner:
         network = prepare_module(BackboneWithHeads(backbone.module, heads), self.device)
         loss = self.host.losses.get(entry.loss).build(
             self.track, loss_context(self.track, self.data.splits["train"].labels, entry.loss_options))
+        if isinstance(loss, nn.Module):
+            loss = loss.to(self.device)  # class weights and pos_weight are buffers
         transform = eval_transform(backbone.data_config)
         t0 = time.perf_counter()
         outcome = finetune_network(network, transform, self.data.splits, self.track, loss, entry, seed,
@@ -482,6 +508,11 @@ class EarlyStopping:
             self.best_score, self.best_epoch = self.sign * score, epoch
             self.best_state = copy.deepcopy(module.state_dict())
         return self.patience is not None and epoch - self.best_epoch >= self.patience
+
+
+def precision_of(device: torch.device) -> str:
+    """The numeric precision extraction runs in on ``device`` (see ``autocast_context``)."""
+    return "bf16-autocast" if device.type == "cuda" else "fp32"
 
 
 def _check_finite_loss(loss: torch.Tensor, epoch: int) -> None:
@@ -644,4 +675,5 @@ def run_config(config: RunConfig, host: PluginHost | None = None, progress: bool
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
     array = np.asarray(list(values), dtype=np.float64)
-    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+    spread = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return float(array.mean()), spread

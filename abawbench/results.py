@@ -54,9 +54,22 @@ class EntrySpecModel(BaseModel):
     loss_options: dict[str, Any] = Field(default_factory=dict)
 
     @property
+    def settings_digest(self) -> str:
+        """A short digest of every setting that can change the scores (not the worker count or
+        the bootstrap size), so two configurations never share an entry."""
+        import hashlib
+
+        settings = self.model_dump(mode="json")
+        for incidental in ("num_workers", "bootstrap"):
+            settings["protocol"].pop(incidental, None)
+        canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:8]
+
+    @property
     def entry_id(self) -> str:
-        """Folder-safe, readable, unique per entry: model, protocol, head, loss."""
-        raw = f"{self.model}__{self.protocol.name}-{self.protocol.head}__{self.loss}"
+        """Folder-safe and readable (model, protocol, head, loss), made unique per
+        configuration by the settings digest."""
+        raw = f"{self.model}__{self.protocol.name}-{self.protocol.head}__{self.loss}__{self.settings_digest}"
         return re.sub(r"[^A-Za-z0-9_.+-]", "-", raw)
 
 
@@ -94,6 +107,12 @@ class RunResult(BaseModel):
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     predictions_file: str | None = None
     weights_file: str | None = None
+
+
+def without_settings_digest(entry_id: str) -> str:
+    """The readable part of an entry id (``model__protocol-head__loss``); in an ensemble's
+    name, every member's digest goes."""
+    return re.sub(r"__[0-9a-f]{8}(?![0-9A-Za-z_])", "", entry_id)
 
 
 def entry_dir(output: Path, track: str, entry_id: str) -> Path:

@@ -307,7 +307,8 @@ def test_protocol_entries_and_fused_features_ensemble_and_rank(tmp_path, tiny_ho
         "protocol": {"epochs": 2, "batch_size": 16, "bootstrap": 0}})
     summary = Runner(config, host=tiny_host, progress=False).run()
     assert [r.status for r in summary.results] == ["completed"] * 2, [r.error for r in summary.results]
-    single, fused = "tiny__linear-probe-linear__cross-entropy", "tiny+tiny__linear-probe-linear__cross-entropy"
+    single, fused = (r.entry for r in summary.results)
+    assert single.startswith("tiny__linear-probe-linear__cross-entropy__") and fused.startswith("tiny+tiny__")
     assert main(["ensemble", "--track", "lsd", "--method", "majority-vote", "--members", f"{single},{fused}",
                  "--runs", str(tmp_path / "runs"), "--folds", "3", "--bootstrap", "0"]) == 0
     results = [r for _p, r in iter_results(tmp_path / "runs", "lsd")]

@@ -130,6 +130,31 @@ def test_resume_skips_completed_entries(tmp_path, lsd_tree, tiny_host, monkeypat
     assert [r.seed for r in summary.results] == [1]
 
 
+def test_completed_result_on_other_data_is_not_reused(tmp_path, lsd_tree, tiny_host):
+    import shutil
+
+    first = Runner(_config(tmp_path, lsd_tree), host=tiny_host, progress=False).run()
+    other = tmp_path / "other-tree"
+    shutil.copytree(lsd_tree, other)
+    victim = next((other / "validation_set_real_images").rglob("*.jpg"))
+    victim.write_bytes(victim.read_bytes() + b"\0")  # same names, other content
+    again = Runner(_config(tmp_path, lsd_tree), host=tiny_host, progress=False).run()
+    assert again.results == [] and len(again.skipped) == 1
+    moved = Runner(_config(tmp_path, other), host=tiny_host, progress=False).run()
+    assert len(moved.results) == 1 and moved.skipped == []
+    assert moved.results[0].dataset_fingerprints != first.results[0].dataset_fingerprints
+
+
+def test_entry_ids_differ_when_any_setting_differs(tmp_path, lsd_tree, tiny_host):
+    a = Runner(_config(tmp_path, lsd_tree), host=tiny_host, progress=False).entries()[0]
+    b = Runner(_config(tmp_path, lsd_tree, protocol={"epochs": 3, "batch_size": 16, "bootstrap": 20, "lr": 0.01}),
+               host=tiny_host, progress=False).entries()[0]
+    c = Runner(_config(tmp_path, lsd_tree, protocol={"epochs": 3, "batch_size": 16, "bootstrap": 5}),
+               host=tiny_host, progress=False).entries()[0]
+    assert a.entry_id != b.entry_id and a.entry_id.startswith("tiny__linear-probe-linear__cross-entropy__")
+    assert a.entry_id == c.entry_id  # the bootstrap size does not change the scores
+
+
 def test_failing_entry_is_recorded_and_others_go_on(tmp_path, lsd_tree, tiny_host, capsys):
     code = cli.main(["run", "--track", "lsd", "--data", str(lsd_tree), "--models", "nan-net,tiny",
                      "--epochs", "2", "--bootstrap", "0", "--output", str(tmp_path / "runs"),

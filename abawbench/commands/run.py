@@ -47,7 +47,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--image-size", type=int, help="input size in pixels (default: the model's)")
+    parser.add_argument("--image-size", type=int, help="input size in pixels (default 112; the config file may set null for each model's native size)")
     parser.add_argument("--workers", type=int, help="DataLoader workers for image decoding")
     parser.add_argument("--bootstrap", type=int, help="bootstrap resamples for confidence intervals (0: off)")
     parser.add_argument("--weights", help="random, hub, or a local weights file (.safetensors / .pth)")
@@ -83,14 +83,13 @@ def render_summary(track, config, summary) -> str:
     from tabulate import tabulate
 
     from abawbench.protocol import mean_std
-    from abawbench.results import iter_results
 
     folder = Path(config.output) / track.name
     by_entry: dict[str, list] = {}
-    if folder.exists():
-        for _path, result in iter_results(folder, track.name):
-            if result.seed in config.seeds:
-                by_entry.setdefault(result.entry, []).append(result)
+    for result in summary.results:
+        by_entry.setdefault(result.entry, []).append(result)
+    for skipped in summary.skipped_results:
+        by_entry.setdefault(skipped.entry, []).append(skipped)
     rows = []
     for entry, results in sorted(by_entry.items()):
         done = [r for r in results if r.status == "completed" and r.primary is not None]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from abawbench.errors import DataFormatError
-from abawbench.results import RunResult, iter_results
+from abawbench.results import RunResult, iter_results, without_settings_digest
 
 CONFIGS = "plugins/abawbench_hust_ant/configs"
 
@@ -77,7 +77,9 @@ def collect(runs: Path) -> dict[tuple[str, str], list[RunResult]]:
         if result.status != "completed" or result.primary is None:
             continue
         folder = path.parent.parent.parent.relative_to(runs).as_posix()
-        found.setdefault((folder, path.parent.name), []).append(result)
+        # Entry folders end in a settings digest; the table names entries by their readable part
+        # (each run folder holds one configuration, so the readable part is unique within it).
+        found.setdefault((folder, without_settings_digest(path.parent.name)), []).append(result)
     return found
 
 
