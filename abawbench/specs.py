@@ -98,6 +98,9 @@ class ReadOptions:
 
     skip_bad: bool = False
     check_images: bool = True
+    cache_dir: Path | None = None
+    """Where readers may keep derived files (parsed annotations, oversampled copies);
+    None: ``$ABAWBENCH_CACHE`` or ``~/.cache/abawbench``."""
 
 
 @dataclass(frozen=True)

@@ -87,14 +87,15 @@ def read_split(root: Path, track: Track, split: str, options: ReadOptions) -> Sa
     counts them in ``SampleIndex.skipped``.
     """
     root = Path(root)
-    index, problems = scan_split(root, track, split, check_images=options.check_images)
+    index, problems = scan_split(root, track, split, check_images=options.check_images,
+                                 cache_dir=options.cache_dir)
     raise_for_problems(problems, skip_bad=options.skip_bad, what=f"{track.name} {split} split of {root}")
     assert index is not None  # a None index always comes with a fatal problem
     return index
 
 
 def scan_split(
-    root: Path, track: Track, split: str, *, check_images: bool = True
+    root: Path, track: Track, split: str, *, check_images: bool = True, cache_dir: Path | None = None
 ) -> tuple[SampleIndex | None, list[Problem]]:
     """Read a split collecting every problem without raising for bad data.
 
@@ -107,7 +108,7 @@ def scan_split(
     if track.name == "mtl":
         if split == "test":
             return _scan_release(root, track, split, MTL_TEST_RELEASE, MTL_IMAGES, MTL_TEST_HEADER, check_images)
-        return _scan_mtl_annotations(root, track, split, check_images)
+        return _scan_mtl_annotations(root, track, split, check_images, cache_dir)
     if track.name == "lsd":
         if split == "test":
             return _scan_release(root, track, split, LSD_TEST_RELEASE, LSD_TEST_IMAGES, LSD_TEST_HEADER, check_images)
@@ -280,9 +281,9 @@ class _ParsedMtl:
 
 
 def _scan_mtl_annotations(
-    root: Path, track: Track, split: str, check_images: bool
+    root: Path, track: Track, split: str, check_images: bool, cache_dir: Path | None = None
 ) -> tuple[SampleIndex | None, list[Problem]]:
-    parsed, problems = _parse_mtl_cached(root / MTL_ANNOTATIONS[split], split, track)
+    parsed, problems = _parse_mtl_cached(root / MTL_ANNOTATIONS[split], split, track, cache_dir)
     if parsed is None:
         return None, problems
     rows, names, bad = parsed.rows, parsed.names, parsed.bad
@@ -308,7 +309,9 @@ def _scan_mtl_annotations(
     return index, problems
 
 
-def _parse_mtl_cached(path: Path, split: str, track: Track) -> tuple[_ParsedMtl | None, list[Problem]]:
+def _parse_mtl_cached(
+    path: Path, split: str, track: Track, cache_dir: Path | None = None
+) -> tuple[_ParsedMtl | None, list[Problem]]:
     """:func:`_parse_mtl`, through the parse cache for large files. The parse is the
     caller's own (fresh or freshly loaded), to extend with file-system problems."""
     if not path.is_file():
@@ -316,14 +319,14 @@ def _parse_mtl_cached(path: Path, split: str, track: Track) -> tuple[_ParsedMtl 
     raw = path.read_bytes()
     spaces = [f"{spec.name}:{spec.kind}:{','.join(spec.names)}" for spec in track.tasks]
     key = parse_cache.parse_key(raw, *spaces)
-    stored = parse_cache.load(key) if raw.count(b"\n") >= parse_cache.MIN_LINES else None
+    stored = parse_cache.load(key, cache_dir) if raw.count(b"\n") >= parse_cache.MIN_LINES else None
     parsed = _parsed_from_cache(stored, path) if stored is not None else None
     if parsed is None:
         parsed, fatal = _parse_mtl(path, raw, split, track)
         if parsed is None:
             return None, fatal
         if len(parsed.names) >= parse_cache.MIN_LINES:
-            parse_cache.store(key, _parsed_to_cache(parsed))
+            parse_cache.store(key, _parsed_to_cache(parsed), cache_dir)
     return parsed, list(parsed.problems)
 
 

@@ -36,16 +36,18 @@ def parse_key(raw: bytes, *context: str) -> str:
     return digest.hexdigest()
 
 
-def cache_path(key: str) -> Path:
-    # Imported here: abawbench.cache is the feature cache, heavier than a reader needs at import.
-    from abawbench.cache import default_cache_root
+def cache_path(key: str, cache_dir: Path | None = None) -> Path:
+    if cache_dir is None:
+        # Imported here: abawbench.cache is the feature cache, heavier than a reader needs.
+        from abawbench.cache import default_cache_root
 
-    return default_cache_root() / "parsed" / f"{key[:40]}.npz"
+        cache_dir = default_cache_root()
+    return Path(cache_dir) / "parsed" / f"{key[:40]}.npz"
 
 
-def load(key: str) -> dict[str, np.ndarray] | None:
+def load(key: str, cache_dir: Path | None = None) -> dict[str, np.ndarray] | None:
     """The arrays stored under ``key``, or None (absent or unreadable: parse again)."""
-    path = cache_path(key)
+    path = cache_path(key, cache_dir)
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
@@ -56,9 +58,9 @@ def load(key: str) -> dict[str, np.ndarray] | None:
     return arrays
 
 
-def store(key: str, arrays: dict[str, np.ndarray]) -> None:
+def store(key: str, arrays: dict[str, np.ndarray], cache_dir: Path | None = None) -> None:
     """Write atomically (temporary name, then rename): a reader never sees half an entry."""
-    path = cache_path(key)
+    path = cache_path(key, cache_dir)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ def read_oversampled(root: Path, track, split: str, options: ReadOptions):
     from abawbench_hust_ant.oversample import materialise
 
     if split == "train":
-        root = materialise(Path(root), default_cache_root(), track)
+        root = materialise(Path(root), options.cache_dir or default_cache_root(), track)
     return read_split(root, track, split, options)
 
 
