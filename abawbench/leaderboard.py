@@ -29,6 +29,7 @@ FORMATS = ("markdown", "latex", "html", "csv", "json")
 MISSING = "—"
 REPORTED = "reported"
 FAILED = "failed"
+PARTIAL = "partial"  # some seeds failed: shown with its completed seeds, never ranked
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,15 @@ def summarise_entry(results: Sequence[RunResult]) -> Row:
         # Averaging over the seeds that have it would compare unlike with unlike.
         subs[name] = statistics.fmean(values) if len(values) == len(done) else None
     note = f"{len(failed)} of {len(results)} seeds failed" if failed else ""
-    return Row(rank="", status="completed", mean=mean, std=std, ci_low=ci_low, ci_high=ci_high,
+    # An entry whose seeds did not all complete is not ranked: its mean covers other seeds than
+    # its neighbours' and a failure is information the rank would hide.
+    status = PARTIAL if failed else "completed"
+    return Row(rank=PARTIAL if failed else "", status=status, mean=mean, std=std, ci_low=ci_low, ci_high=ci_high,
                sub_scores=subs, note=note, **common)
 
 
 def rank_rows(rows: Iterable[Row], higher_is_better: bool) -> tuple[Row, ...]:
-    """Competition ranking (1, 2, 2, 4) of completed rows; failed rows follow, unranked."""
+    """Competition ranking (1, 2, 2, 4) of completed rows; partial and failed rows follow, unranked."""
     completed = [r for r in rows if r.status == "completed"]
     failed = sorted((r for r in rows if r.status != "completed"), key=lambda r: r.entry)
     sign = -1.0 if higher_is_better else 1.0

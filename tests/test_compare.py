@@ -88,3 +88,13 @@ def test_unreadable_inputs_are_a_clear_error(tmp_path, capsys):
     assert main(["compare", str(bad), str(bad)]) == 2
     assert "bad.json: line 1: not valid JSON" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "missing"), str(bad)]) == 2
+
+
+def test_a_seed_that_newly_fails_is_a_regression(tmp_path):
+    from abawbench.compare import compare_scores, scores_from_results
+
+    old = [make_result("a", 0.5, seed=0), make_result("a", 0.5, seed=1)]
+    new = [make_result("a", 0.5, seed=0), make_result("a", None, seed=1, status="failed")]
+    better = lambda track: True  # noqa: E731
+    changes = compare_scores(scores_from_results(old, better), scores_from_results(new, better), tolerance=0.01)
+    assert [c.regression for c in changes] == [True]

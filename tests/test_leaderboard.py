@@ -71,14 +71,14 @@ def test_ties_share_a_rank():
     assert [r.rank for r in section.rows] == ["1", "1", "3"]
 
 
-def test_failed_entries_are_listed_not_ranked():
+def test_failed_and_partial_entries_are_listed_not_ranked():
     results = [make_result("ok", 0.3), make_result("broken", None, status="failed"),
                make_result("half", 0.9, seed=0), make_result("half", None, seed=1, status="failed")]
     (section,) = board(results).sections
     ranks = {r.entry: r.rank for r in section.rows}
-    assert ranks == {"half": "1", "ok": "2", "broken": "failed"}
-    assert section.rows[-1].entry == "broken"
-    half = section.rows[0]
+    assert ranks == {"ok": "1", "half": "partial", "broken": "failed"}
+    assert section.rows[0].entry == "ok"
+    half = next(r for r in section.rows if r.entry == "half")
     assert half.seeds == 1 and half.seeds_total == 2 and "1 of 2 seeds failed" in half.note
     text = render(board(results), "markdown")
     assert "| failed" in text and "1/2" in text
