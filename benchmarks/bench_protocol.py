@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for decoding (protocol.num_workers)")
     args = parser.parse_args()
 
     from torch.utils.data import DataLoader
@@ -75,7 +76,8 @@ def main() -> None:
         sink[start:start + len(features)] = features
 
     t0 = time.perf_counter()
-    extract_features(backbone, train, device, write, batch_size=args.batch_size, progress=False)
+    extract_features(backbone, train, device, write, batch_size=args.batch_size, num_workers=args.workers,
+                     progress=False)
     pipeline = time.perf_counter() - t0
 
     # 2. cached linear probe vs recompute-every-epoch probe (same head, same epochs)
@@ -115,7 +117,7 @@ def main() -> None:
     recompute = time.perf_counter() - t0
 
     print(json.dumps({
-        "model": args.model, "image_size": args.image_size, "train_images": len(train), "epochs": args.epochs,
+        "model": args.model, "image_size": args.image_size, "workers": args.workers, "train_images": len(train), "epochs": args.epochs,
         "torch_threads": torch.get_num_threads(),
         "bare_forward_s": round(bare, 3), "extraction_pipeline_s": round(pipeline, 3),
         "extraction_vs_bare_throughput": round(bare / pipeline, 3),

@@ -13,7 +13,7 @@ RUNS=leaderboards/runs
 TRACKS=${TRACKS:-"lsd mtl"}
 EPOCHS=${EPOCHS:-20}
 SEEDS=${SEEDS:-0}
-MODELS=${MODELS:-resnet10t,mobilenetv3_small_100,resnet10t+mobilenetv3_small_100}
+MODELS=${MODELS:-hog,mobilenetv3_small_100,hog+mobilenetv3_small_100}
 
 [ "${KEEP_RUNS:-0}" = 1 ] || rm -rf "$RUNS"
 for track in $TRACKS; do
