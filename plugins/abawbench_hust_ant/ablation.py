@@ -64,8 +64,10 @@ ROWS: tuple[Remedy, ...] = (
            f"dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}", _run("small/lsd_dln"), LP32),
     Remedy("mean-prob ensemble of the two DLNs", "small/lsd_dln",
            f"ensemble-mean-prob-dln-resnet10t__finetune-linear__{SMOOTH}-dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}",
+           # members are named by their folders (entry ids end in the settings digest of lsd_dln.toml)
            "abawbench ensemble --method mean-prob --track lsd --runs runs/hust_ant/small/lsd_dln --seed S "
-           f"--members dln-resnet10t__finetune-linear__{SMOOTH},dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}",
+           f"--members dln-resnet10t__finetune-linear__{SMOOTH}__18253721,"
+           f"dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}__f85b9c67",
            LP32),
 )
 
