@@ -34,6 +34,7 @@ from abawbench.results import (
     read_predictions,
     read_result,
     result_path,
+    without_settings_digest,
     write_predictions,
     write_result,
 )
@@ -65,15 +66,23 @@ def folder_name(entry: str) -> str:
 
 
 def find_member_result(runs: Path, track: str, entry: str, seed: int) -> Path:
-    """The result file of ``entry`` (its folder name or its ``entry`` field) at ``seed``."""
+    """The result file of ``entry`` at ``seed``: its folder name, its ``entry`` field, or its
+    readable name without the settings digest when exactly one configuration has it."""
     direct = result_path(runs, track, entry, seed)
     if direct.exists():
         return direct
     folder = runs / track
     if folder.is_dir():
-        for candidate in sorted(folder.glob(f"*/seed{seed}.json")):
+        candidates = sorted(folder.glob(f"*/seed{seed}.json"))
+        for candidate in candidates:
             if read_result(candidate).entry == entry:
                 return candidate
+        readable = [c for c in candidates if without_settings_digest(c.parent.name) == entry]
+        if len(readable) == 1:
+            return readable[0]
+        if len(readable) > 1:
+            raise ConfigError(f"entry {entry!r} names {len(readable)} configurations under {folder}: "
+                              f"{', '.join(c.parent.name for c in readable)}; give the full folder name")
     known = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     raise ConfigError(
         f"no result for entry {entry!r} seed {seed} under {folder}; entries there: {', '.join(known) or 'none'}"
