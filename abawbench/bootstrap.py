@@ -9,17 +9,13 @@ and the percentile interval of those scores is reported. Resampling indices come
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Callable, TypeVar
 
-import numpy as np
 import torch
 
 from abawbench.errors import MetricInputError
-from abawbench.labels import TaskLabels
 
-if TYPE_CHECKING:
-    from abawbench.labels import LabelSet
-    from abawbench.tracks import Predictions, Track
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,6 +53,24 @@ def resample_indices(
     return blocks
 
 
+def resampled(
+    score: Callable[[torch.Tensor], T], rows: int, n_resamples: int, seed: int, chunk_elements: int = 2**24
+) -> list[T]:
+    """``score(indices)`` on each of ``n_resamples`` row resamples drawn from ``seed``; the
+    draws do not depend on ``chunk_elements``, which only bounds the memory of one block."""
+    generator = torch.Generator().manual_seed(seed)
+    chunk = max(1, chunk_elements // rows)
+    return [score(idx) for block in resample_indices(rows, n_resamples, generator, chunk) for idx in block]
+
+
+def percentile_interval(values: "list[float]", confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` percentile interval of bootstrap values."""
+    alpha = (1.0 - confidence) / 2
+    tensor = torch.tensor(values, dtype=torch.float64)
+    low, high = torch.quantile(tensor, torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64))
+    return float(low), float(high)
+
+
 def bootstrap_ci(
     score: Callable[[torch.Tensor], float | torch.Tensor],
     rows: int,
@@ -79,68 +93,13 @@ def bootstrap_ci(
     if not 0.0 < confidence < 1.0:
         raise MetricInputError(f"bootstrap: confidence must be in (0, 1), got {confidence}")
     estimate = float(score(torch.arange(rows)))
-    generator = torch.Generator().manual_seed(seed)
-    chunk = max(1, chunk_elements // rows)  # bounds memory of one index block
-    values = torch.empty(n_resamples, dtype=torch.float64)
-    i = 0
-    for block in resample_indices(rows, n_resamples, generator, chunk):
-        for idx in block:
-            values[i] = float(score(idx))
-            i += 1
-    alpha = (1.0 - confidence) / 2
-    low, high = torch.quantile(values, torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64))
+    values = resampled(lambda idx: float(score(idx)), rows, n_resamples, seed, chunk_elements)
+    low, high = percentile_interval(values, confidence)
     return BootstrapCI(
         estimate=estimate,
-        low=float(low),
-        high=float(high),
+        low=low,
+        high=high,
         confidence=confidence,
         n_resamples=n_resamples,
         seed=seed,
     )
-
-
-def bootstrap_track_score(
-    track: "Track",
-    predictions: "Predictions",
-    labels: "LabelSet",
-    *,
-    key: str | None = None,
-    au_thresholds: Any = None,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> BootstrapCI:
-    """Interval of a track's primary score (or of ``sub_scores[key]``), resampling images.
-
-    All tasks are resampled with the same row indices: an image is drawn with all its labels,
-    as the test set would draw it.
-    """
-    rows = {len(column) for column in labels.values()} | {
-        int(torch.as_tensor(p).shape[0]) for p in predictions.values()
-    }
-    if len(rows) != 1:
-        raise MetricInputError(f"bootstrap: predictions and labels disagree on rows: {sorted(rows)}")
-    n = rows.pop()
-    preds = {task: torch.as_tensor(p) for task, p in predictions.items()}
-    cols = {task: _as_numpy_labels(column) for task, column in labels.items()}
-
-    def score(idx: torch.Tensor) -> float:
-        np_idx = idx.numpy()
-        result = track.score(
-            {task: p[idx] for task, p in preds.items()},
-            {task: column.take(np_idx) for task, column in cols.items()},
-            au_thresholds=au_thresholds,
-        )
-        return result.primary if key is None else result.sub_scores[key]
-
-    return bootstrap_ci(score, n, n_resamples=n_resamples, confidence=confidence, seed=seed)
-
-
-def _as_numpy_labels(column: Any) -> TaskLabels:
-    """TaskLabels from TaskLabels or a ``(values, mask)`` pair of tensors/arrays."""
-    if isinstance(column, TaskLabels):
-        return column
-    values, mask = column
-    values = values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
-    mask = mask.numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
-    return TaskLabels(values=values, mask=mask.astype(bool))

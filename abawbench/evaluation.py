@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import torch
-
-from abawbench.bootstrap import resample_indices
+from abawbench.bootstrap import percentile_interval, resampled
 from abawbench.labels import LabelSet, take_labels
 from abawbench.metrics import tune_au_thresholds
 from abawbench.results import ScoreWithInterval
@@ -31,25 +28,17 @@ def score_with_intervals(
         return (full, ScoreWithInterval(value=full.primary),
                 {k: ScoreWithInterval(value=v) for k, v in full.sub_scores.items()})
     rows = len(next(iter(labels.values())))
-    generator = torch.Generator().manual_seed(seed)
-    samples: dict[str, list[float]] = {"__primary__": []} | {k: [] for k in full.sub_scores}
-    chunk = max(1, 2**22 // max(rows, 1))
-    for block in resample_indices(rows, n_resamples, generator, chunk):
-        for idx in block:
-            np_idx = idx.numpy()
-            resampled = track.score({t: p[idx] for t, p in predictions.items()},
-                                    take_labels(labels, np_idx))
-            samples["__primary__"].append(resampled.primary)
-            for key, value in resampled.sub_scores.items():
-                samples[key].append(value)
-    alpha = (1 - confidence) / 2
+    resamples = resampled(
+        lambda idx: track.score({t: p[idx] for t, p in predictions.items()}, take_labels(labels, idx.numpy())),
+        rows, n_resamples, seed,
+    )
 
     def interval(value: float, values: list[float]) -> ScoreWithInterval:
-        low, high = np.quantile(np.asarray(values, dtype=np.float64), [alpha, 1 - alpha])
-        return ScoreWithInterval(value=value, ci_low=float(low), ci_high=float(high))
+        low, high = percentile_interval(values, confidence)
+        return ScoreWithInterval(value=value, ci_low=low, ci_high=high)
 
-    primary = interval(full.primary, samples["__primary__"])
-    subs = {key: interval(value, samples[key]) for key, value in full.sub_scores.items()}
+    primary = interval(full.primary, [r.primary for r in resamples])
+    subs = {key: interval(value, [r.sub_scores[key] for r in resamples]) for key, value in full.sub_scores.items()}
     return full, primary, subs
 
 

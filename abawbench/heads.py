@@ -45,6 +45,13 @@ class TaskHeads(nn.Module):
         return raw
 
 
+def build_heads(backbone, tasks: tuple[TaskSpec, ...], kind: str) -> nn.Module:
+    """The backbone's own heads when it brings them (``Backbone.make_heads``), else generic ones."""
+    if backbone.make_heads is not None:
+        return backbone.make_heads(tasks, kind)
+    return TaskHeads(backbone.feature_dim, tasks, kind=kind)
+
+
 class BackboneWithHeads(nn.Module):
     """Backbone and heads as one network, for end-to-end fine-tuning."""
 

@@ -17,7 +17,7 @@ from abawbench.config import RunConfig
 from abawbench.data.official import write_lsd_submission, write_mtl_submission
 from abawbench.device import prepare_module
 from abawbench.errors import ConfigError, DataFormatError
-from abawbench.heads import BackboneWithHeads, TaskHeads
+from abawbench.heads import BackboneWithHeads, TaskHeads, build_heads, to_probabilities
 from abawbench.results import RunResult, read_predictions, read_result
 
 SUBMISSION_WRITERS = {"lsd", "mtl"}
@@ -48,8 +48,6 @@ def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split
         heads = TaskHeads(normalised.shape[1], tasks, kind=spec.protocol.head)
         heads.load_state_dict(state["heads"])
         heads.eval()
-        from abawbench.heads import to_probabilities
-
         with torch.no_grad():
             preds = to_probabilities(tasks, heads(normalised.float()))
     else:
@@ -57,8 +55,7 @@ def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split
 
         backbone = runner.host.models.get(spec.model).build(
             ModelOptions(weights=spec.weights, image_size=spec.protocol.image_size, extra={"seed": 0}))
-        heads = (backbone.make_heads(tasks, spec.protocol.head) if backbone.make_heads
-                 else TaskHeads(backbone.feature_dim, tasks, kind=spec.protocol.head))
+        heads = build_heads(backbone, tasks, spec.protocol.head)
         network = BackboneWithHeads(backbone.module, heads)
         network.load_state_dict(state["network"])
         network = prepare_module(network, runner.device)

@@ -35,7 +35,7 @@ from abawbench.device import (autocast_context, loader_kwargs, prepare_batch, pr
                               seed_everything)
 from abawbench.errors import AbawbenchError, ConfigError, DataFormatError, RunFailedError
 from abawbench.evaluation import score_with_intervals, tuned_threshold_report
-from abawbench.heads import BackboneWithHeads, TaskHeads, to_probabilities
+from abawbench.heads import BackboneWithHeads, TaskHeads, build_heads, to_probabilities
 from abawbench.labels import TaskLabels
 from abawbench.plugins import PluginHost, get_host
 from abawbench.preprocess import make_eval_transform
@@ -416,8 +416,7 @@ class Runner:
         backbone = spec.build(ModelOptions(weights=self.config.weights, image_size=entry.protocol.image_size,
                                            extra={"seed": BACKBONE_SEED}))
         torch.manual_seed(seed)
-        heads = (backbone.make_heads(self.track.tasks, entry.protocol.head) if backbone.make_heads
-                 else TaskHeads(backbone.feature_dim, self.track.tasks, kind=entry.protocol.head))
+        heads = build_heads(backbone, self.track.tasks, entry.protocol.head)
         network = prepare_module(BackboneWithHeads(backbone.module, heads), self.device)
         loss = self.host.losses.get(entry.loss).build(
             self.track, loss_context(self.track, self.data.splits["train"].labels, entry.loss_options))

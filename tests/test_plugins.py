@@ -212,9 +212,3 @@ def test_builtin_plugins_load_cleanly(host, capsys):
     for row in rows:
         assert set(row) == {"name", "version", "distribution", "hooks", "status", "error"}
         assert row["status"] == "ok" and row["hooks"]
-
-
-def test_listing_models_builds_nothing(host, capsys):
-    for entry in host.models.entries():
-        assert entry.item.name  # reading specs only
-    assert cli.main(["list", "models"]) == 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from abawbench.bootstrap import bootstrap_track_score
+from abawbench.evaluation import score_with_intervals
 from abawbench.errors import MetricInputError
 from abawbench.labels import TaskLabels
 
@@ -125,8 +125,10 @@ def test_bootstrap_of_a_track_score_is_seeded(host):
     labels = {"expr": TaskLabels(rng.integers(0, 6, n), rng.random(n) > 0.1)}
     predictions = {"expr": torch.softmax(torch.from_numpy(rng.normal(size=(n, 6))), 1)}
     track = host.tracks.get("lsd")
-    a = bootstrap_track_score(track, predictions, labels, n_resamples=50, seed=3)
-    b = bootstrap_track_score(track, predictions, labels, n_resamples=50, seed=3)
-    assert a == b
-    assert a.estimate == pytest.approx(track.score(predictions, labels).primary)
-    assert a.low <= a.estimate <= a.high
+    _, a, subs_a = score_with_intervals(track, predictions, labels, n_resamples=50, seed=3)
+    _, b, subs_b = score_with_intervals(track, predictions, labels, n_resamples=50, seed=3)
+    _, c, _ = score_with_intervals(track, predictions, labels, n_resamples=50, seed=4)
+    assert a == b and subs_a == subs_b
+    assert (a.ci_low, a.ci_high) != (c.ci_low, c.ci_high)  # the seed decides the draws
+    assert a.value == pytest.approx(track.score(predictions, labels).primary)
+    assert a.ci_low <= a.value <= a.ci_high
