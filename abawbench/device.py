@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import random
 import re
-from typing import TYPE_CHECKING, Any, ContextManager
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
 from abawbench.errors import ConfigError
 
@@ -78,12 +78,20 @@ def prepare_module(module: "nn.Module", device: "torch.device") -> "nn.Module":
     return module
 
 
-def prepare_batch(batch: "torch.Tensor", device: "torch.device") -> "torch.Tensor":
-    """Move an image batch ``[N, C, H, W]`` to ``device`` in the layout :func:`prepare_module` chose."""
+def prepare_batch(batch: "torch.Tensor", device: "torch.device",
+                  normalize: "Callable[[torch.Tensor], torch.Tensor] | None" = None) -> "torch.Tensor":
+    """Move an image batch ``[N, C, H, W]`` to ``device`` in the layout :func:`prepare_module` chose.
+
+    ``normalize`` (a :meth:`abawbench.preprocess.Preprocessing.normalize`) turns a uint8 batch
+    into model input after the copy, so a GPU receives a quarter of the bytes and does the
+    float arithmetic itself.
+    """
     import torch
 
     non_blocking = device.type == "cuda"
     batch = batch.to(device, non_blocking=non_blocking)
+    if normalize is not None:
+        batch = normalize(batch)
     if device.type == "cuda" and batch.dim() == 4:
         batch = batch.contiguous(memory_format=torch.channels_last)
     return batch

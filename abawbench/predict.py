@@ -59,9 +59,10 @@ def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split
         network = BackboneWithHeads(backbone.module, heads)
         network.load_state_dict(state["network"])
         network = prepare_module(network, runner.device)
-        loader = DataLoader(ImageDataset(runner.data.splits[split], eval_transform(backbone.data_config)),
+        preprocessing = eval_transform(backbone.data_config)
+        loader = DataLoader(ImageDataset(runner.data.splits[split], preprocessing.pixels),
                             batch_size=spec.protocol.batch_size)
-        preds = predict_images(network, loader, runner.device, tasks)
+        preds = predict_images(network, loader, runner.device, tasks, preprocessing.normalize)
     ids = list(runner.data.splits[split].paths)
     return ids, {task: value.numpy() for task, value in preds.items()}
 

@@ -38,7 +38,7 @@ from abawbench.evaluation import score_with_intervals, tuned_threshold_report
 from abawbench.heads import BackboneWithHeads, TaskHeads, build_heads, to_probabilities
 from abawbench.labels import TaskLabels
 from abawbench.plugins import PluginHost, get_host
-from abawbench.preprocess import make_eval_transform
+from abawbench.preprocess import Preprocessing, flip_horizontally, load_image, make_eval_transform, to_pil_rgb
 from abawbench.results import (
     EntrySpecModel,
     RunResult,
@@ -118,39 +118,34 @@ def prepare_data(host: PluginHost, config: RunConfig, track: Track, cache_root: 
 
 
 class ImageDataset(Dataset):
-    """Decoded, preprocessed images of a split; each worker opens its own files."""
+    """Decoded, resized uint8 images ``[3, H, W]`` of a split (normalisation happens per batch,
+    where the model runs: :meth:`Preprocessing.normalize`); each worker opens its own files."""
 
-    def __init__(self, index: SampleIndex, transform: Callable, flip: bool = False) -> None:
+    def __init__(self, index: SampleIndex, pixels: Callable, flip: bool = False) -> None:
         self.index = index
-        self.transform = transform
+        self.pixels = pixels
         self.flip = flip
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, row: int):
-        from PIL import Image
-
-        path = self.index.absolute_path(row)
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-        except OSError as exc:
-            raise DataFormatError(f"{path}: cannot decode image: {exc}") from None
+        image = load_image(self.index.absolute_path(row))
         if self.flip and torch.rand(()) < 0.5:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return self.transform(image), row
+            image = flip_horizontally(image)
+        return self.pixels(image), row
 
 
 def training_transform(base: Callable, augmentation: str) -> Callable:
     """The seed paper's augmentation ("paper": 1.02x resize, random crop back to size, colour
-    jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, horizontal flip) in front of the eval transform;
-    "flip" is applied by :class:`ImageDataset`; "none" is the eval transform alone."""
+    jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, horizontal flip) in front of ``base`` (the
+    preprocessing's ``pixels``); "flip" is applied by :class:`ImageDataset`; "none" is ``base``."""
     if augmentation != "paper":
         return base
     from torchvision import transforms as T
 
     def paper(image):
+        image = to_pil_rgb(image)
         width, height = image.size
         enlarged = image.resize((round(width * 1.02), round(height * 1.02)))
         image = T.RandomCrop((height, width))(enlarged)
@@ -161,7 +156,7 @@ def training_transform(base: Callable, augmentation: str) -> Callable:
     return paper
 
 
-def eval_transform(data_config: dict[str, Any]) -> Callable:
+def eval_transform(data_config: dict[str, Any]) -> Preprocessing:
     """The backbone's exact preprocessing (timm's resolved data config), no augmentation."""
     return make_eval_transform(data_config)
 
@@ -422,9 +417,9 @@ class Runner:
             self.track, loss_context(self.track, self.data.splits["train"].labels, entry.loss_options))
         if isinstance(loss, nn.Module):
             loss = loss.to(self.device)  # class weights and pos_weight are buffers
-        transform = eval_transform(backbone.data_config)
+        preprocessing = eval_transform(backbone.data_config)
         t0 = time.perf_counter()
-        outcome = finetune_network(network, transform, self.data.splits, self.track, loss, entry, seed,
+        outcome = finetune_network(network, preprocessing, self.data.splits, self.track, loss, entry, seed,
                                    self.device, progress=self.progress)
         outcome.state = {"kind": "finetune", "network": outcome.state, "spec": entry.model_dump(mode="json")}
         timings["train_s"] = time.perf_counter() - t0
@@ -466,14 +461,15 @@ def extract_features(
     from tqdm.auto import tqdm
 
     module = prepare_module(backbone.module, device).eval()
-    loader = DataLoader(ImageDataset(index, eval_transform(backbone.data_config)), batch_size=batch_size,
+    preprocessing = eval_transform(backbone.data_config)
+    loader = DataLoader(ImageDataset(index, preprocessing.pixels), batch_size=batch_size,
                         shuffle=False, num_workers=num_workers, **loader_kwargs(device),
                         persistent_workers=False)
     row = 0
     with tqdm(total=len(index), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for images, _rows in loader:
             with autocast_context(device):
-                out = module(prepare_batch(images, device))
+                out = module(prepare_batch(images, device, preprocessing.normalize))
             write(row, out.float().cpu().numpy())
             row += out.shape[0]
             bar.update(out.shape[0])
@@ -571,12 +567,14 @@ def train_heads(
 
 
 def predict_images(network: nn.Module, loader: DataLoader, device: torch.device,
-                   tasks) -> dict[str, torch.Tensor]:
+                   tasks, normalize: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Probabilities of ``network`` on every batch of ``loader`` (uint8 images, normalised by
+    ``normalize`` on the device)."""
     network.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
     with torch.inference_mode():
         for images, _rows in loader:
-            images = prepare_batch(images, device)
+            images = prepare_batch(images, device, normalize)
             with autocast_context(device):
                 raw = network(images)
             for task, value in to_probabilities(tasks, raw).items():
@@ -586,7 +584,7 @@ def predict_images(network: nn.Module, loader: DataLoader, device: torch.device,
 
 def finetune_network(
     network: nn.Module,
-    transform: Callable,
+    preprocessing: Preprocessing,
     splits: dict[str, SampleIndex],
     track: Track,
     loss_fn: Callable,
@@ -602,11 +600,11 @@ def finetune_network(
     protocol = entry.protocol
     generator = torch.Generator().manual_seed(seed)
     common = dict(batch_size=protocol.batch_size, num_workers=protocol.num_workers, **loader_kwargs(device))
-    train_transform = training_transform(transform, protocol.augmentation)
+    train_transform = training_transform(preprocessing.pixels, protocol.augmentation)
     train_loader = DataLoader(ImageDataset(splits["train"], train_transform, flip=protocol.augmentation == "flip"),
                               shuffle=True,
                               generator=generator, drop_last=len(splits["train"]) > protocol.batch_size, **common)
-    eval_loaders = {s: DataLoader(ImageDataset(splits[s], transform), shuffle=False, **common)
+    eval_loaders = {s: DataLoader(ImageDataset(splits[s], preprocessing.pixels), shuffle=False, **common)
                     for s in splits if s != "train"}
     targets = labels_as_tensors(splits["train"].labels)
     optimiser = make_optimizer(network.parameters(), protocol)
@@ -617,7 +615,7 @@ def finetune_network(
         network.train()
         for images, rows in tqdm(train_loader, desc=f"finetune {entry.entry_id} epoch {epoch}",
                                  disable=not progress, leave=False):
-            images = prepare_batch(images, device)
+            images = prepare_batch(images, device, preprocessing.normalize)
             with autocast_context(device):
                 raw = network(images)
             batch_targets = {t: (v[rows].to(device), m[rows].to(device)) for t, (v, m) in targets.items()}
@@ -627,13 +625,15 @@ def finetune_network(
             loss.backward()
             optimiser.step()
         scheduler.step()
-        score = _validation_score(track, predict_images(network, eval_loaders["validation"], device, track.tasks),
-                                  splits["validation"])
+        validation = predict_images(network, eval_loaders["validation"], device, track.tasks,
+                                    preprocessing.normalize)
+        score = _validation_score(track, validation, splits["validation"])
         if stopper.update(score, epoch, network):
             break
     network.load_state_dict(stopper.best_state)
-    validation = predict_images(network, eval_loaders["validation"], device, track.tasks)
-    test = predict_images(network, eval_loaders["test"], device, track.tasks) if "test" in eval_loaders else None
+    validation = predict_images(network, eval_loaders["validation"], device, track.tasks, preprocessing.normalize)
+    test = (predict_images(network, eval_loaders["test"], device, track.tasks, preprocessing.normalize)
+            if "test" in eval_loaders else None)
     return Outcome(validation=validation, test=test, best_epoch=stopper.best_epoch, epochs_run=epoch,
                    state=stopper.best_state)
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole GPU check in one prepared call, for a lent GPU machine (docs/bench/gpu.md).
+#
+# Why one script: device time is scarce (minutes per task), so everything that needs a card runs
+# in one go, each step under its own time limit, each writing its own file under $OUT, and a
+# failing step does not stop the others.
+#
+#   OUT=/tmp/gpu-out bash scripts/device_check.sh          # any machine with CUDA and python3
+#
+# Steps: environment -> the CUDA tests (tests/test_gpu.py, skipped everywhere else) and the whole
+# suite -> scripts/gpu_check.py (resnet50 112 px bf16: abawbench's path vs timm's bare forward,
+# same batches on the card) -> benchmarks/bench_protocol.py on the GPU (the full pipeline:
+# JPEG decode in DataLoader workers, uint8 copy, normalisation on the card, bf16 forward) ->
+# the default `abawbench run --track lsd` on the GPU, cold then warm.
+#
+# Packages the machine lacks travel as wheels in .whl/ (see the device README); abawbench itself
+# is installed from this checkout into /tmp/site without touching the machine's own packages.
+set -uo pipefail
+OUT=${OUT:-/tmp/device-check}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site
+
+step() {  # step NAME SECONDS COMMAND... : run with a limit, log to $OUT/NAME.log, record the status
+    local name=$1 limit=$2
+    shift 2
+    local start=$SECONDS
+    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+    local status=$?
+    echo "$name: exit $status in $((SECONDS - start)) s" | tee -a "$OUT/steps.txt"
+}
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+fi
+$PY -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --target /tmp/site . \
+    || { echo "installing abawbench failed" | tee -a "$OUT/steps.txt"; exit 1; }
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    nproc
+    $PY -c "import torch, torchvision, timm, PIL; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'torchvision', torchvision.__version__, 'timm', timm.__version__, 'pillow', PIL.__version__)"
+} >"$OUT/environment.txt" 2>&1
+
+step tests_gpu 240 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_preprocess.py tests/test_device.py
+step tests_all 300 $PY -m pytest -q -p no:cacheprovider -x -n 8
+step gpu_check 240 $PY scripts/gpu_check.py --device cuda --arch resnet50 --image-size 112 --batch-size 256
+step pipeline_resnet50 300 $PY benchmarks/bench_protocol.py --model timm:resnet50 --device cuda --images 8000 \
+    --workers 12 --batch-size 256 --skip-probe
+step run_lsd_cold 300 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs --cache-dir /tmp/device-cache
+step run_lsd_warm 300 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs-warm --cache-dir /tmp/device-cache
+cp /tmp/device-runs/lsd/leaderboard.md "$OUT/" 2>/dev/null || true
