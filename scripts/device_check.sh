@@ -42,11 +42,11 @@ $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --n
     $PY -c "import torch, torchvision, timm, PIL; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'torchvision', torchvision.__version__, 'timm', timm.__version__, 'pillow', PIL.__version__)"
 } >"$OUT/environment.txt" 2>&1
 
-step tests_gpu 240 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_preprocess.py tests/test_device.py
-step tests_all 300 $PY -m pytest -q -p no:cacheprovider -x -n 8
-step gpu_check 240 $PY scripts/gpu_check.py --device cuda --arch resnet50 --image-size 112 --batch-size 256
-step pipeline_resnet50 300 $PY benchmarks/bench_protocol.py --model timm:resnet50 --device cuda --images 8000 \
+step tests_gpu 120 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_preprocess.py tests/test_device.py
+step tests_all 150 $PY -m pytest -q -p no:cacheprovider -x -n 8
+step gpu_check 120 $PY scripts/gpu_check.py --device cuda --arch resnet50 --image-size 112 --batch-size 256
+step pipeline_resnet50 150 $PY benchmarks/bench_protocol.py --model timm:resnet50 --device cuda --images 8000 \
     --workers 12 --batch-size 256 --skip-probe
-step run_lsd_cold 300 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs --cache-dir /tmp/device-cache
-step run_lsd_warm 300 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs-warm --cache-dir /tmp/device-cache
+step run_lsd_cold 150 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs --cache-dir /tmp/device-cache
+step run_lsd_warm 90 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs-warm --cache-dir /tmp/device-cache
 cp /tmp/device-runs/lsd/leaderboard.md "$OUT/" 2>/dev/null || true
