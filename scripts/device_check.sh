@@ -21,9 +21,12 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site
 
+STEPS=${STEPS:-all}  # or a space-separated subset of the step names below
+
 step() {  # step NAME SECONDS COMMAND... : run with a limit, log to $OUT/NAME.log, record the status
     local name=$1 limit=$2
     shift 2
+    [[ $STEPS == all || " $STEPS " == *" $name "* ]] || return 0
     local start=$SECONDS
     timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
     local status=$?
@@ -45,8 +48,8 @@ $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --n
 step tests_gpu 120 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_preprocess.py tests/test_device.py
 step tests_all 150 $PY -m pytest -q -p no:cacheprovider -x -n 8
 step gpu_check 120 $PY scripts/gpu_check.py --device cuda --arch resnet50 --image-size 112 --batch-size 256
-step pipeline_resnet50 150 $PY benchmarks/bench_protocol.py --model timm:resnet50 --device cuda --images 8000 \
-    --workers 12 --batch-size 256 --skip-probe
+step pipeline_resnet50 150 $PY benchmarks/bench_protocol.py --model timm:resnet50 --device cuda --images 40000 \
+    --workers 14 --batch-size 256 --skip-probe
 step run_lsd_cold 150 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs --cache-dir /tmp/device-cache
 step run_lsd_warm 90 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs-warm --cache-dir /tmp/device-cache
 cp /tmp/device-runs/lsd/leaderboard.md "$OUT/" 2>/dev/null || true

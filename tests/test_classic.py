@@ -44,3 +44,15 @@ def test_hog_rejects_weights_and_bad_sizes(host):
 def test_hog_digest_names_its_settings(host):
     digest = host.models.get("hog").build(ModelOptions(image_size=32)).weights_digest
     assert digest.startswith("hog:v") and "cell8" in digest
+
+
+def test_hog_is_float32_inside_bf16_autocast(host):
+    """A GPU run extracts under bf16 autocast; HOG must give its float32 features there (it
+    once failed with a dtype error in the histogram scatter on CUDA). CPU autocast casts the
+    same ops, so this runs everywhere."""
+    backbone = host.models.get("hog").build(ModelOptions(image_size=32))
+    images = torch.rand(2, 3, 32, 32)
+    expected = backbone.module(images)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        features = backbone.module(images)
+    assert features.dtype == torch.float32 and torch.equal(features, expected)

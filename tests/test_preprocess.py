@@ -53,14 +53,15 @@ def test_split_preprocessing_equals_timm_bit_for_bit(name, size):
     assert torch.equal(preprocessing.normalize(batch)[1], expected)
 
 
-def test_normalize_arithmetic_path_equals_the_table():
-    """The GPU path (plain float ops) and the CPU table agree exactly; the arithmetic path is
-    exercised here on a non-CPU-typed call by bypassing the device check."""
+def test_normalize_gather_path_equals_the_table():
+    """The accelerator path (a torch gather, run here on the CPU by calling it directly) and the
+    CPU's NumPy table give the same values as timm's float arithmetic on the CPU."""
     preprocessing = Preprocessing(CONFIGS["timm-default-bicubic"])
     batch = torch.from_numpy(random_pixels(8, 8).transpose(2, 0, 1).copy())[None].repeat(3, 1, 1, 1)
     by_ops = batch.to(torch.float32).div_(255).sub_(preprocessing.mean.view(1, 3, 1, 1)).div_(
         preprocessing.std.view(1, 3, 1, 1))
     assert torch.equal(preprocessing.normalize(batch), by_ops)
+    assert torch.equal(preprocessing._normalize_by_gather(batch), by_ops)
 
 
 def test_identity_geometry_skips_pillow_but_not_when_it_resamples():

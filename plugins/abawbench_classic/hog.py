@@ -29,7 +29,14 @@ class HOG(nn.Module):
         self.register_buffer("kernels", torch.stack([sobel, sobel.t()]).unsqueeze(1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        grey = images.float().mean(dim=1, keepdim=True)
+        # Always float32, also inside the bf16 autocast a GPU run uses: the features are a fixed
+        # computation whose cache key names no precision-dependent weights, and bf16 Sobel
+        # gradients would both change them and break the float32 histogram scatter.
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            return self._features(images.float())
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        grey = images.mean(dim=1, keepdim=True)
         gradients = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), self.kernels)
         gx, gy = gradients[:, :1], gradients[:, 1:]
         magnitude = torch.sqrt(gx * gx + gy * gy + 1e-12)
