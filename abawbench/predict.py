@@ -25,6 +25,7 @@ SUBMISSION_WRITERS = {"lsd", "mtl"}
 
 def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split: str) -> tuple[list[str], dict[str, np.ndarray]]:
     """Rebuild the trained entry and predict ``split`` of the dataset at ``data``."""
+    from abawbench.preprocess import collate_images
     from abawbench.protocol import ImageDataset, Runner, eval_transform, predict_images, prepare_data
     from torch.utils.data import DataLoader
 
@@ -61,7 +62,7 @@ def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split
         network = prepare_module(network, runner.device)
         preprocessing = eval_transform(backbone.data_config)
         loader = DataLoader(ImageDataset(runner.data.splits[split], preprocessing.pixels),
-                            batch_size=spec.protocol.batch_size)
+                            batch_size=spec.protocol.batch_size, collate_fn=collate_images)
         preds = predict_images(network, loader, runner.device, tasks, preprocessing.normalize)
     ids = list(runner.data.splits[split].paths)
     return ids, {task: value.numpy() for task, value in preds.items()}

@@ -38,7 +38,8 @@ from abawbench.evaluation import score_with_intervals, tuned_threshold_report
 from abawbench.heads import BackboneWithHeads, TaskHeads, build_heads, to_probabilities
 from abawbench.labels import TaskLabels
 from abawbench.plugins import PluginHost, get_host
-from abawbench.preprocess import Preprocessing, flip_horizontally, load_image, make_eval_transform, to_pil_rgb
+from abawbench.preprocess import (Preprocessing, collate_images, flip_horizontally, load_image, make_eval_transform,
+                                  to_pil_rgb)
 from abawbench.results import (
     EntrySpecModel,
     RunResult,
@@ -462,7 +463,7 @@ def extract_features(
 
     module = prepare_module(backbone.module, device).eval()
     preprocessing = eval_transform(backbone.data_config)
-    loader = DataLoader(ImageDataset(index, preprocessing.pixels), batch_size=batch_size,
+    loader = DataLoader(ImageDataset(index, preprocessing.pixels), batch_size=batch_size, collate_fn=collate_images,
                         shuffle=False, num_workers=num_workers, **loader_kwargs(device),
                         persistent_workers=False)
     row = 0
@@ -599,7 +600,8 @@ def finetune_network(
 
     protocol = entry.protocol
     generator = torch.Generator().manual_seed(seed)
-    common = dict(batch_size=protocol.batch_size, num_workers=protocol.num_workers, **loader_kwargs(device))
+    common = dict(batch_size=protocol.batch_size, num_workers=protocol.num_workers, collate_fn=collate_images,
+                  **loader_kwargs(device))
     train_transform = training_transform(preprocessing.pixels, protocol.augmentation)
     train_loader = DataLoader(ImageDataset(splits["train"], train_transform, flip=protocol.augmentation == "flip"),
                               shuffle=True,
