@@ -66,8 +66,8 @@ class Preprocessing:
             raise ConfigError(f"unexpected timm eval transform (no ToTensor + Normalize at its end): {inner}")
         self.geometry: list[Callable[[Image.Image], Image.Image]] = geometry
         # The same float32 values F.normalize would use (it casts mean/std to the image dtype).
-        self.mean = torch.as_tensor(normalize.mean, dtype=torch.float32).reshape(3)
-        self.std = torch.as_tensor(normalize.std, dtype=torch.float32).reshape(3)
+        self.mean = _per_channel(normalize.mean, "mean")
+        self.std = _per_channel(normalize.std, "std")
         if bool((self.std == 0).any()):
             raise ConfigError(f"data_config std has a zero: {list(data_config['std'])}")
         # table[c, v] = (v / 255 - mean[c]) / std[c], by the ops ToTensor + Normalize apply.
@@ -131,6 +131,14 @@ class Preprocessing:
 
     def __repr__(self) -> str:
         return f"Preprocessing({self.data_config})"
+
+
+def _per_channel(values: Any, name: str) -> torch.Tensor:
+    """Three float32 values (one given value is broadcast, as Normalize would)."""
+    tensor = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
+    if tensor.numel() not in (1, 3):
+        raise ConfigError(f"data_config {name} must have 1 or 3 values for RGB images, got {tensor.tolist()}")
+    return tensor.expand(3).clone()
 
 
 def make_eval_transform(data_config: Mapping[str, Any]) -> Preprocessing:

@@ -23,6 +23,8 @@ CONFIGS = {
                           "crop_mode": "center", "mean": [0, 0, 0], "std": [1, 1, 1]},
     "squash": {"input_size": [3, 32, 48], "interpolation": "bilinear", "crop_pct": 0.9, "crop_mode": "squash",
                "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+    "one-value-mean-std": {"input_size": [3, 40, 40], "interpolation": "bilinear", "crop_pct": 1.0,
+                           "crop_mode": "center", "mean": [0.5], "std": [0.25]},
     "border": {"input_size": [3, 40, 40], "interpolation": "bicubic", "crop_pct": 0.95, "crop_mode": "border",
                "mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261, 0.276]},
 }
