@@ -9,12 +9,15 @@ renderer and the domain shift stay independent and cheap to test.
 
 Points are flat Python lists ``[x0, y0, x1, y1, ...]``, not numpy arrays: a face is ~40 shapes
 of 2-24 points, and at that size numpy's per-call overhead costs several times the arithmetic
-(this function dominated the generator's profile before).
+(this function dominated the generator's profile before). What depends on the identity alone
+(hair, shoulders, neck, the head outline, a few colours) is built once per identity.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
+from operator import itemgetter
 from typing import NamedTuple, Sequence
 
 from abawbench_synthface.facs import AU
@@ -25,10 +28,11 @@ Flat = list[float]
 
 class Shape(NamedTuple):
     """One primitive. ``kind`` is ``"poly"`` (filled polygon) or ``"line"`` (open polyline);
-    ``points`` flat ``[x0, y0, ...]`` in unit coordinates; ``width`` in unit coordinates."""
+    ``points`` flat ``[x0, y0, ...]`` in unit coordinates (a tuple where the shape is cached
+    and shared, see ``_identity_parts``); ``width`` in unit coordinates."""
 
     kind: str
-    points: Flat
+    points: Sequence[float]
     colour: Colour
     width: float = 0.0
 
@@ -58,7 +62,10 @@ def lerp(a: Colour, b: Colour, t: float) -> Colour:
 
 def ellipse(cx: float, cy: float, rx: float, ry: float, fine: bool = False) -> Flat:
     """Ellipse as a polygon (polygons rotate with the pose; PIL's ellipses cannot)."""
-    return [v for c, s in (_C24 if fine else _C12) for v in (cx + rx * c, cy + ry * s)]
+    points: Flat = []
+    for c, s in _C24 if fine else _C12:
+        points += (cx + rx * c, cy + ry * s)
+    return points
 
 
 def rect(x0: float, y0: float, x1: float, y1: float) -> Flat:
@@ -67,7 +74,10 @@ def rect(x0: float, y0: float, x1: float, y1: float) -> Flat:
 
 def arc(cx: float, cy: float, rx: float, ry: float) -> Flat:
     """Half ellipse from the left point to the right one; ``ry`` > 0 bulges upwards."""
-    return [v for c, s in _ARC for v in (cx + rx * c, cy - ry * s)]
+    points: Flat = []
+    for c, s in _ARC:
+        points += (cx + rx * c, cy - ry * s)
+    return points
 
 
 def curve(left: Sequence[float], right: Sequence[float], mid_y: float) -> Flat:
@@ -76,56 +86,131 @@ def curve(left: Sequence[float], right: Sequence[float], mid_y: float) -> Flat:
     x0, y0 = left
     x2, y2 = right
     x1, y1 = 0.5 * (x0 + x2), 2.0 * mid_y - 0.5 * (y0 + y2)
-    return [v for w0, w1, w2 in _BEZ for v in (w0 * x0 + w1 * x1 + w2 * x2, w0 * y0 + w1 * y1 + w2 * y2)]
+    points: Flat = []
+    for w0, w1, w2 in _BEZ:
+        points += (w0 * x0 + w1 * x1 + w2 * x2, w0 * y0 + w1 * y1 + w2 * y2)
+    return points
 
 
 def backwards(flat: Flat) -> Flat:
     """The same points in reverse order (to close a band between two curves)."""
-    return [v for i in range(len(flat) - 2, -1, -2) for v in (flat[i], flat[i + 1])]
+    points = flat[::-1]  # y_n, x_n, ..., y_0, x_0: swap each pair back
+    points[0::2], points[1::2] = points[1::2], points[0::2]
+    return points
 
 
 def shifted(flat: Flat, dx: float, dy: float) -> Flat:
-    return [v + (dx if i % 2 == 0 else dy) for i, v in enumerate(flat)]
+    points = flat[:]
+    points[0::2] = [x + dx for x in flat[0::2]]
+    points[1::2] = [y + dy for y in flat[1::2]]
+    return points
+
+
+class _IdentityParts(NamedTuple):
+    """What :func:`build_face` draws the same way for every expression and pose of one person."""
+
+    behind: tuple[Shape, ...]  # long hair behind the head, shoulders, neck: drawn first
+    head: tuple[float, ...]  # head outline with the jaw closed
+    hair_cap: Shape | None
+    shade: Colour
+    line: Colour
+    brow: Colour
+    lip_line: Colour
+
+
+# The head points whose height follows the jaw: (index of the y value, sin) for the lower half.
+_HEAD_LOWER = tuple((2 * k + 1, s) for k, (c, s) in enumerate(_C24) if s > 0)
+_SHOULDERS = tuple(ellipse(0.5, 1.12, 0.5, 0.26, fine=True))
+# The activations build_face reads, in the order it unpacks them.
+_AU_ORDER = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26", "AU5", "AU9")
+_activations_in_order = itemgetter(*(AU[name] for name in _AU_ORDER))
+_HX, _HY = 0.5, 0.47  # head centre
+_EYE_Y = _HY - 0.015
+
+
+@lru_cache(maxsize=4096)
+def _identity_parts(ident: Identity) -> _IdentityParts:
+    """The identity-only part of :func:`build_face`, computed once per identity: a dataset
+    draws each person many times (an MTL video, an LSD class folder), and these shapes and
+    colours read nothing but the identity's own fields and constants (a frozen dataclass, so
+    a cached value cannot go stale). The expressions are the ones build_face evaluated for
+    every face before, operation for operation, so the floats and pixels are the same. Point
+    sequences are tuples: they are shared by every face of the person and must not change."""
+    hx, hy, eye_y = _HX, _HY, _EYE_Y
+    skin = ident.skin
+    shade = lerp(skin, _DARK, 0.25)
+    behind = []
+    # --- hair behind the head, shoulders, neck (the ears, next, move with the yaw)
+    if ident.hair_style == "long":
+        back = ellipse(hx, hy - 0.02, ident.head_w * 1.22, ident.head_h * 1.12, fine=True)
+        # Hair falls to the shoulders: the lower half becomes a straight cut.
+        back = [hy + 0.42 if i % 2 and v > hy else v for i, v in enumerate(back)]
+        behind.append(Shape("poly", tuple(back), ident.hair))
+    behind.append(Shape("poly", _SHOULDERS, ident.clothes))
+    neck_w = ident.head_w * 0.55
+    behind.append(Shape("poly", tuple(rect(hx - neck_w, hy + 0.2, hx + neck_w, 0.98)), shade))
+
+    # --- head: an ellipse whose lower half narrows to the chin (and drops with the jaw, in
+    # build_face)
+    head: Flat = []
+    for c, s in _C24:
+        if s > 0:
+            head += (hx + ident.head_w * c * (1.0 - ident.jaw_taper * s * s), hy + ident.head_h * s)
+        else:
+            head += (hx + ident.head_w * c, hy + ident.head_h * s)
+
+    # --- hair cap, cut at the hairline
+    hair_cap = None
+    if ident.hair_style != "bald":
+        top_y = hy - ident.head_h
+        hairline_y = top_y + (eye_y - 0.19 - top_y) * ident.hairline
+        rx, ry = ident.head_w * 1.06, ident.head_h * 1.08
+        t0 = math.pi - math.asin((hairline_y - hy) / ry)
+        step = (3 * math.pi - 2 * t0) / 12
+        cap = [v for k in range(13) for v in (hx + rx * math.cos(t0 + k * step), hy + ry * math.sin(t0 + k * step))]
+        if ident.hair_style == "fringe":
+            # Short enough never to reach a raised brow (AU1/AU2 must stay visible).
+            cap += (hx + ident.head_w * 0.5, hairline_y + 0.03, hx, hairline_y + 0.05,
+                    hx - ident.head_w * 0.6, hairline_y + 0.025)
+        hair_cap = Shape("poly", tuple(cap), ident.hair)
+    return _IdentityParts(
+        behind=tuple(behind),
+        head=tuple(head),
+        hair_cap=hair_cap,
+        shade=shade,
+        line=lerp(skin, _DARK, 0.55),
+        brow=lerp(ident.hair, _DARK, 0.7),
+        lip_line=lerp(ident.lip, _DARK, 0.8),
+    )
 
 
 def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[Shape]:
     """The scene of one face, back to front. ``act``: AU activations (see ``facs.ALL_AUS``);
     ``yaw`` in [-1, 1] shifts the features sideways inside the head, a cheap turn of the head."""
-    act = [float(v) for v in act]
-    a1, a2, a4, a6, a7 = (act[AU[k]] for k in ("AU1", "AU2", "AU4", "AU6", "AU7"))
-    a10, a12, a15, a23, a24 = (act[AU[k]] for k in ("AU10", "AU12", "AU15", "AU23", "AU24"))
-    a25, a26, a5, a9 = (act[AU[k]] for k in ("AU25", "AU26", "AU5", "AU9"))
+    a1, a2, a4, a6, a7, a10, a12, a15, a23, a24, a25, a26, a5, a9 = map(float, _activations_in_order(act))
+    fixed = _identity_parts(ident)
 
     skin = ident.skin
-    shade = lerp(skin, _DARK, 0.25)
-    line = lerp(skin, _DARK, 0.55)
-    hx, hy = 0.5, 0.47
+    shade, line = fixed.shade, fixed.line
+    hx = _HX
     cx = hx + 0.05 * yaw
-    eye_y = hy - 0.015
+    eye_y = _EYE_Y
     jaw = 0.07 * a26
-    shapes: list[Shape] = []
+    shapes: list[Shape] = list(fixed.behind)
     add = shapes.append
 
-    # --- hair behind the head, shoulders, neck, ears
-    if ident.hair_style == "long":
-        back = ellipse(hx, hy - 0.02, ident.head_w * 1.22, ident.head_h * 1.12, fine=True)
-        # Hair falls to the shoulders: the lower half becomes a straight cut.
-        back = [hy + 0.42 if i % 2 and v > hy else v for i, v in enumerate(back)]
-        add(Shape("poly", back, ident.hair))
-    add(Shape("poly", ellipse(hx, 1.12, 0.5, 0.26, fine=True), ident.clothes))
-    neck_w = ident.head_w * 0.55
-    add(Shape("poly", rect(hx - neck_w, hy + 0.2, hx + neck_w, 0.98), shade))
+    # --- ears
     for sgn in (-1.0, 1.0):
         ear_x = hx + sgn * ident.head_w * (0.98 - 0.12 * yaw * sgn)
         add(Shape("poly", ellipse(ear_x, eye_y + 0.04, 0.026, 0.052), shade))
 
-    # --- head: an ellipse whose lower half narrows to the chin and drops with the jaw
-    head: Flat = []
-    for c, s in _C24:
-        if s > 0:
-            head += (hx + ident.head_w * c * (1.0 - ident.jaw_taper * s * s), hy + (ident.head_h + jaw) * s)
-        else:
-            head += (hx + ident.head_w * c, hy + ident.head_h * s)
+    # --- head: the jaw drops the lower half (with the jaw closed, jaw == 0.0 and
+    # head_h + 0.0 == head_h, so the cached outline is already exact)
+    head = list(fixed.head)
+    if jaw:
+        hy, height = _HY, ident.head_h + jaw
+        for i, s in _HEAD_LOWER:
+            head[i] = hy + height * s
     add(Shape("poly", head, skin))
 
     nose_tip_y = eye_y + ident.nose_len
@@ -138,27 +223,22 @@ def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[
         beard += (cx - 0.06, nose_tip_y + 0.025, cx + 0.06, nose_tip_y + 0.025)
         add(Shape("poly", beard, ident.hair))
 
-    # --- hair cap, cut at the hairline
-    if ident.hair_style != "bald":
-        top_y = hy - ident.head_h
-        hairline_y = top_y + (eye_y - 0.19 - top_y) * ident.hairline
-        rx, ry = ident.head_w * 1.06, ident.head_h * 1.08
-        t0 = math.pi - math.asin((hairline_y - hy) / ry)
-        step = (3 * math.pi - 2 * t0) / 12
-        cap = [v for k in range(13) for v in (hx + rx * math.cos(t0 + k * step), hy + ry * math.sin(t0 + k * step))]
-        if ident.hair_style == "fringe":
-            # Short enough never to reach a raised brow (AU1/AU2 must stay visible).
-            cap += (hx + ident.head_w * 0.5, hairline_y + 0.03, hx, hairline_y + 0.05,
-                    hx - ident.head_w * 0.6, hairline_y + 0.025)
-        add(Shape("poly", cap, ident.hair))
+    if fixed.hair_cap is not None:
+        add(fixed.hair_cap)
 
     # --- forehead wrinkles from raised brows (AU1/AU2)
     lift = 0.5 * (a1 + a2)
     if lift > 0.05:
+        wrinkle = lerp(skin, _DARK, 0.6 * lift)
         for k in range(2):
             y = eye_y - 0.15 - 0.028 * k
-            add(Shape("line", curve((cx - 0.1, y + 0.01), (cx + 0.1, y + 0.01), y),
-                      lerp(skin, _DARK, 0.6 * lift), 0.011))
+            add(Shape("line", curve((cx - 0.1, y + 0.01), (cx + 0.1, y + 0.01), y), wrinkle, 0.011))
+
+    # Colours of the AU6 cheek bulge, its line and crow's feet: the same on both sides.
+    if a6 > 0.05:
+        cheek = lerp(skin, (235, 120, 110), 0.45 * a6)
+        cheek_line = lerp(skin, _DARK, 0.6 * a6)
+        crows_feet = lerp(skin, _DARK, 0.7 * a6)
 
     for sgn in (-1.0, 1.0):
         ex = cx + sgn * ident.eye_dx
@@ -171,7 +251,7 @@ def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[
         mx, my = 0.5 * (ix + ox), 0.5 * (iy + oy) - 0.01 - 0.015 * lift
         th = ident.brow_thick * 0.5
         brow = [ix, iy - th, mx, my - th, ox, oy - th * 0.6, ox, oy + th * 0.4, mx, my + th, ix, iy + th]
-        add(Shape("poly", brow, lerp(ident.hair, _DARK, 0.7)))
+        add(Shape("poly", brow, fixed.brow))
 
         # --- eye: lids open with AU5, close from above/below with AU7 and AU6
         upper = ident.eye_open * (1 + 1.0 * a5 + 0.2 * a1) * (1 - 0.6 * a7) * (1 - 0.3 * a6 - 0.25 * a4)
@@ -191,19 +271,17 @@ def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[
 
         # --- cheeks raised (AU6): a bulge under the eye and crow's feet
         if a6 > 0.05:
-            add(Shape("poly", ellipse(ex + sgn * 0.012, eye_y + 0.075 - 0.015 * a6, 0.06, 0.032),
-                      lerp(skin, (235, 120, 110), 0.45 * a6)))
-            add(Shape("line", shifted(low_arc, 0.0, 0.014), lerp(skin, _DARK, 0.6 * a6), 0.009))
+            add(Shape("poly", ellipse(ex + sgn * 0.012, eye_y + 0.075 - 0.015 * a6, 0.06, 0.032), cheek))
+            add(Shape("line", shifted(low_arc, 0.0, 0.014), cheek_line, 0.009))
             corner = ex + sgn * (ident.eye_w + 0.008)
             for dy in (-0.022, 0.0, 0.022):
-                add(Shape("line", [corner, eye_y, corner + sgn * 0.03, eye_y + dy],
-                          lerp(skin, _DARK, 0.7 * a6), 0.008))
+                add(Shape("line", [corner, eye_y, corner + sgn * 0.03, eye_y + dy], crows_feet, 0.008))
 
     # --- brow furrows (AU4)
     if a4 > 0.1:
+        furrow = lerp(skin, _DARK, 0.8 * a4)
         for dx in (-0.016, 0.016):
-            add(Shape("line", [cx + dx, eye_y - 0.09, cx + dx * 0.6, eye_y - 0.035],
-                      lerp(skin, _DARK, 0.8 * a4), 0.011))
+            add(Shape("line", [cx + dx, eye_y - 0.09, cx + dx * 0.6, eye_y - 0.035], furrow, 0.011))
 
     # --- nose: wrinkled (AU9), wings raised and widened (AU9/AU10)
     tip_y = nose_tip_y - 0.02 * a9 - 0.012 * a10
@@ -213,9 +291,10 @@ def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[
     for sgn in (-1.0, 1.0):
         add(Shape("poly", ellipse(cx + sgn * nw * 0.45, tip_y + 0.002, 0.011, 0.006), _DARK))
     if a9 > 0.05:
+        wrinkle = lerp(skin, _DARK, 0.8 * a9)
         for k in range(3):
             y = eye_y + 0.02 + 0.018 * k
-            add(Shape("line", [cx - 0.03, y, cx + 0.03, y], lerp(skin, _DARK, 0.8 * a9), 0.009))
+            add(Shape("line", [cx - 0.03, y, cx + 0.03, y], wrinkle, 0.009))
 
     # --- mouth
     w = ident.mouth_w * (1 + 0.3 * a12 - 0.3 * a23 - 0.25 * a24 + 0.1 * a25)
@@ -230,16 +309,17 @@ def build_face(ident: Identity, act: Sequence[float], yaw: float = 0.0) -> list[
     low_in = curve(left, right, low_in_y)
     # Nasolabial folds deepen with AU10, AU12 and AU9.
     fold = 0.25 + 0.6 * max(a10, a12, a9)
+    fold_colour, fold_width = lerp(skin, _DARK, fold), 0.006 + 0.004 * fold
     for sgn, (kx, ky) in ((-1.0, left), (1.0, right)):
         pts = [cx + sgn * (nw + 0.008), tip_y - 0.004, kx + sgn * 0.012, 0.5 * (tip_y + ky), kx + sgn * 0.012, ky + 0.012]
-        add(Shape("line", pts, lerp(skin, _DARK, fold), 0.006 + 0.004 * fold))
+        add(Shape("line", pts, fold_colour, fold_width))
     add(Shape("poly", up_in + backwards(low_in), (70, 22, 28)))
     teeth_h = min(gap * 0.55 + 0.015 * a10, 0.025)
     if teeth_h > 0.002:
         add(Shape("poly", up_in + backwards(curve(left, right, up_in_y + teeth_h)), (240, 238, 230)))
     add(Shape("poly", curve(left, right, up_in_y - tu) + backwards(up_in), ident.lip))
     add(Shape("poly", low_in + backwards(curve(left, right, low_in_y + tl)), ident.lip))
-    add(Shape("line", up_in, lerp(ident.lip, _DARK, 0.8), 0.012))
+    add(Shape("line", up_in, fixed.lip_line, 0.012))
 
     # --- glasses last: they sit in front of everything
     if ident.glasses:
