@@ -90,84 +90,106 @@ def _occluder(rng: np.random.Generator, skin: Colour) -> list[Shape]:
 
 @lru_cache(maxsize=8)
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in [-0.5, 0.5]: x as one interleaved RGB row (each value three
+    times, once per channel), y as a column."""
     axis = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
-    return axis[None, :], axis[:, None]
+    return np.repeat(axis, 3)[None, :], axis[:, None]
 
 
 NOISE_LEVELS = (1.0, 2.0, 3.0, 4.0, 5.5)
 """Sensor noise standard deviations (grey levels); one is picked per image."""
+NOISE_BANK_IMAGES = 4
+"""Length of each noise bank, in images' worth of samples."""
 
 
-@lru_cache(maxsize=8)
 def _noise_banks(size: int) -> tuple[np.ndarray, ...]:
-    """Gaussian noise pre-scaled to each of :data:`NOISE_LEVELS`, made once per size from a
-    fixed seed. Drawing 37k normals per image would cost more than rendering it; a random
-    window into a bank four images long hides fine detail just as well, stays deterministic,
-    and being pre-scaled costs one pass over the pixels instead of two."""
-    unit = np.random.default_rng(20220717).standard_normal(size * size * 3 * 4, dtype=np.float32)
+    """Gaussian noise pre-scaled to each of :data:`NOISE_LEVELS`, made from a fixed seed.
+    Drawing 37k normals per image would cost more than rendering it; a random window into a
+    bank four images long hides fine detail just as well, stays deterministic, and being
+    pre-scaled costs one pass over the pixels instead of two. A window starting at ``start``
+    gives channel ``c`` of pixel ``p`` the sample ``bank[start + c * size * size + p]`` (the
+    window laid over planar [3, size * size] pixels)."""
+    unit = np.random.default_rng(20220717).standard_normal(size * size * 3 * NOISE_BANK_IMAGES, dtype=np.float32)
     return tuple(unit * np.float32(level) for level in NOISE_LEVELS)
 
 
+@lru_cache(maxsize=4)
+def _interleaved_noise_banks(size: int) -> tuple[np.ndarray, ...]:
+    """:func:`_noise_banks` re-laid for interleaved RGB pixels, made once per size: row ``j``
+    holds ``bank[j + c * size * size]`` for c = 0, 1, 2, so the window starting at ``start``
+    is the contiguous run ``[3 * start, 3 * (start + size * size))`` of the flattened rows, with
+    exactly the samples the planar window gives each channel of each pixel. Rows run to the
+    last ``start`` a window can have (``start + size * size`` rows <= bank length - 2 planes).
+    1.5 MB per level at 112 px."""
+    m = size * size
+    return tuple(
+        np.stack([bank[c * m : bank.size - (2 - c) * m] for c in range(3)], axis=1).ravel()
+        for bank in _noise_banks(size)
+    )
+
+
 @lru_cache(maxsize=8)
-def _workspace(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two float32 image buffers and a uint8 one reused by every call of :func:`degrade` in this process.
-    Fresh 150 kB arrays per image cost more in page faults than the arithmetic (measured: the
-    degrade step halved with buffers reused). Not thread-safe; the generator is one thread
-    per process."""
+def _workspace(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Two float32 image buffers, a uint8 one and a float32 row of channel gains, reused by
+    every call of :func:`degrade` in this process. Fresh 150 kB arrays per image cost more in
+    page faults than the arithmetic (measured: the degrade step halved with buffers reused).
+    Not thread-safe; the generator is one thread per process."""
     n = size * size * 3
-    return np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.uint8)
+    return np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.uint8), np.empty(3 * size, np.float32)
 
 
 def degrade(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Optics, then light, then sensor: mild defocus blur (a 2x2 box blended in), a lighting
     gradient with a colour cast, Gaussian noise.
 
-    Planar float32 buffers ([3, size * size]), in place, about ten passes over the pixels.
-    Planar because every per-channel step (the colour cast) then broadcasts along long
-    contiguous rows; in the interleaved layout a trailing axis of 3 made one multiply cost
-    more than all other steps together (measured 220 us of 480). Neighbours one row or one
-    pixel away are contiguous slices of a plane (the wrap-around at the left edge touches one
-    column), far cheaper than PIL's filters at this scale."""
+    Flat float32 buffers of interleaved RGB pixels, in place, about ten passes over the
+    pixels. Every pass is one contiguous run: neighbours one row or one pixel away are slices
+    of the buffer (the wrap-around at the left edge touches one column); the lighting map is
+    computed per channel (each x three times) and the colour cast is a row of the three gains
+    repeated, so no operation broadcasts along a short trailing axis of 3 (numpy's inner loop
+    would then be three elements long: 220 us of 480 once). Interleaved rather than planar
+    because the pixels come from and go back to PIL interleaved: planar needed a transposing
+    copy in and a merge of three planes out. Each pixel value goes through the same float32
+    operations, in the same order, as in the planar version that generated the pinned
+    renders (tests/test_synthface.py), so the bytes are the same."""
     size = image.size[0]
-    flat, tmp_flat, planes = _workspace(size)
-    buf, tmp = flat.reshape(3, -1), tmp_flat.reshape(3, -1)
+    flat, tmp, pixels, gains = _workspace(size)
     n = flat.size
     amount, theta, strength, level, g0, g1, g2, noise = rng.random(8).tolist()
-    banks = _noise_banks(size)
+    banks = _interleaved_noise_banks(size)
     bank = banks[min(int(noise * len(banks)), len(banks) - 1)]
-    start = int(rng.integers(0, bank.size - n))
+    start = int(rng.integers(0, (NOISE_BANK_IMAGES - 1) * n))
 
     # Blur: x + amount * (box(x) - x) = keep * (x + weight * (sum of the 3 neighbours)),
     # with the factor ``keep`` folded into the lighting map below. At most 45 % of the box:
     # enough to soften edges, not enough to erase a thin brow or lip line.
     amount *= 0.6
     keep = 1.0 - 0.75 * amount
-    np.copyto(buf.reshape(3, size, size), np.asarray(image).transpose(2, 0, 1), casting="unsafe")
-    m, edge = size * size, size + 1
-    np.add(buf[:, edge - size : m - size], buf[:, edge - 1 : m - 1], out=tmp[:, edge:])
-    tmp[:, edge:] += buf[:, : m - edge]
-    tmp[:, edge:] *= np.float32(0.25 * amount / keep)
-    buf[:, edge:] += tmp[:, edge:]
-    buf[:, :edge] *= np.float32(1.0 / keep)  # the unblurred first row must not darken
+    np.copyto(flat, np.frombuffer(image.tobytes(), dtype=np.uint8), casting="unsafe")
+    up, left = 3 * size, 3  # one row, one pixel back
+    first = up + left  # the first row and pixel have no upper-left neighbours
+    np.add(flat[first - up : n - up], flat[first - left : n - left], out=tmp[first:])
+    tmp[first:] += flat[: n - first]
+    tmp[first:] *= np.float32(0.25 * amount / keep)
+    flat[first:] += tmp[first:]
+    flat[:first] *= np.float32(1.0 / keep)  # the unblurred first row must not darken
 
+    # Lighting: brightness * (1 + a * x + b * y) per pixel, times the channel's gain. Built in
+    # ``tmp`` in place (a fresh 150 kB array per step would cost page faults); each product
+    # is one rounding of the same two factors as before, whichever comes first.
     gx, gy = _grid(size)
     theta *= 2.0 * np.pi
     strength = 0.2 + 0.6 * strength
-    light = np.float32((0.7 + 0.5 * level) * keep) * (
-        1.0 + np.float32(strength * np.cos(theta)) * gx + np.float32(strength * np.sin(theta)) * gy
-    )
-    gain = np.array([[g0], [g1], [g2]], dtype=np.float32) * np.float32(0.3) + np.float32(0.85)
-    np.multiply(gain, light.reshape(1, -1), out=tmp)
-    buf *= tmp
-    flat += bank[start : start + n]
+    light = tmp.reshape(size, 3 * size)
+    np.add(1.0 + np.float32(strength * np.cos(theta)) * gx, np.float32(strength * np.sin(theta)) * gy, out=light)
+    light *= np.float32((0.7 + 0.5 * level) * keep)
+    gains.reshape(size, 3)[...] = np.array([g0, g1, g2], dtype=np.float32) * np.float32(0.3) + np.float32(0.85)
+    light *= gains
+    flat *= tmp
+    flat += bank[3 * start : 3 * start + n]
     np.clip(flat, 0, 255, out=flat)
-    # Back to interleaved RGB through PIL's merge of the three planes (it copies them):
-    # numpy's transposing copy into uint8 cost twice as much (measured 134 us vs 56).
-    np.copyto(planes, flat, casting="unsafe")
-    m = size * size
-    return Image.merge(
-        "RGB", [Image.frombuffer("L", (size, size), planes[c * m : (c + 1) * m], "raw", "L", 0, 1) for c in range(3)]
-    )
+    np.copyto(pixels, flat, casting="unsafe")
+    return Image.frombytes("RGB", (size, size), pixels)  # a copy: ``pixels`` is reused
 
 
 def face_jpeg(
