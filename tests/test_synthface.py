@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from abawbench.errors import ConfigError
 from abawbench.specs import ReadOptions
 from abawbench_synthface import tree
-from abawbench_synthface.domains import DOMAINS, degrade, face_jpeg
+from abawbench_synthface.domains import DOMAINS, _clutter, _occluder, degrade, face_jpeg
 from abawbench_synthface.facs import ALL_AUS, AU, LABELLED_AUS, MTL_EXPRESSIONS, sample_expression
 from abawbench_synthface.geometry import build_face
 from abawbench_synthface.identities import make_identity
@@ -168,6 +169,40 @@ def test_every_au_changes_the_face_where_it_should(au):
         assert upper > lower, f"{au} should act on brows and lids"
     if au in ("AU12", "AU15", "AU23", "AU24", "AU25", "AU26"):
         assert lower > upper, f"{au} should act on the mouth and jaw"
+
+
+def _rasterise_with_imagedraw(shapes, size, background, matrix, supersample):
+    """What :func:`rasterise` does, through ImageDraw's public methods."""
+    big = size * supersample
+    points = np.array([v for shape in shapes for v in shape.points], dtype=np.float64).reshape(-1, 2)
+    flat = (points @ (matrix[:, :2].T * big) + matrix[:, 2] * big).ravel().tolist()
+    (m00, m01, _), (m10, m11, _) = matrix.tolist()
+    width_scale = big * math.sqrt(abs(m00 * m11 - m01 * m10))
+    image = Image.new("RGB", (big, big), background)
+    draw = ImageDraw.Draw(image)
+    start = 0
+    for shape in shapes:
+        stop = start + len(shape.points)
+        if shape.kind == "poly":
+            draw.polygon(flat[start:stop], fill=shape.colour)
+        else:
+            draw.line(flat[start:stop], fill=shape.colour, width=max(1, int(round(shape.width * width_scale))))
+        start = stop
+    return image.reduce(supersample) if supersample > 1 else image
+
+
+def test_rasteriser_draws_what_imagedraw_draws():
+    """rasterise calls the C drawing object behind ImageDraw directly (see its docstring):
+    if a Pillow upgrade makes that differ from the public methods, it shows up here."""
+    for k in range(6):
+        rng = np.random.default_rng([3, k])
+        ident = make_identity(rng)
+        act = sample_expression(rng, k % 8).activations
+        shapes = _clutter(rng) + build_face(ident, act, 0.4 * k - 1.0) + _occluder(rng, ident.skin)
+        matrix = pose_matrix(7.0 * k - 20.0, 0.9 + 0.05 * k, (0.01 * k, -0.02))
+        for size, supersample in ((48, 1), (48, 2), (112, 1)):
+            expected = _rasterise_with_imagedraw(shapes, size, ident.background, matrix, supersample)
+            assert rasterise(shapes, size, ident.background, matrix, supersample).tobytes() == expected.tobytes()
 
 
 def test_real_domain_degrades_and_synthetic_stays_clean():
