@@ -80,6 +80,15 @@ def test_worker_pool_gives_the_same_bytes(tmp_path):
     assert _digests(tmp_path / "one") == _digests(tmp_path / "two")
 
 
+def test_seeded_rng_is_numpys_list_seeding():
+    keys = [(0, 9, 9, 0), (0, 1, 2, 12345), (7,), (0, 0), (2**32 - 1, 2**32, 2**40 + 5), (3, 2**64 + 1)]
+    for key in keys:
+        fast, reference = tree.seeded_rng(key), np.random.default_rng(list(key))
+        assert fast.bit_generator.state == reference.bit_generator.state, key
+    with pytest.raises(ValueError):
+        tree.seeded_rng((1, -1))
+
+
 # --------------------------------------------------------------------------- labels
 
 

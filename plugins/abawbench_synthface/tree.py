@@ -45,15 +45,36 @@ Labels = tuple[list[int], float, float]
 """What rendering a job reveals: AU labels (0/1), valence, arousal."""
 
 
+def seeded_rng(key: Sequence[int]) -> np.random.Generator:
+    """``np.random.default_rng(list(key))``, in the same state, for a third of its cost.
+
+    numpy turns a list seed into 32-bit words, each integer into its little-endian 32-bit
+    chunks (0 into one zero word), in ``_coerce_to_uint32_array``, and seeds from those words;
+    given as a uint32 array they are used as they are. Building the words here skips numpy's
+    per-integer arrays and concatenation: about 20 us of the 35 seeding cost per image (a
+    test compares the states). Negative keys are left to numpy, which refuses them."""
+    words = []
+    for value in key:
+        value = int(value)
+        if value < 0:
+            return np.random.default_rng(list(key))
+        if value == 0:
+            words.append(0)
+        while value > 0:
+            words.append(value & 0xFFFFFFFF)
+            value >>= 32
+    return np.random.default_rng(np.array(words, dtype=np.uint32))
+
+
 @lru_cache(maxsize=4096)
 def identity_for(key: tuple[int, ...]) -> Identity:
-    return make_identity(np.random.default_rng(list(key)))
+    return make_identity(seeded_rng(key))
 
 
 def render_job(root: str, job: Job, image_size: int) -> Labels:
     """Render one job into ``root`` and return its labels. The expression and the picture come
     from the same generator, seeded by the job alone."""
-    rng = np.random.default_rng(list(job.seed_key))
+    rng = seeded_rng(job.seed_key)
     domain = DOMAINS[job.domain]
     expr = sample_expression(rng, job.mtl_class, domain.intensity)
     data = face_jpeg(rng, identity_for(job.identity_key), expr.activations, domain, image_size)
