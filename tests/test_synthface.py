@@ -214,6 +214,17 @@ def test_rasteriser_draws_what_imagedraw_draws():
             assert rasterise(shapes, size, ident.background, matrix, supersample).tobytes() == expected.tobytes()
 
 
+def test_rasteriser_falls_back_to_imagedraw_where_the_direct_route_differs(monkeypatch):
+    """A Pillow whose C drawing object no longer matches costs speed, never pictures."""
+    monkeypatch.setattr("abawbench_synthface.render._direct_drawing_matches", lambda: False)
+    rng = np.random.default_rng([4, 1])
+    ident = make_identity(rng)
+    shapes = build_face(ident, sample_expression(rng, 2).activations, 0.3) + _occluder(rng, ident.skin)
+    matrix = pose_matrix(5.0, 0.95, (0.01, 0.0))
+    expected = _rasterise_with_imagedraw(shapes, 48, ident.background, matrix, 2)
+    assert rasterise(shapes, 48, ident.background, matrix, 2).tobytes() == expected.tobytes()
+
+
 def test_real_domain_degrades_and_synthetic_stays_clean():
     flat = Image.new("RGB", (48, 48), (120, 120, 120))
     degraded = np.asarray(degrade(flat, np.random.default_rng(0)), dtype=np.float64)

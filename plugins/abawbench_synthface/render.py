@@ -61,17 +61,47 @@ def rasterise(
     (m00, m01, _), (m10, m11, _) = matrix.tolist()
     width_scale = big * math.sqrt(abs(m00 * m11 - m01 * m10))
     image = Image.new("RGB", (big, big), background)
-    canvas = ImageDraw.Draw(image).draw
-    ink = canvas.draw_ink
+    draw_polygon, draw_line = _drawing_route(image)
     start = 0
     for kind, shape_points, colour, width in shapes:
         stop = start + len(shape_points)
         if kind == "poly":
-            canvas.draw_polygon(flat[start:stop], ink(colour), 1)
+            draw_polygon(flat[start:stop], colour)
         else:
-            canvas.draw_lines(flat[start:stop], ink(colour), max(1, int(round(width * width_scale))))
+            draw_line(flat[start:stop], colour, max(1, int(round(width * width_scale))))
         start = stop
     return image.reduce(supersample) if supersample > 1 else image
+
+
+def _drawing_route(image: Image.Image) -> tuple[Callable, Callable]:
+    """``(polygon(xy, colour), line(xy, colour, width))`` drawing on ``image``: straight through
+    Pillow's C drawing object where it draws what ImageDraw's public methods draw (probed
+    once), else through those methods, so another Pillow can cost speed but never pictures."""
+    draw = ImageDraw.Draw(image)
+    if not _direct_drawing_matches():
+        return (lambda xy, colour: draw.polygon(xy, fill=colour),
+                lambda xy, colour, width: draw.line(xy, fill=colour, width=width))
+    canvas, ink = draw.draw, draw.draw.draw_ink
+    return (lambda xy, colour: canvas.draw_polygon(xy, ink(colour), 1),
+            lambda xy, colour, width: canvas.draw_lines(xy, ink(colour), width))
+
+
+@lru_cache(maxsize=1)
+def _direct_drawing_matches() -> bool:
+    polygon = [1.5, 2.0, 13.2, 4.7, 9.1, 14.3, 2.2, 11.8]
+    line = [0.5, 15.0, 7.7, 3.3, 15.2, 9.9]
+    public = Image.new("RGB", (16, 16), (10, 20, 30))
+    draw = ImageDraw.Draw(public)
+    draw.polygon(polygon, fill=(200, 100, 50))
+    draw.line(line, fill=(5, 250, 90), width=3)
+    direct = Image.new("RGB", (16, 16), (10, 20, 30))
+    try:
+        canvas = ImageDraw.Draw(direct).draw
+        canvas.draw_polygon(polygon, canvas.draw_ink((200, 100, 50)), 1)
+        canvas.draw_lines(line, canvas.draw_ink((5, 250, 90)), 3)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return direct.tobytes() == public.tobytes()
 
 
 def pose_matrix(angle_deg: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
