@@ -459,6 +459,10 @@ def _scan_chunks(f: "h5py.File", layout: _Layout, consume: Consumer | None,
                 into[start:end] = rows
             if consume is not None:
                 consume(start, end, rows)
+            # Unmap the pages just used (they stay in the page cache): the resident set of a
+            # read stays one chunk, however large the file.
+            first_page = offset - offset % mmap.PAGESIZE
+            mapping.madvise(mmap.MADV_DONTNEED, first_page, offset + rows.nbytes - first_page)
     finally:
         file_bytes = rows = None  # the mapping cannot close while views of it exist
         try:
