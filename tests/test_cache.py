@@ -351,8 +351,8 @@ def test_read_or_create_reads_once_and_rebuilds_a_corrupt_hit(cache, monkeypatch
 
 
 def test_many_chunk_file_reads_everything_and_names_the_first_bad_rows(cache):
-    """A file of many chunks reads back exactly, and a corrupt chunk anywhere fails the read,
-    naming the lowest bad rows."""
+    """A file of many chunks reads back exactly (both readers), and a corrupt chunk anywhere
+    fails the read, naming its rows."""
     rows = 64 * 20  # 20 chunks of 64 rows
     data = features(rows)
     entry = cache.get_or_create(make_key(), ids(rows), DIM, Producer(data))
@@ -367,6 +367,32 @@ def test_many_chunk_file_reads_everything_and_names_the_first_bad_rows(cache):
     with pytest.raises(CacheError, match=r"rows 192\.\.255 fail their checksum"):
         entry.read_float16()
     assert cache.load(make_key()) is None and not entry.path.exists()
+
+
+def test_read_restores_torch_threads_and_turns_io_errors_into_cache_errors(cache, monkeypatch):
+    import errno
+
+    import torch
+
+    entry, _ = fill(cache)
+    torch.set_num_threads(2)
+    try:
+        entry.read()
+        assert torch.get_num_threads() == 2
+        flip_byte(entry.path, data_offset(entry.path) + 100)
+        with pytest.raises(CacheError, match="checksum"):
+            entry.read()
+        assert torch.get_num_threads() == 2  # restored after a failed read too
+    finally:
+        torch.set_num_threads(2)
+    rebuilt, _ = fill(cache)
+
+    def failing_disk(*args):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("abawbench.cache.os.preadv", failing_disk)
+    with pytest.raises(CacheError, match=r"rows 0\.\.63 cannot be read: Input/output error"):
+        rebuilt.read()
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.95, 0.0])
