@@ -15,13 +15,14 @@ the work is split where it is cheapest:
 
 On a 2-core machine with cheap backbones, float conversion and normalisation per image cost as
 much as the forward pass (docs/bench/protocol.md); JPEG files are decoded with
-``torchvision.io.decode_jpeg`` (the same libjpeg-turbo output as Pillow, tested, about twice as
-fast on small faces) and go through Pillow only where a geometry step must resample them.
+``torchvision.io.decode_jpeg`` (libjpeg-turbo, about twice as fast as Pillow on small faces)
+where it decodes probe images to exactly Pillow's pixels; images go through Pillow only where a
+geometry step must resample them.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -77,6 +78,7 @@ class Preprocessing:
         # (Pillow returns a copy), so such images can skip Pillow altogether.
         self._plain_geometry = all(type(step) in (T.Resize, T.CenterCrop) for step in geometry)
         self._keeps_size: dict[tuple[int, int], bool] = {}
+        self._device_tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- per image ------------------------------------------------------------------------
     def pixels(self, image: ImageInput) -> torch.Tensor:
@@ -122,8 +124,12 @@ class Preprocessing:
     def _normalize_by_gather(self, batch: torch.Tensor) -> torch.Tensor:
         # A gather from the same table, not arithmetic: CUDA divides by a scalar as a multiply by
         # its reciprocal, which differs from the CPU's division in the last bit.
-        table = torch.from_numpy(self._table).to(batch.device).view(-1)
-        offsets = torch.arange(0, 3 * 256, 256, device=batch.device).view(1, 3, 1, 1)
+        if batch.device not in self._device_tables:  # uploaded once per device, not per batch
+            self._device_tables[batch.device] = (
+                torch.from_numpy(self._table).to(batch.device).view(-1),
+                torch.arange(0, 3 * 256, 256, device=batch.device).view(1, 3, 1, 1),
+            )
+        table, offsets = self._device_tables[batch.device]
         return table[batch.long() + offsets]
 
     def __call__(self, image: ImageInput) -> torch.Tensor:
@@ -153,12 +159,12 @@ def load_image(path: Path) -> Image.Image | torch.Tensor:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise DataFormatError(f"{path}: cannot read image: {exc.strerror or exc}") from None
-    decode_jpeg = _fast_jpeg_decoder()
-    if decode_jpeg is not None and data[:2] == _JPEG_MAGIC:
+    decode_jpeg = _fast_jpeg_decoder() if data[:2] == _JPEG_MAGIC else None
+    if decode_jpeg is not None:
         try:
-            return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
-        except RuntimeError:
-            pass  # Pillow decides, and words the error
+            return decode_jpeg(data)
+        except Exception:  # noqa: BLE001 - Pillow decides, and words the error
+            pass
     import io
 
     try:
@@ -169,20 +175,48 @@ def load_image(path: Path) -> Image.Image | torch.Tensor:
 
 
 @lru_cache(maxsize=1)
-def _fast_jpeg_decoder() -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """torchvision's libjpeg-turbo decoder (RGB), or None where this torchvision has none.
+def _fast_jpeg_decoder() -> Callable[[bytes], torch.Tensor] | None:
+    """torchvision's libjpeg-turbo decoder (bytes -> RGB uint8 ``[3, H, W]``), or None.
 
-    torchvision 0.29 deprecated its image codecs in favour of TorchCodec; when they are gone
-    every file simply goes through Pillow (same pixels, about half the speed on small faces).
+    None where this torchvision has no image codecs (0.29 deprecated them in favour of
+    TorchCodec) or where its libjpeg decodes a probe differently from Pillow's: the feature
+    cache is keyed on the data config, not on the decoder, so the two must agree to the pixel
+    (separately bundled libjpeg builds may not). Every file then simply goes through Pillow:
+    the same pixels, about half the speed on small faces.
     """
+    import warnings
+
     try:
         from torchvision.io import ImageReadMode, decode_jpeg
-        from torchvision.io.image import _has_image_ops
     except ImportError:
         return None
-    if not _has_image_ops():
+
+    def decode(data: bytes) -> torch.Tensor:
+        with warnings.catch_warnings():  # deprecated since 0.29: one warning per call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+
+    try:
+        agrees = all(np.array_equal(decode(probe).permute(1, 2, 0).numpy(), pixels) for probe, pixels in _jpeg_probes())
+    except Exception:  # noqa: BLE001 - no working decoder: Pillow it is
         return None
-    return partial(decode_jpeg, mode=ImageReadMode.RGB)
+    return decode if agrees else None
+
+
+def _jpeg_probes() -> list[tuple[bytes, np.ndarray]]:
+    """Small JPEGs in the usual encodings (4:2:0, 4:4:4, progressive, grey) and Pillow's pixels."""
+    import io
+
+    rng = np.random.default_rng(0)
+    smooth = np.clip(np.cumsum(rng.integers(-20, 21, size=(37, 29, 3)), axis=1) + 128, 0, 255).astype(np.uint8)
+    probes = []
+    for options, mode in (({"subsampling": 2}, "RGB"), ({"subsampling": 0}, "RGB"),
+                          ({"progressive": True}, "RGB"), ({}, "L")):
+        buffer = io.BytesIO()
+        Image.fromarray(smooth).convert(mode).save(buffer, format="JPEG", quality=80, **options)
+        with Image.open(io.BytesIO(buffer.getvalue())) as image:
+            probes.append((buffer.getvalue(), np.asarray(image.convert("RGB"))))
+    return probes
 
 
 def flip_horizontally(image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:

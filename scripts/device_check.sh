@@ -39,17 +39,21 @@ fi
 $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --target /tmp/site . \
     || { echo "installing abawbench failed" | tee -a "$OUT/steps.txt"; exit 1; }
 
+# The step limits add up to 540 s: with the installs, one call of at most 600 s (a whole run
+# took 200-260 s on an H100). pytest-xdist is used where the machine has it.
+XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
+
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     nproc
     $PY -c "import torch, torchvision, timm, PIL; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'torchvision', torchvision.__version__, 'timm', timm.__version__, 'pillow', PIL.__version__)"
 } >"$OUT/environment.txt" 2>&1
 
-step tests_gpu 120 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_preprocess.py tests/test_device.py
-step tests_all 150 $PY -m pytest -q -p no:cacheprovider -x -n 8
-step gpu_check 120 $PY scripts/gpu_check.py --device cuda --arch resnet50 --image-size 112 --batch-size 256
+step tests_gpu 60 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_preprocess.py tests/test_device.py
+step tests_all 120 $PY -m pytest -q -p no:cacheprovider -x $XDIST
+step gpu_check 60 $PY scripts/gpu_check.py --device cuda --arch resnet50 --image-size 112 --batch-size 256
 step pipeline_resnet50 150 $PY benchmarks/bench_protocol.py --model timm:resnet50 --device cuda --images 40000 \
     --workers 14 --batch-size 256 --skip-probe
-step run_lsd_cold 150 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs --cache-dir /tmp/device-cache
-step run_lsd_warm 90 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs-warm --cache-dir /tmp/device-cache
+step run_lsd_cold 90 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs --cache-dir /tmp/device-cache
+step run_lsd_warm 60 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs-warm --cache-dir /tmp/device-cache
 cp /tmp/device-runs/lsd/leaderboard.md "$OUT/" 2>/dev/null || true

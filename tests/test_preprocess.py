@@ -128,3 +128,27 @@ def test_flip_is_the_same_for_tensors_and_pillow():
     flipped_tensor = flip_horizontally(torch.from_numpy(pixels).permute(2, 0, 1))
     flipped_pil = flip_horizontally(Image.fromarray(pixels))
     assert np.array_equal(flipped_tensor.permute(1, 2, 0).numpy(), np.asarray(flipped_pil))
+
+
+def test_fast_decoder_is_used_only_where_it_agrees_with_pillow(monkeypatch):
+    from abawbench import preprocess
+
+    preprocess._fast_jpeg_decoder.cache_clear()
+    try:
+        assert preprocess._fast_jpeg_decoder() is not None  # this environment's builds agree
+        preprocess._fast_jpeg_decoder.cache_clear()
+        real = preprocess._jpeg_probes()
+        monkeypatch.setattr(preprocess, "_jpeg_probes", lambda: [(data, pixels ^ 1) for data, pixels in real])
+        assert preprocess._fast_jpeg_decoder() is None  # a libjpeg that decodes otherwise: Pillow only
+    finally:
+        preprocess._fast_jpeg_decoder.cache_clear()
+
+
+def test_jpeg_decoding_survives_deprecation_warnings_as_errors(tmp_path):
+    import warnings
+
+    path = tmp_path / "face.jpg"
+    _write_jpeg(path, random_pixels(16, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as under python -W error
+        assert isinstance(load_image(path), torch.Tensor)

@@ -212,3 +212,24 @@ def test_unknown_model_is_a_usage_error_with_suggestion(tmp_path, lsd_tree, tiny
     code = cli.main(["run", "--data", str(lsd_tree), "--models", "tinyy", "--output", str(tmp_path)])
     assert code == 2
     assert "did you mean 'tiny'" in capsys.readouterr().err
+
+
+def test_extraction_with_loader_workers_equals_in_process(lsd_tree, tiny_host, tmp_path):
+    """uint8 batches collated by NumPy in DataLoader worker processes give the very features of
+    the in-process loader (same order, same values)."""
+    from abawbench.protocol import extract_features, prepare_data
+    from abawbench.specs import ModelOptions
+
+    import torch
+
+    config = _config(tmp_path, lsd_tree)
+    runner = Runner(config, host=tiny_host, progress=False)
+    train = prepare_data(tiny_host, config, runner.track, runner.cache_root).splits["train"]
+    backbone = tiny_host.models.get("tiny").build(ModelOptions(extra={"seed": 0}))
+    features = []
+    for workers in (0, 2):
+        sink = np.full((len(train), backbone.feature_dim), np.nan, dtype=np.float32)
+        extract_features(backbone, train, torch.device("cpu"), lambda s, f: sink.__setitem__(slice(s, s + len(f)), f),
+                         batch_size=16, num_workers=workers, progress=False)
+        features.append(sink)
+    assert np.isfinite(features[0]).all() and np.array_equal(features[0], features[1])

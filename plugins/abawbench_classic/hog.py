@@ -32,6 +32,8 @@ class HOG(nn.Module):
         # Always float32, also inside the bf16 autocast a GPU run uses: the features are a fixed
         # computation whose cache key names no precision-dependent weights, and bf16 Sobel
         # gradients would both change them and break the float32 histogram scatter.
+        if images.device.type not in ("cpu", "cuda"):  # no autocast there (MPS before torch 2.5)
+            return self._features(images.float())
         with torch.autocast(device_type=images.device.type, enabled=False):
             return self._features(images.float())
 
