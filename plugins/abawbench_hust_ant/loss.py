@@ -3,16 +3,16 @@
 Summed with equal weights, each term over the rows where its label is present:
 
 - AU: BCE with logits, ``pos_weight = negatives / positives`` per AU (training counts);
-- expression: cross-entropy with class weights ``count(Other) / count(class)``;
+- expression: cross-entropy with class weights ``count(Other) / count(class)`` (the losses
+  plugin's ``inverse`` weights: the same up to scale);
 - VA: ``1 - CCC_V + 1 - CCC_A``.
 
-The masked functions and modules come from ``abawbench_losses`` so the masking rules (a batch
+Each term is built by ``abawbench_losses``' task builders, so the masking rules (a batch
 without a labelled row gives an exact 0) are the same as every other loss's.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from abawbench.errors import ConfigError
@@ -21,37 +21,22 @@ from abawbench.specs import LossContext, LossSpec
 from abawbench.tracks import Track
 
 NAME = "hust-ant-mtl"
-REFERENCE_CLASS = "Other"
 
-
-def reference_weights(counts: torch.Tensor, class_names: tuple[str, ...]) -> torch.Tensor:
-    """``count(reference) / count(class)``: the paper's expression weights. The reference is the
-    ``Other`` class when the task has one, else the largest class (the paper's ``Other`` is the
-    largest mtl class). A class absent from training gets the largest weight of the others: it
-    never occurs as a target, so its weight only has to be finite."""
-    counts = counts.to(torch.float64)
-    if not bool((counts > 0).any()):
-        raise ConfigError(f"loss {NAME!r}: every expression class count is 0")
-    names = [n.lower() for n in class_names]
-    reference = counts[names.index(REFERENCE_CLASS.lower())] if REFERENCE_CLASS.lower() in names else counts.max()
-    if reference <= 0:
-        reference = counts.max()
-    raw = reference / counts.clamp_min(1)
-    return torch.where(counts > 0, raw, raw[counts > 0].max()).float()
+# The paper's term per task kind, as the losses plugin's task builders with their options fixed.
+# Its expression weights count(Other) / count(c) are the "inverse" class weights up to a constant
+# factor, which a weighted mean cancels.
+PAPER_TERMS = {
+    "regression": ("ccc", {"reduction": "sum"}),
+    "multiclass": ("cross-entropy", {"class_weights": "inverse", "label_smoothing": 0.0}),
+    "multilabel": ("bce", {"pos_weight": "balanced"}),
+}
 
 
 def _task_loss(spec: TaskSpec, context: LossContext) -> nn.Module:
-    from abawbench_losses.modules import BCELoss, CCCLoss, CrossEntropyLoss
-    from abawbench_losses.weights import counts_of, pos_weights
+    from abawbench_losses.builders import TASK_LOSSES
 
-    if spec.kind == "regression":
-        return CCCLoss("sum")
-    counts = counts_of(context, spec.name, NAME, spec.width)
-    if spec.kind == "multiclass":
-        return CrossEntropyLoss(reference_weights(counts, spec.names), label_smoothing=0.0)
-    if spec.name not in context.label_counts:
-        raise ConfigError(f"loss {NAME!r} needs the labelled-row count of task {spec.name!r}")
-    return BCELoss(pos_weights(counts, int(context.label_counts[spec.name])).float())
+    builder, fixed = PAPER_TERMS[spec.kind]
+    return TASK_LOSSES[builder].build(NAME, spec, context, fixed)
 
 
 def build(track: Track, context: LossContext) -> nn.Module:

@@ -184,9 +184,10 @@ def build_smm(arch: str, options, variant: Variant, name: str):
     from abawbench_timm.build import build_backbone
 
     full = build_backbone(arch, options)
+    # The full model lists its stages already (timm's feature_info, the same list a
+    # features_only model reports), so only the cut network itself is built a second time.
+    stage = cut_stage_index(full.module.feature_info)
     with torch.random.fork_rng(devices=[]):
-        probe = timm.create_model(arch, pretrained=False, features_only=True)
-        stage = cut_stage_index(probe.feature_info.get_dicts())
         features = timm.create_model(arch, pretrained=False, features_only=True, out_indices=(stage,))
     missing, _unused = features.load_state_dict(full.module.state_dict(), strict=False)
     if missing:
