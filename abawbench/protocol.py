@@ -489,7 +489,8 @@ def make_optimizer(parameters, protocol) -> torch.optim.Optimizer:
 
 
 class EarlyStopping:
-    """Keeps the best validation state; says stop after ``patience`` epochs without progress."""
+    """Keeps the best validation state and its validation predictions (so they need not be
+    computed again); says stop after ``patience`` epochs without progress."""
 
     def __init__(self, higher_is_better: bool, patience: int | None) -> None:
         self.sign = 1 if higher_is_better else -1
@@ -497,12 +498,14 @@ class EarlyStopping:
         self.best_score = -math.inf
         self.best_epoch = 0
         self.best_state: Any = None
+        self.best_predictions: dict[str, torch.Tensor] = {}
 
-    def update(self, score: float, epoch: int, module: nn.Module) -> bool:
+    def update(self, score: float, epoch: int, module: nn.Module, predictions: dict[str, torch.Tensor]) -> bool:
         """Record the epoch's score; True when training should stop."""
         if self.sign * score > self.best_score:
             self.best_score, self.best_epoch = self.sign * score, epoch
             self.best_state = copy.deepcopy(module.state_dict())
+            self.best_predictions = predictions
         return self.patience is not None and epoch - self.best_epoch >= self.patience
 
 
@@ -554,14 +557,14 @@ def train_heads(
         scheduler.step()
         heads.eval()
         with torch.no_grad():
-            score = _validation_score(track, to_probabilities(track.tasks, heads(features["validation"])),
-                                      splits["validation"])
-        if stopper.update(score, epoch, heads):
+            validation = to_probabilities(track.tasks, heads(features["validation"]))
+            score = _validation_score(track, validation, splits["validation"])
+        if stopper.update(score, epoch, heads, validation):
             break
     heads.load_state_dict(stopper.best_state)
     heads.eval()
+    validation = stopper.best_predictions
     with torch.no_grad():
-        validation = to_probabilities(track.tasks, heads(features["validation"]))
         test = to_probabilities(track.tasks, heads(features["test"])) if "test" in features else None
     return Outcome(validation=validation, test=test, best_epoch=stopper.best_epoch, epochs_run=epoch,
                    state=stopper.best_state)
@@ -630,10 +633,10 @@ def finetune_network(
         validation = predict_images(network, eval_loaders["validation"], device, track.tasks,
                                     preprocessing.normalize)
         score = _validation_score(track, validation, splits["validation"])
-        if stopper.update(score, epoch, network):
+        if stopper.update(score, epoch, network, validation):
             break
     network.load_state_dict(stopper.best_state)
-    validation = predict_images(network, eval_loaders["validation"], device, track.tasks, preprocessing.normalize)
+    validation = stopper.best_predictions
     test = (predict_images(network, eval_loaders["test"], device, track.tasks, preprocessing.normalize)
             if "test" in eval_loaders else None)
     return Outcome(validation=validation, test=test, best_epoch=stopper.best_epoch, epochs_run=epoch,
