@@ -175,11 +175,17 @@ def _as_str(value: Any) -> str:
 
 def encode_ids(sample_ids: Sequence[str]) -> bytes:
     """The ids as one UTF-8 blob, one per line: read, checked and split in milliseconds, where
-    an HDF5 string array takes ~100 ms per 50,000 ids."""
-    for row, sample_id in enumerate(sample_ids):
-        if "\n" in sample_id:
-            raise CacheError(f"sample id of row {row} contains a line break: {sample_id!r}")
-    return "\n".join(sample_ids).encode("utf-8")
+    an HDF5 string array takes ~100 ms per 50,000 ids. ``surrogateescape`` keeps file names
+    that are not valid UTF-8 (as ``os.scandir`` returns them) round-tripping."""
+    blob = "\n".join(sample_ids).encode("utf-8", "surrogateescape")
+    if blob.count(b"\n") != max(len(sample_ids) - 1, 0):  # one pass in C; name the row only then
+        row = next(row for row, sample_id in enumerate(sample_ids) if "\n" in sample_id)
+        raise CacheError(f"sample id of row {row} contains a line break: {sample_ids[row]!r}")
+    return blob
+
+
+def decode_ids(blob: bytes) -> list[str]:
+    return blob.decode("utf-8", "surrogateescape").split("\n")
 
 
 def ids_digest(blob: bytes) -> str:
@@ -464,7 +470,7 @@ class CachedFeatures:
         """Row ``i`` holds the features of ``sample_ids[i]`` (read on first use)."""
         if self._ids is None:
             with _open_h5(self.path) as f:
-                self._ids = _read_ids_blob(f).decode("utf-8").split("\n")
+                self._ids = decode_ids(_read_ids_blob(f))
         return self._ids
 
     def read(self) -> np.ndarray:
@@ -472,45 +478,54 @@ class CachedFeatures:
 
         Raises CacheError on any mismatch; never returns data that failed verification.
         """
-        import torch
-
-        out = np.empty((self.num_rows, self.feature_dim), np.float32)
-        target = torch.from_numpy(out)
-
-        def convert(start: int, end: int, rows: np.ndarray) -> None:
-            # torch converts float16 with F16C at memory speed (numpy's copyto is ~7x slower).
-            target[start:end].copy_(torch.from_numpy(rows))
-
-        # One thread for the whole read: a chunk is converted while it is in this core's cache,
-        # and torch's OpenMP pool, woken once per chunk, spin-waits for a busy second core
-        # (it cost 200-400 ms per read on the shared 2-core machine). The setting is process
-        # wide, so torch work in other threads runs on one thread for these milliseconds too.
-        with _torch_threads(1):
-            self._read_chunks(convert)
-        return out
+        return self._with_file(_read_float32)
 
     def read_float16(self) -> np.ndarray:
         """The stored float16 features, verified like :meth:`read` (half the memory, no torch)."""
-        out = np.empty((self.num_rows, self.feature_dim), np.float16)
+        return self._with_file(_read_float16)
 
-        def copy(start: int, end: int, rows: np.ndarray) -> None:
-            out[start:end] = rows
-
-        self._read_chunks(copy)
-        return out
-
-    def _read_chunks(self, consume: Consumer) -> None:
+    def _with_file(self, read: Callable[["h5py.File", "_Layout"], np.ndarray]) -> np.ndarray:
         try:
             with _open_h5(self.path) as f:
                 layout = _read_layout(f)
                 if layout.key != self.key or layout.num_rows != self.num_rows:
                     raise CacheError("was replaced by a different entry since it was loaded")
-                _scan_chunks(f, layout, consume)
+                return read(f, layout)
         except CacheError as exc:
             raise CacheError(_with_path(self.path, exc)) from exc
 
     def torch_dataset(self) -> "FeatureDataset":
         return FeatureDataset(self.path, self.num_rows, self.feature_dim)
+
+
+def _read_float32(f: "h5py.File", layout: _Layout) -> np.ndarray:
+    """Every chunk verified and converted to float32 while it is in cache."""
+    import torch
+
+    out = np.empty((layout.num_rows, layout.feature_dim), np.float32)
+    target = torch.from_numpy(out)
+
+    def convert(start: int, end: int, rows: np.ndarray) -> None:
+        # torch converts float16 with F16C at memory speed (numpy's copyto is ~7x slower).
+        target[start:end].copy_(torch.from_numpy(rows))
+
+    # One thread for the whole read: a chunk is converted while it is in this core's cache,
+    # and torch's OpenMP pool, woken once per chunk, spin-waits for a busy second core
+    # (it cost 200-400 ms per read on the shared 2-core machine). The setting is process
+    # wide, so torch work in other threads runs on one thread for these milliseconds too.
+    with _torch_threads(1):
+        _scan_chunks(f, layout, convert)
+    return out
+
+
+def _read_float16(f: "h5py.File", layout: _Layout) -> np.ndarray:
+    out = np.empty((layout.num_rows, layout.feature_dim), np.float16)
+
+    def copy(start: int, end: int, rows: np.ndarray) -> None:
+        out[start:end] = rows
+
+    _scan_chunks(f, layout, copy)
+    return out
 
 
 @contextlib.contextmanager
@@ -647,19 +662,17 @@ class FeatureCache:
     ) -> np.ndarray:
         """The features of ``key`` as float32, made on a miss: the protocol's hot path.
 
-        A hit reads the data once: the structure is checked up front and the checksums while
-        :meth:`CachedFeatures.read` converts. A file that fails then is removed and rebuilt.
+        A hit opens the file once and reads the data once: the structure is checked up front,
+        the checksums while the chunks are converted. A file that fails is removed and rebuilt.
         """
         sample_ids = list(sample_ids)
         path = self.path_for(key)
         if path.exists():
-            problems, found = _inspect(path, key, sample_ids, checksums=False)
-            if found is not None:
-                try:
-                    return found.read()
-                except CacheError as exc:
-                    problems = [str(exc)]
-            log.warning("feature cache: %s is unusable and will be rebuilt: %s", path, "; ".join(problems))
+            try:
+                with _open_h5(path) as f:
+                    return _read_float32(f, _check_entry(f, key, sample_ids))
+            except CacheError as exc:
+                log.warning("feature cache: %s is unusable and will be rebuilt: %s", path, exc)
             self._remove_if_still_bad(path, key, sample_ids)
         return self.get_or_create(key, sample_ids, feature_dim, produce).read()
 
@@ -833,30 +846,33 @@ def _write_entry(
         raise
 
 
-def _inspect(
-    path: Path, key: CacheKey | None, sample_ids: Sequence[str] | None, checksums: bool = True
-) -> tuple[list[str], CachedFeatures | None]:
-    """Verification: (problems, the entry when there are none). ``checksums=False`` skips the
-    pass over the feature data, for a caller that verifies it while reading anyway."""
+def _inspect(path: Path, key: CacheKey | None, sample_ids: Sequence[str] | None) -> tuple[list[str], CachedFeatures | None]:
+    """Full verification, checksums included: (problems, the entry when there are none)."""
     try:
         with _open_h5(path) as f:
-            layout = _read_layout(f)
-            if key is not None and layout.key != key:
-                raise CacheError(f"holds key {layout.key.digest()[:12]}, not {key.digest()[:12]}")
-            blob = _read_ids_blob(f)
-            if ids_digest(blob) != layout.ids_digest:
-                raise CacheError("sample ids fail their checksum")
-            stored_ids = blob.count(b"\n") + 1
-            if stored_ids != layout.num_rows:
-                raise CacheError(f"holds {stored_ids} sample ids for {layout.num_rows} rows")
-            if sample_ids is not None and ids_digest(encode_ids(sample_ids)) != layout.ids_digest:
-                raise CacheError("holds other sample ids than requested (stale dataset fingerprint?)")
-            if checksums:
-                _scan_chunks(f, layout, None)
+            layout = _check_entry(f, key, sample_ids)
+            _scan_chunks(f, layout, None)
     except CacheError as exc:
         return [str(exc)], None
     entry = CachedFeatures(path, key or layout.key, layout.num_rows, layout.feature_dim)
     return [], entry
+
+
+def _check_entry(f: "h5py.File", key: CacheKey | None, sample_ids: Sequence[str] | None) -> _Layout:
+    """Everything but the feature data: the layout, the key (when given) and the sample ids
+    (stored checksum, count, and equality with ``sample_ids`` when given)."""
+    layout = _read_layout(f)
+    if key is not None and layout.key != key:
+        raise CacheError(f"holds key {layout.key.digest()[:12]}, not {key.digest()[:12]}")
+    blob = _read_ids_blob(f)
+    if ids_digest(blob) != layout.ids_digest:
+        raise CacheError("sample ids fail their checksum")
+    stored_ids = blob.count(b"\n") + 1
+    if stored_ids != layout.num_rows:
+        raise CacheError(f"holds {stored_ids} sample ids for {layout.num_rows} rows")
+    if sample_ids is not None and ids_digest(encode_ids(sample_ids)) != layout.ids_digest:
+        raise CacheError("holds other sample ids than requested (stale dataset fingerprint?)")
+    return layout
 
 
 def _entry(path: Path) -> CacheEntry:
