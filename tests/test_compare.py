@@ -87,7 +87,10 @@ def test_unreadable_inputs_are_a_clear_error(tmp_path, capsys):
     bad.write_text("{not json", encoding="utf-8")
     assert main(["compare", str(bad), str(bad)]) == 2
     assert "bad.json: line 1: not valid JSON" in capsys.readouterr().err
-    assert main(["compare", str(tmp_path / "missing"), str(bad)]) == 2
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"track": "lsd", "entries": []}), encoding="utf-8")
+    assert main(["compare", str(tmp_path / "missing"), str(good)]) == 2
+    assert "missing" in capsys.readouterr().err
 
 
 def test_a_seed_that_newly_fails_is_a_regression(tmp_path):

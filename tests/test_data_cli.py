@@ -53,9 +53,12 @@ def test_check_reports_problems_and_exit_codes(host, tmp_path, capsys):
     assert out.rstrip().endswith("result: PROBLEMS FOUND")
     # Every problem can be skipped: usable with --skip-bad.
     assert main(["data", "check", str(tmp_path), "--track", "lsd", "--skip-bad"]) == 0
-    # --no-images: the missing test image is no longer a problem.
-    assert main(["data", "check", str(tmp_path), "--track", "lsd", "--no-images", "--json"]) == 2
     capsys.readouterr()
+    # --no-images: the missing test image is no longer a problem (the other two still are).
+    for flags, reports_missing_image in (([], True), (["--no-images"], False)):
+        assert main(["data", "check", str(tmp_path), "--track", "lsd", "--json", *flags]) == 2
+        report = json.dumps(json.loads(capsys.readouterr().out))
+        assert ("image not found" in report) is reports_missing_image
 
 
 def test_check_json(host, tmp_path, capsys):

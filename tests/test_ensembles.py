@@ -283,10 +283,11 @@ def test_members_on_different_data_are_refused(host, members):
 
 def test_options_flag_reaches_the_method(host, members, capsys):
     assert main(["ensemble", "--track", "lsd", "--method", "weighted-prob", "--members", "a,c",
-                 "--runs", str(members), "--options", json.dumps({"weights": [1, 0]}), "--bootstrap", "0",
+                 "--runs", str(members), "--options", json.dumps({"weights": [0, 1]}), "--bootstrap", "0",
                  "--name", "fixed"]) == 0
     result = read_result(result_path(members, "lsd", "fixed", 0))
-    assert result.entry == "fixed" and result.primary.value == pytest.approx(1.0)
+    # all weight on c, the member that is always wrong: weights fitted on validation never do that
+    assert result.entry == "fixed" and result.primary.value == pytest.approx(0.0)
 
 
 # --------------------------------------------------------------------------- with the real protocol

@@ -62,15 +62,19 @@ def test_smm_emotionnet_shapes_bounds_and_gradients(host, name):
 def test_smm_variants_differ_only_in_how_tokens_are_combined():
     from abawbench_hust_ant.smm import SMMHeads
 
-    tasks = (TaskSpec("expr", "multiclass", tuple("abcdef")),)
+    tasks = (TaskSpec("expr", "multiclass", tuple("abcdef")),
+             TaskSpec("va", "regression", ("valence", "arousal"), (-1.0, 1.0)))
     torch.manual_seed(0)
     token = SMMHeads(16, tasks, variant="token").eval()
     featavg = SMMHeads(16, tasks, variant="featavg").eval()
     featavg.load_state_dict(token.state_dict())
     x = torch.randn(2, 16, 3, 3)
-    # with a linear output layer, mean of per-token logits == logits of the mean embedding
-    torch.testing.assert_close(token(x)["expr"], featavg(x)["expr"])
-    assert token.au_classifier is None and len(token.tokens) == 17  # lsd: attention tokens unsupervised
+    token_out, featavg_out = token(x), featavg(x)
+    # with a linear output layer, mean of per-token logits == logits of the mean embedding ...
+    torch.testing.assert_close(token_out["expr"], featavg_out["expr"])
+    # ... but bounding (tanh) each token's VA before averaging is not bounding the average
+    assert not torch.allclose(token_out["va"], featavg_out["va"])
+    assert token.au_classifier is None and len(token.tokens) == 17  # no AU task: attention tokens unsupervised
 
 
 def test_smm_emotionnet_paper_cut_is_mixed_6e_768_channels(host):
