@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from abawbench.data.official import LSD_FOLDERS, LSD_TEST_IMAGES, MTL_IMAGES
 from abawbench_synthface.facs import LSD_CLASSES, LSD_TO_MTL
 
 TRACK_CODES = {"lsd": 1, "mtl": 2}
@@ -94,7 +95,7 @@ def lsd_jobs(split: str, n: int, seed: int) -> list[Job]:
     classes = np.repeat(np.arange(len(LSD_CLASSES)), counts)  # foldered: keep class order
     n_ids = max(6, n // 12)
     identities = rng.integers(0, n_ids, size=n)
-    folder = {"train": "training_set_synthetic_images", "validation": "validation_set_real_images"}.get(split)
+    folder = LSD_FOLDERS.get(split)
     jobs = [
         Job(
             path=f"{folder}/{LSD_FOLDER_NAMES[cls]}/{i:06d}.jpg" if folder else "",
@@ -109,7 +110,7 @@ def lsd_jobs(split: str, n: int, seed: int) -> list[Job]:
         # Flat names 0.jpg, 1.jpg, ... in a shuffled order so the name says nothing of the class.
         order = rng.permutation(n)
         jobs = [
-            Job(f"test_set_images/{k}.jpg", j.seed_key, j.identity_key, j.mtl_class, j.domain)
+            Job(f"{LSD_TEST_IMAGES}/{k}.jpg", j.seed_key, j.identity_key, j.mtl_class, j.domain)
             for k, j in zip(range(n), (jobs[i] for i in order.tolist()))
         ]
     return jobs
@@ -145,7 +146,7 @@ def mtl_jobs(split: str, n: int, seed: int) -> list[Job]:
         video = int(video_of[i])
         jobs.append(
             Job(
-                path=f"cropped_aligned/{tag}{video:03d}/{frame:05d}.jpg",
+                path=f"{MTL_IMAGES}/{tag}{video:03d}/{frame:05d}.jpg",
                 seed_key=(seed, track, code, i),
                 identity_key=(seed, track, 100 + code, video),
                 mtl_class=int(classes[i]),

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from abawbench.data import official
 from abawbench.errors import CacheError, ConfigError
 from abawbench_synthface.domains import DOMAINS, face_jpeg
 from abawbench_synthface.facs import LABELLED_AUS, sample_expression
@@ -38,8 +39,6 @@ LOCK_TIMEOUT_S = 900.0
 TRACKS = ("lsd", "mtl")
 
 MTL_HEADER = "image,valence,arousal,expression," + ",".join(LABELLED_AUS)
-MTL_TEST_HEADER = "image,valence,arousal,expression,aus"
-LSD_TEST_HEADER = "image,expression"
 
 Labels = tuple[list[int], float, float]
 """What rendering a job reveals: AU labels (0/1), valence, arousal."""
@@ -113,7 +112,7 @@ def _mtl_annotation(jobs: list[Job], labels: list[Labels], present: dict[str, np
         va = f"{_number(valence)},{_number(arousal)}" if present["va"][row] else "-5,-5"
         expr = str(job.mtl_class) if present["expr"][row] else "-1"
         au = ",".join(map(str, aus)) if present["au"][row] else missing_aus
-        lines.append(f"{job.path.removeprefix('cropped_aligned/')},{va},{expr},{au}")
+        lines.append(f"{job.path.removeprefix(official.MTL_IMAGES + '/')},{va},{expr},{au}")
     return "\n".join(lines) + "\n"
 
 
@@ -128,16 +127,15 @@ def _write_track(root: Path, track: str, sizes: dict[str, int], seed: int, image
         counts = np.bincount([job.mtl_class for job in jobs], minlength=8).tolist()
         summary[split] = {"images": n, "mtl_class_counts": counts}
         if split == "test":
-            header, prefix = (
-                (LSD_TEST_HEADER, "test_set_images/") if track == "lsd" else (MTL_TEST_HEADER, "cropped_aligned/")
+            header, prefix, release = (
+                (official.LSD_TEST_HEADER, official.LSD_TEST_IMAGES, official.LSD_TEST_RELEASE) if track == "lsd"
+                else (official.MTL_TEST_HEADER, official.MTL_IMAGES, official.MTL_TEST_RELEASE)
             )
-            names = [job.path.removeprefix(prefix) for job in jobs]
-            release = "LSD_Challenge_test_set_release.txt" if track == "lsd" else "MTL_Challenge_test_set_release.txt"
-            (root / release).write_text("\n".join([header, *names]) + "\n", encoding="utf-8")
+            names = [job.path.removeprefix(prefix + "/") for job in jobs]
+            (root / release).write_text("\n".join([",".join(header), *names]) + "\n", encoding="utf-8")
         elif track == "mtl":
             present = mtl_presence(split, n, seed)
-            name = "training_set_annotations.txt" if split == "train" else "validation_set_annotations.txt"
-            (root / name).write_text(_mtl_annotation(jobs, labels, present), encoding="utf-8")
+            (root / official.MTL_ANNOTATIONS[split]).write_text(_mtl_annotation(jobs, labels, present), encoding="utf-8")
             summary[split]["present"] = {task: int(mask.sum()) for task, mask in present.items()}
     return summary
 
