@@ -45,7 +45,6 @@ def main() -> None:
 
     from torch.utils.data import DataLoader
 
-    from abawbench.cache import CacheKey, FeatureCache
     from abawbench.config import load_config
     from abawbench.device import autocast_context, prepare_batch, prepare_module, resolve_device
     from abawbench.heads import TaskHeads
@@ -60,7 +59,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="abawbench-bench-"))
     root = host.datasets.get("synthface").generate("lsd", work / "tree", args.images, 0)
     config = load_config(None, {"track": "lsd", "data": root, "models": [args.model], "output": work / "runs",
-                                "cache_dir": work / "cache",
+                                "cache_dir": work / "cache", "device": args.device,
                                 "protocol": {"epochs": args.epochs, "image_size": args.image_size,
                                              "batch_size": args.batch_size, "bootstrap": 0}})
     runner = Runner(config, host=host, progress=False)
@@ -145,14 +144,8 @@ def main() -> None:
             loss.backward()
             optimiser.step()
 
-    cache = FeatureCache(work / "probe-cache")
-    key = CacheKey(backbone=backbone.name, weights_digest=backbone.weights_digest,
-                   preprocessing=backbone.data_config, dataset_fingerprint=train.fingerprint, split="train")
-    t0 = time.perf_counter()
-    cached = cache.get_or_create(key, sample_ids=train.paths, feature_dim=backbone.feature_dim,
-                                 produce=lambda w: extract_features(backbone, train, device, w.write,
-                                                                    batch_size=args.batch_size, progress=False))
-    features = torch.from_numpy(cached.read())
+    t0 = time.perf_counter()  # the protocol's own path: key, miss, extraction, HDF5 write, read
+    features = torch.from_numpy(runner.features(args.model, "train"))
     heads = TaskHeads(backbone.feature_dim, track.tasks)
     optimiser = torch.optim.AdamW(heads.parameters(), lr=1e-3)
     for _ in range(args.epochs):
