@@ -8,7 +8,7 @@ checked against what the caller expects rather than trusted by its name (lm-eval
 Layout of a file (``features/<backbone>/<split>-<digest>.h5``)::
 
     /features     float16 [rows, dim], chunked (~1 MiB chunks of whole rows), no filters
-    /checksums    uint64 [chunks, 2], one block checksum per chunk (see block_checksum)
+    /checksums    uint64 [chunks, 2], the XXH3-128 digest of each chunk's bytes (high, low word)
     /sample_ids   uint8 [bytes]: the ids as UTF-8, one per line
     attrs         key.* fields and key_digest (for people and other tools), "abawbench" (the
                   same key plus layout facts as one JSON string: what the reader checks, in
@@ -20,18 +20,18 @@ holding a per-key file lock, checksums each chunk as it is flushed, marks the fi
 fails verification (cannot open, incomplete, other key, wrong shapes, checksum mismatch) is
 removed and reported as a miss, never used.
 
-Why a custom checksum: zlib's crc32 runs at ~3.5 GB/s here, which alone made ``read()`` take
-60% longer than ``np.load``. The block checksum below is two wrapping 64-bit sums computed with
-vectorised numpy adds while a chunk is hot in cache (~4 ms for 49 MiB); it detects any change of a
-single word, zeroed or truncated regions and reordered words or 4 KiB blocks. It is an
-integrity check against accidents, not a cryptographic hash.
+Why XXH3 (the ``xxhash`` package): every read checks every chunk, so the hash's speed is the
+read's speed. zlib's crc32 runs at ~3.8 GB/s here, which alone made ``read()`` take 60% longer
+than ``np.load``; a hand-written two-sum block checksum (format 1) ran at ~16 GB/s; XXH3-128
+runs at ~35 GB/s on one core and, unlike the sums, catches any reordering of bytes, not only
+the cases it was designed around. It is an integrity check against accidents (bit rot, torn or
+truncated writes, a file from elsewhere), not a defence against tampering.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
-import functools
 import hashlib
 import json
 import logging
@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
+import xxhash
 
 from abawbench.errors import CacheError
 
@@ -55,16 +56,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-"""Bumped whenever the file layout or the meaning of a stored value changes."""
+FORMAT_VERSION = 2
+"""Bumped whenever the file layout or the meaning of a stored value changes (2: XXH3-128
+chunk digests replaced format 1's block sums)."""
 
 CACHE_ENV = "ABAWBENCH_CACHE"
 CHUNK_BYTES = 1 << 20
 """Target chunk size: large enough for fast sequential reads, small enough that the writer's
 one-chunk buffer keeps extraction memory flat."""
 
-CHECKSUM_ALGORITHM = "blocksum64-v1"
-BLOCK_WORDS = 512  # 4 KiB of uint64 words per checksum block
+READ_PIECE_BYTES = 512 << 10
+"""A chunk is read, hashed and converted in pieces of at most this size, so that each piece is
+still in the core's L2 cache (256 KiB or more on current x86 and ARM cores) when the hash and
+the conversion pass over it after ``preadv`` wrote it."""
+
+CHECKSUM_ALGORITHM = "xxh3-128"
 FEATURES = "features"
 CHECKSUMS = "checksums"
 SAMPLE_IDS = "sample_ids"
@@ -127,8 +133,11 @@ class CacheKey:
     split: str
     format_version: int = FORMAT_VERSION
 
-    def canonical(self) -> dict[str, Any]:
-        return {
+    def __post_init__(self) -> None:
+        # The key is a value: its canonical form and digest are fixed when it is made (a
+        # preprocessing dict changed afterwards does not change the key), and computed once:
+        # every cache hit compares keys several times.
+        fields = {
             "backbone": self.backbone,
             "weights_digest": self.weights_digest,
             "preprocessing": canonical(self.preprocessing, "preprocessing"),
@@ -136,10 +145,15 @@ class CacheKey:
             "split": self.split,
             "format_version": int(self.format_version),
         }
+        object.__setattr__(self, "_canonical_json", canonical_json(fields))
+        object.__setattr__(self, "_digest", hashlib.sha256(self._canonical_json.encode("utf-8")).hexdigest())
+
+    def canonical(self) -> dict[str, Any]:
+        return json.loads(self._canonical_json)
 
     def digest(self) -> str:
         """sha256 of the canonical JSON of every field."""
-        return hashlib.sha256(canonical_json(self.canonical()).encode("utf-8")).hexdigest()
+        return self._digest
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CacheKey) and self.digest() == other.digest()
@@ -196,34 +210,14 @@ def ids_digest(blob: bytes) -> str:
 # --------------------------------------------------------------------------- checksum
 
 
-@functools.lru_cache(maxsize=8)
-def _odd_weights(n: int) -> np.ndarray:
-    # Odd weights are invertible mod 2**64: a change of one block sum can never cancel out.
-    return np.arange(1, 2 * n, 2, dtype=np.uint64)
+def chunk_checksum(data: np.ndarray) -> tuple[int, int]:
+    """XXH3-128 of the raw bytes of ``data`` as (high, low) 64-bit words, as ``/checksums``
+    stores them."""
+    return _split_digest(xxhash.xxh3_128_intdigest(np.ascontiguousarray(data)))
 
 
-def block_checksum(data: np.ndarray) -> tuple[int, int]:
-    """Checksum of the raw bytes of ``data``: (weighted sum of 4 KiB block sums, weighted sum
-    of the word columns across blocks), both mod 2**64 over little-endian uint64 words.
-
-    The first term catches any change inside a block and any reordering of blocks; the second
-    catches words swapped within a block. Only vectorised integer adds touch the data.
-    """
-    raw = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    block_bytes = BLOCK_WORDS * 8
-    full = raw.size // block_bytes * block_bytes
-    words = raw[:full].view("<u8").reshape(-1, BLOCK_WORDS)
-    block_sums = words.sum(axis=1, dtype=np.uint64)
-    column_sums = words.sum(axis=0, dtype=np.uint64)
-    if full < raw.size:
-        tail = np.zeros(block_bytes, np.uint8)
-        tail[: raw.size - full] = raw[full:]
-        tail_words = tail.view("<u8")
-        block_sums = np.append(block_sums, tail_words.sum(dtype=np.uint64))
-        column_sums = column_sums + tail_words
-    across = np.dot(block_sums, _odd_weights(block_sums.size))
-    within = np.dot(column_sums, _odd_weights(BLOCK_WORDS))
-    return int(across), int(within)
+def _split_digest(digest: int) -> tuple[int, int]:
+    return digest >> 64, digest & 0xFFFF_FFFF_FFFF_FFFF
 
 
 # --------------------------------------------------------------------------- writing
@@ -286,7 +280,7 @@ class FeatureWriter:
     def _flush(self) -> None:
         rows = self._buffer[: self._buffered]
         self._dataset.write_direct(rows, dest_sel=np.s_[self._flushed : self._flushed + self._buffered])
-        self.checksums.append(block_checksum(rows))
+        self.checksums.append(chunk_checksum(rows))
         self._flushed += self._buffered
         self._buffered = 0
 
@@ -336,6 +330,8 @@ class _Layout:
 
 def _read_layout(f: "h5py.File") -> _Layout:
     """Cheap checks (attributes, shapes, chunk index) that need no pass over the data."""
+    import h5py
+
     attrs = f.attrs
     if not bool(attrs.get("complete", False)):
         raise CacheError("not marked complete (the writer did not finish)")
@@ -351,10 +347,10 @@ def _read_layout(f: "h5py.File") -> _Layout:
     key = CacheKey.from_canonical(meta.get("key") or {})
     if meta.get("key_digest") != key.digest():
         raise CacheError("stored key digest does not match the stored key fields")
-    for name in (FEATURES, CHECKSUMS, SAMPLE_IDS):
-        if name not in f:
+    dset, stored_checksums, ids = (f.get(name) for name in (FEATURES, CHECKSUMS, SAMPLE_IDS))
+    for name, found in ((FEATURES, dset), (CHECKSUMS, stored_checksums), (SAMPLE_IDS, ids)):
+        if not isinstance(found, h5py.Dataset):
             raise CacheError(f"dataset /{name} is missing")
-    dset = f[FEATURES]
     if dset.ndim != 2 or dset.dtype != np.dtype("<f2"):
         raise CacheError(f"/{FEATURES} is {dset.dtype} {dset.shape}; expected float16 [rows, dim]")
     num_rows, dim = (int(n) for n in dset.shape)
@@ -362,11 +358,11 @@ def _read_layout(f: "h5py.File") -> _Layout:
     if dset.chunks != (chunk_rows, dim) or dset.compression or dset.fletcher32 or dset.shuffle:
         raise CacheError(f"/{FEATURES} has an unexpected storage layout (chunks {dset.chunks})")
     num_chunks = -(-num_rows // chunk_rows)
-    checksums = f[CHECKSUMS][()]
+    checksums = stored_checksums[()]
     if checksums.shape != (num_chunks, 2) or checksums.dtype != np.uint64:
         raise CacheError(f"/{CHECKSUMS} has shape {checksums.shape}; expected ({num_chunks}, 2)")
-    if f[SAMPLE_IDS].ndim != 1 or f[SAMPLE_IDS].dtype != np.uint8:
-        raise CacheError(f"/{SAMPLE_IDS} is {f[SAMPLE_IDS].dtype} {f[SAMPLE_IDS].shape}; expected uint8 bytes")
+    if ids.ndim != 1 or ids.dtype != np.uint8:
+        raise CacheError(f"/{SAMPLE_IDS} is {ids.dtype} {ids.shape}; expected uint8 bytes")
     return _Layout(
         key=key,
         num_rows=num_rows,
@@ -384,7 +380,13 @@ def _chunk_offsets(dset: "h5py.Dataset", chunk_rows: int, num_chunks: int) -> tu
     file_size = os.fstat(dset.file.id.get_vfd_handle()).st_size
     offsets: list[int | None] = [None] * num_chunks
     dsid = dset.id
-    infos = (dsid.get_chunk_info(i) for i in range(dsid.get_num_chunks()))
+    # chunk_iter walks the whole index in one HDF5 call, 5x faster than asking for each chunk
+    # (it exists where h5py was built with HDF5 >= 1.14).
+    if hasattr(dsid, "chunk_iter"):
+        infos: list[Any] = []
+        dsid.chunk_iter(infos.append)
+    else:
+        infos = [dsid.get_chunk_info(i) for i in range(dsid.get_num_chunks())]
     for info in infos:
         index = info.chunk_offset[0] // chunk_rows
         if info.filter_mask or info.size != expected_size or info.byte_offset is None:
@@ -419,17 +421,22 @@ def _first_line(exc: BaseException) -> str:
 
 
 Consumer = Callable[[int, int, np.ndarray], None]
-"""Receives ``(start_row, end_row, float16 rows)`` of one verified chunk; the rows live in a
-reused buffer, so a consumer copies what it keeps."""
+"""Receives ``(start_row, end_row, float16 rows)`` of each piece of a chunk, in order; the rows
+live in a reused buffer, so a consumer copies what it keeps. A chunk's pieces are handed over
+before its digest is known: a caller keeps nothing if the scan raises."""
 
 
-def _scan_chunks(f: "h5py.File", layout: _Layout, consume: Consumer | None) -> None:
+def _scan_chunks(
+    f: "h5py.File", layout: _Layout, consume: Consumer | None = None, into: np.ndarray | None = None
+) -> None:
     """Read every chunk of ``/features`` straight from the file, check it against its stored
-    checksum and hand it to ``consume``; raises CacheError naming the first bad rows.
+    digest and hand it to ``consume``, or read it straight into ``into`` (float16 [rows, dim]);
+    raises CacheError naming the first bad rows (``into`` then holds unverified data: drop it).
 
-    Uncompressed chunks are raw little-endian float16 rows, so one ``preadv`` per chunk into a
-    reused 1 MiB buffer skips HDF5's per-chunk machinery, and the chunk is still in the CPU
-    cache for the checksum and the conversion that follow. A memory map of the file was
+    Uncompressed chunks are raw little-endian float16 rows, so ``preadv`` into a reused buffer
+    skips HDF5's per-chunk machinery. Each chunk goes in pieces of ``READ_PIECE_BYTES``: a piece
+    is hashed and handed over while it is still in L2 (whole 1 MiB chunks measured ~10% slower
+    on the 2-core machine, whose cores have 512 KiB of L2). A memory map of the file was
     measured a little faster (~0.05 of ``np.load``'s speed) and dropped: a private writable
     mapping is charged its whole size against memory commit (a file larger than RAM could not
     be read), and an I/O error under a mapping (NFS, a failing disk) kills the process with
@@ -438,20 +445,26 @@ def _scan_chunks(f: "h5py.File", layout: _Layout, consume: Consumer | None) -> N
     array (``preadv`` then faults its pages in one at a time: twice as slow).
     """
     fd = f.id.get_vfd_handle()
-    buffer = np.empty((layout.chunk_rows, layout.feature_dim), "<f2")
+    row_bytes = layout.feature_dim * 2
+    piece_rows = max(1, min(layout.chunk_rows, READ_PIECE_BYTES // row_bytes))
+    buffer = np.empty((piece_rows, layout.feature_dim), "<f2") if into is None else None
     for chunk, offset in enumerate(layout.chunk_offsets):
         start, end = layout.rows_of(chunk)
-        rows = buffer[: end - start]
-        try:
-            read = os.preadv(fd, [rows], offset)
-        except OSError as exc:
-            raise CacheError(f"rows {start}..{end - 1} cannot be read: {exc.strerror or exc}") from exc
-        if read != rows.nbytes:
-            raise CacheError(f"rows {start}..{end - 1} end past the end of the file (truncated)")
-        if block_checksum(rows) != tuple(int(x) for x in layout.checksums[chunk]):
+        digest = xxhash.xxh3_128()
+        for piece_start in range(start, end, piece_rows):
+            piece_end = min(end, piece_start + piece_rows)
+            rows = into[piece_start:piece_end] if buffer is None else buffer[: piece_end - piece_start]
+            try:
+                read = os.preadv(fd, [rows], offset + (piece_start - start) * row_bytes)
+            except OSError as exc:
+                raise CacheError(f"rows {start}..{end - 1} cannot be read: {exc.strerror or exc}") from exc
+            if read != rows.nbytes:
+                raise CacheError(f"rows {start}..{end - 1} end past the end of the file (truncated)")
+            digest.update(rows)
+            if consume is not None:
+                consume(piece_start, piece_end, rows)
+        if _split_digest(digest.intdigest()) != tuple(int(x) for x in layout.checksums[chunk]):
             raise CacheError(f"rows {start}..{end - 1} fail their checksum (file is corrupt)")
-        if consume is not None:
-            consume(start, end, rows)
 
 
 @dataclass
@@ -519,12 +532,10 @@ def _read_float32(f: "h5py.File", layout: _Layout) -> np.ndarray:
 
 
 def _read_float16(f: "h5py.File", layout: _Layout) -> np.ndarray:
+    """Every chunk read straight into the result and verified there (as ``np.load`` reads: no
+    bounce buffer, no second copy)."""
     out = np.empty((layout.num_rows, layout.feature_dim), np.float16)
-
-    def copy(start: int, end: int, rows: np.ndarray) -> None:
-        out[start:end] = rows
-
-    _scan_chunks(f, layout, copy)
+    _scan_chunks(f, layout, into=out)
     return out
 
 
@@ -814,8 +825,10 @@ def _write_entry(
     tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     started = time.perf_counter()
     try:
-        # Page-aligned chunks keep the direct reads of CachedFeatures.read aligned.
-        with h5py.File(tmp, "w", alignment_threshold=65536, alignment_interval=4096) as f:
+        # HDF5's default placement, not page-aligned chunks: on the 2-core VM a page-aligned
+        # read into fresh memory ran 3x slower than the same read at any other offset
+        # (docs/bench/cache.md), and aligned chunks bought nothing anywhere else.
+        with h5py.File(tmp, "w") as f:
             for name, value in key.as_attrs().items():
                 f.attrs[name] = value
             meta = {

@@ -19,9 +19,10 @@ import abawbench.cache
 import pytest
 
 from abawbench.cache import (
+    FORMAT_VERSION,
     CacheKey,
     FeatureCache,
-    block_checksum,
+    chunk_checksum,
     default_cache_root,
 )
 from abawbench.cli import main
@@ -138,9 +139,9 @@ def test_changing_any_key_part_misses(cache, changes):
 
 def test_other_format_version_misses_and_is_not_written(cache):
     fill(cache)
-    newer = make_key(format_version=2)
+    newer = make_key(format_version=FORMAT_VERSION + 1)
     assert newer.digest() != make_key().digest() and cache.load(newer) is None
-    with pytest.raises(CacheError, match="writes version 1"):
+    with pytest.raises(CacheError, match=f"writes version {FORMAT_VERSION}"):
         fill(cache, newer)
 
 
@@ -350,9 +351,13 @@ def test_read_or_create_reads_once_and_rebuilds_a_corrupt_hit(cache, monkeypatch
     assert producer.calls == 2  # the corrupt hit was rebuilt, never returned
 
 
-def test_many_chunk_file_reads_everything_and_names_the_first_bad_rows(cache):
+@pytest.mark.parametrize("piece_rows", [None, 17], ids=["whole-chunks", "pieces-of-17-rows"])
+def test_many_chunk_file_reads_everything_and_names_the_first_bad_rows(cache, monkeypatch, piece_rows):
     """A file of many chunks reads back exactly (both readers), and a corrupt chunk anywhere
-    fails the read, naming its rows."""
+    fails the read, naming its rows; also when chunks are read in pieces that do not divide
+    them (the digest of a chunk is then built up piece by piece)."""
+    if piece_rows:
+        monkeypatch.setattr(abawbench.cache, "READ_PIECE_BYTES", piece_rows * DIM * 2)
     rows = 64 * 20  # 20 chunks of 64 rows
     data = features(rows)
     entry = cache.get_or_create(make_key(), ids(rows), DIM, Producer(data))
@@ -360,7 +365,7 @@ def test_many_chunk_file_reads_everything_and_names_the_first_bad_rows(cache):
     np.testing.assert_array_equal(entry.read_float16(), data.astype(np.float16))
     with h5py.File(entry.path, "r") as f:
         offsets = [f["features"].id.get_chunk_info(i).byte_offset for i in range(20)]
-    flip_byte(entry.path, offsets[15] + 8)
+    flip_byte(entry.path, offsets[15] + 60 * DIM * 2 + 8)  # in the last piece of chunk 15
     with pytest.raises(CacheError, match=r"rows 960\.\.1023 fail their checksum"):
         entry.read()
     flip_byte(entry.path, offsets[3] + 8)  # now an earlier one too: the lowest rows are named
@@ -445,22 +450,23 @@ def test_sample_ids_with_line_breaks_are_refused(cache):
         cache.get_or_create(make_key(), bad, DIM, Producer(features()))
 
 
-def test_block_checksum_sees_small_changes():
+def test_chunk_checksum_sees_small_changes():
     data = np.random.default_rng(1).standard_normal((700, 24)).astype(np.float16)
-    base = block_checksum(data)
-    assert block_checksum(data.copy()) == base
+    base = chunk_checksum(data)
+    assert chunk_checksum(data.copy()) == base
+    assert all(0 <= word < 2**64 for word in base)  # fits the uint64 [chunks, 2] dataset
     words = data.reshape(-1).view(np.uint64).copy()
     variants = {
         "one bit": lambda w: w.__setitem__(3, w[3] ^ np.uint64(1)),
-        "swap in block": lambda w: w.__setitem__([0, 1], w[[1, 0]]),
-        "swap blocks": lambda w: w.__setitem__(slice(0, 1024), np.roll(w[:1024], 512)),
+        "swap two words": lambda w: w.__setitem__([0, 1], w[[1, 0]]),
+        "swap 4 KiB blocks": lambda w: w.__setitem__(slice(0, 1024), np.roll(w[:1024], 512)),
         "zero tail": lambda w: w.__setitem__(slice(-5, None), 0),
     }
     for name, change in variants.items():
         changed = words.copy()
         change(changed)
-        assert block_checksum(changed) != base, name
-    assert block_checksum(data[:-1]) != base
+        assert chunk_checksum(changed) != base, name
+    assert chunk_checksum(data[:-1]) != base
 
 
 # --------------------------------------------------------------------------- torch
