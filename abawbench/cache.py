@@ -7,7 +7,8 @@ checked against what the caller expects rather than trusted by its name (lm-eval
 
 Layout of a file (``features/<backbone>/<split>-<digest>.h5``)::
 
-    /features     float16 [rows, dim], chunked (~1 MiB chunks of whole rows), no filters
+    /features     float16 [rows, dim] (or uint8 rows: decoded pixels, see abawbench.pixels),
+                  chunked (~1 MiB chunks of whole rows), no filters
     /checksums    uint64 [chunks, 2], the XXH3-128 digest of each chunk's bytes (high, low word)
     /sample_ids   uint8 [bytes]: the ids as UTF-8, one per line
     attrs         key.* fields and key_digest (for people and other tools), "abawbench" (the
@@ -71,6 +72,8 @@ still in the core's L2 cache (256 KiB or more on current x86 and ARM cores) when
 the conversion pass over it after ``preadv`` wrote it."""
 
 CHECKSUM_ALGORITHM = "xxh3-128"
+STORED_DTYPES = {"float16": np.dtype("<f2"), "uint8": np.dtype("|u1")}
+"""What an entry's rows may hold: float16 features, or uint8 pixel rows (abawbench.pixels)."""
 FEATURES = "features"
 CHECKSUMS = "checksums"
 SAMPLE_IDS = "sample_ids"
@@ -234,7 +237,8 @@ class FeatureWriter:
         self._dataset = dataset
         self.num_rows, self.feature_dim = (int(n) for n in dataset.shape)
         self.chunk_rows = chunk_rows
-        self._buffer = np.empty((chunk_rows, self.feature_dim), np.float16)
+        self.dtype = dataset.dtype
+        self._buffer = np.empty((chunk_rows, self.feature_dim), self.dtype)
         self._buffered = 0  # rows in the buffer, which holds rows [_flushed, _flushed + _buffered)
         self._flushed = 0
         self.checksums: list[tuple[int, int]] = []
@@ -249,7 +253,7 @@ class FeatureWriter:
         Accepts numpy arrays or torch tensors of any float dtype, on any device; they are stored
         as float16, and values float16 cannot hold (NaN, |x| > 65504) are refused.
         """
-        batch = _as_float16(features)
+        batch = _as_float16(features) if self.dtype == np.float16 else _as_uint8(features)
         if batch.ndim != 2 or batch.shape[1] != self.feature_dim:
             raise CacheError(
                 f"feature batch has shape {tuple(batch.shape)}; expected [rows, {self.feature_dim}]"
@@ -262,7 +266,7 @@ class FeatureWriter:
         end = start_row + batch.shape[0]
         if end > self.num_rows:
             raise CacheError(f"feature batch ends at row {end - 1}; the split has {self.num_rows} rows")
-        bad = ~np.isfinite(batch).all(axis=1)
+        bad = ~np.isfinite(batch).all(axis=1) if self.dtype == np.float16 else np.zeros(1, bool)
         if bad.any():
             row = start_row + int(np.argmax(bad))
             raise CacheError(
@@ -296,6 +300,13 @@ class FeatureWriter:
         )
 
 
+def _as_uint8(rows: Any) -> np.ndarray:
+    array = rows.numpy() if hasattr(rows, "detach") else np.asarray(rows)
+    if array.dtype != np.uint8:
+        raise CacheError(f"pixel rows must be uint8, got dtype {array.dtype}")
+    return array
+
+
 def _as_float16(features: Any) -> np.ndarray:
     if hasattr(features, "detach"):  # torch.Tensor, without importing torch here
         import torch
@@ -322,6 +333,7 @@ class _Layout:
     chunk_offsets: tuple[int, ...]  # byte offset of chunk i, which holds rows from i*chunk_rows
     checksums: np.ndarray
     ids_digest: str
+    dtype: np.dtype = STORED_DTYPES["float16"]
 
     def rows_of(self, chunk: int) -> tuple[int, int]:
         start = chunk * self.chunk_rows
@@ -351,8 +363,11 @@ def _read_layout(f: "h5py.File") -> _Layout:
     for name, found in ((FEATURES, dset), (CHECKSUMS, stored_checksums), (SAMPLE_IDS, ids)):
         if not isinstance(found, h5py.Dataset):
             raise CacheError(f"dataset /{name} is missing")
-    if dset.ndim != 2 or dset.dtype != np.dtype("<f2"):
-        raise CacheError(f"/{FEATURES} is {dset.dtype} {dset.shape}; expected float16 [rows, dim]")
+    dtype = STORED_DTYPES.get(str(meta.get("dtype")))
+    if dtype is None:
+        raise CacheError(f"unknown row type {meta.get('dtype')!r}")
+    if dset.ndim != 2 or dset.dtype != dtype:
+        raise CacheError(f"/{FEATURES} is {dset.dtype} {dset.shape}; expected {meta['dtype']} [rows, dim]")
     num_rows, dim = (int(n) for n in dset.shape)
     chunk_rows = int(meta.get("chunk_rows", 0))
     if dset.chunks != (chunk_rows, dim) or dset.compression or dset.fletcher32 or dset.shuffle:
@@ -369,6 +384,7 @@ def _read_layout(f: "h5py.File") -> _Layout:
         feature_dim=dim,
         chunk_rows=chunk_rows,
         chunk_offsets=_chunk_offsets(dset, chunk_rows, num_chunks),
+        dtype=dtype,
         checksums=checksums,
         ids_digest=str(meta.get("sample_ids_sha256", "")),
     )
@@ -376,7 +392,7 @@ def _read_layout(f: "h5py.File") -> _Layout:
 
 def _chunk_offsets(dset: "h5py.Dataset", chunk_rows: int, num_chunks: int) -> tuple[int, ...]:
     """Byte offset of every chunk, checked to be whole, unfiltered and inside the file."""
-    expected_size = chunk_rows * dset.shape[1] * 2
+    expected_size = chunk_rows * dset.shape[1] * dset.dtype.itemsize
     file_size = os.fstat(dset.file.id.get_vfd_handle()).st_size
     offsets: list[int | None] = [None] * num_chunks
     dsid = dset.id
@@ -421,7 +437,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 Consumer = Callable[[int, int, np.ndarray], None]
-"""Receives ``(start_row, end_row, float16 rows)`` of each piece of a chunk, in order; the rows
+"""Receives ``(start_row, end_row, rows)`` of each piece of a chunk, in order; the rows
 live in a reused buffer, so a consumer copies what it keeps. A chunk's pieces are handed over
 before its digest is known: a caller keeps nothing if the scan raises."""
 
@@ -430,10 +446,10 @@ def _scan_chunks(
     f: "h5py.File", layout: _Layout, consume: Consumer | None = None, into: np.ndarray | None = None
 ) -> None:
     """Read every chunk of ``/features`` straight from the file, check it against its stored
-    digest and hand it to ``consume``, or read it straight into ``into`` (float16 [rows, dim]);
+    digest and hand it to ``consume``, or read it straight into ``into`` ([rows, dim] of the stored type);
     raises CacheError naming the first bad rows (``into`` then holds unverified data: drop it).
 
-    Uncompressed chunks are raw little-endian float16 rows, so ``preadv`` into a reused buffer
+    Uncompressed chunks are raw rows (little-endian float16 or uint8), so ``preadv`` into a reused buffer
     skips HDF5's per-chunk machinery. Each chunk goes in pieces of ``READ_PIECE_BYTES``: a piece
     is hashed and handed over while it is still in L2 (whole 1 MiB chunks measured ~10% slower
     on the 2-core machine, whose cores have 512 KiB of L2). A memory map of the file was
@@ -445,26 +461,50 @@ def _scan_chunks(
     array (``preadv`` then faults its pages in one at a time: twice as slow).
     """
     fd = f.id.get_vfd_handle()
-    row_bytes = layout.feature_dim * 2
+    row_bytes = layout.feature_dim * layout.dtype.itemsize
     piece_rows = max(1, min(layout.chunk_rows, READ_PIECE_BYTES // row_bytes))
-    buffer = np.empty((piece_rows, layout.feature_dim), "<f2") if into is None else None
+    buffer = np.empty((piece_rows, layout.feature_dim), layout.dtype) if into is None else None
     for chunk, offset in enumerate(layout.chunk_offsets):
         start, end = layout.rows_of(chunk)
         digest = xxhash.xxh3_128()
         for piece_start in range(start, end, piece_rows):
             piece_end = min(end, piece_start + piece_rows)
             rows = into[piece_start:piece_end] if buffer is None else buffer[: piece_end - piece_start]
-            try:
-                read = os.preadv(fd, [rows], offset + (piece_start - start) * row_bytes)
-            except OSError as exc:
-                raise CacheError(f"rows {start}..{end - 1} cannot be read: {exc.strerror or exc}") from exc
-            if read != rows.nbytes:
-                raise CacheError(f"rows {start}..{end - 1} end past the end of the file (truncated)")
+            _pread_rows(fd, rows, offset + (piece_start - start) * row_bytes, start, end)
             digest.update(rows)
             if consume is not None:
                 consume(piece_start, piece_end, rows)
-        if _split_digest(digest.intdigest()) != tuple(int(x) for x in layout.checksums[chunk]):
-            raise CacheError(f"rows {start}..{end - 1} fail their checksum (file is corrupt)")
+        _check_digest(layout, chunk, digest.intdigest())
+
+
+def _verified_chunks(f: "h5py.File", layout: _Layout) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start_row, rows)`` of each chunk, handed over only once the chunk has passed its
+    digest (for readers that stream rows onwards, unlike :func:`_scan_chunks`). The rows live
+    in a reused buffer."""
+    fd = f.id.get_vfd_handle()
+    buffer = np.empty((layout.chunk_rows, layout.feature_dim), layout.dtype)
+    for chunk, offset in enumerate(layout.chunk_offsets):
+        start, end = layout.rows_of(chunk)
+        rows = buffer[: end - start]
+        _pread_rows(fd, rows, offset, start, end)
+        _check_digest(layout, chunk, xxhash.xxh3_128_intdigest(rows))
+        yield start, rows
+
+
+def _pread_rows(fd: int, rows: np.ndarray, offset: int, start: int, end: int) -> None:
+    """Fill ``rows`` from the file at ``offset``; errors name the chunk's rows ``start..end-1``."""
+    try:
+        read = os.preadv(fd, [rows], offset)
+    except OSError as exc:
+        raise CacheError(f"rows {start}..{end - 1} cannot be read: {exc.strerror or exc}") from exc
+    if read != rows.nbytes:
+        raise CacheError(f"rows {start}..{end - 1} end past the end of the file (truncated)")
+
+
+def _check_digest(layout: _Layout, chunk: int, digest: int) -> None:
+    if _split_digest(digest) != tuple(int(x) for x in layout.checksums[chunk]):
+        start, end = layout.rows_of(chunk)
+        raise CacheError(f"rows {start}..{end - 1} fail their checksum (file is corrupt)")
 
 
 @dataclass
@@ -497,24 +537,60 @@ class CachedFeatures:
         """The stored float16 features, verified like :meth:`read` (half the memory, no torch)."""
         return self._with_file(_read_float16)
 
-    def _with_file(self, read: Callable[["h5py.File", "_Layout"], np.ndarray]) -> np.ndarray:
+    def iter_batches(self, batch_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start_row, rows)`` in order, ``batch_rows`` rows at a time (the last may be
+        shorter), each a fresh array of the stored type; every chunk is verified before any of
+        its rows is handed out, and memory stays at one chunk plus one batch however large
+        the entry. Raises CacheError (naming the file and rows) on a mismatch."""
+        if batch_rows < 1:
+            raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
         try:
             with _open_h5(self.path) as f:
-                layout = _read_layout(f)
-                if layout.key != self.key or layout.num_rows != self.num_rows:
-                    raise CacheError("was replaced by a different entry since it was loaded")
-                return read(f, layout)
+                layout = self._layout(f)
+                batch = np.empty((min(batch_rows, self.num_rows), self.feature_dim), layout.dtype)
+                filled, batch_start = 0, 0
+                for _start, rows in _verified_chunks(f, layout):
+                    taken = 0
+                    while taken < len(rows):
+                        room = min(len(batch) - filled, len(rows) - taken)
+                        batch[filled : filled + room] = rows[taken : taken + room]
+                        filled, taken = filled + room, taken + room
+                        if filled == len(batch):
+                            yield batch_start, batch
+                            batch_start += filled
+                            batch = np.empty((min(batch_rows, self.num_rows - batch_start), self.feature_dim),
+                                             layout.dtype)
+                            filled = 0
         except CacheError as exc:
             raise CacheError(_with_path(self.path, exc)) from exc
 
+    def _with_file(self, read: Callable[["h5py.File", "_Layout"], np.ndarray]) -> np.ndarray:
+        try:
+            with _open_h5(self.path) as f:
+                return read(f, self._layout(f))
+        except CacheError as exc:
+            raise CacheError(_with_path(self.path, exc)) from exc
+
+    def _layout(self, f: "h5py.File") -> _Layout:
+        layout = _read_layout(f)
+        if layout.key != self.key or layout.num_rows != self.num_rows:
+            raise CacheError("was replaced by a different entry since it was loaded")
+        return layout
+
     def torch_dataset(self) -> "FeatureDataset":
         return FeatureDataset(self.path, self.num_rows, self.feature_dim)
+
+
+def _features_only(layout: _Layout) -> None:
+    if layout.dtype != STORED_DTYPES["float16"]:
+        raise CacheError(f"holds {layout.dtype} rows (pixels), not features")
 
 
 def _read_float32(f: "h5py.File", layout: _Layout) -> np.ndarray:
     """Every chunk verified and converted to float32 while it is in cache."""
     import torch
 
+    _features_only(layout)
     out = np.empty((layout.num_rows, layout.feature_dim), np.float32)
     target = torch.from_numpy(out)
 
@@ -534,6 +610,7 @@ def _read_float32(f: "h5py.File", layout: _Layout) -> np.ndarray:
 def _read_float16(f: "h5py.File", layout: _Layout) -> np.ndarray:
     """Every chunk read straight into the result and verified there (as ``np.load`` reads: no
     bounce buffer, no second copy)."""
+    _features_only(layout)
     out = np.empty((layout.num_rows, layout.feature_dim), np.float16)
     _scan_chunks(f, layout, into=out)
     return out
@@ -718,12 +795,17 @@ class FeatureCache:
         sample_ids: Sequence[str],
         feature_dim: int,
         produce: Callable[[FeatureWriter], None],
+        *,
+        dtype: str = "float16",
     ) -> CachedFeatures:
         """The entry for ``key``, calling ``produce(writer)`` to make it on a miss.
 
         Of several processes asking for one key, exactly one runs ``produce``; the others wait
         on the key's lock and then read its file. If ``produce`` raises, nothing is stored.
+        ``dtype`` is what the rows hold: "float16" features or "uint8" pixel rows.
         """
+        if dtype not in STORED_DTYPES:
+            raise CacheError(f"cannot store rows of type {dtype!r}; expected one of {sorted(STORED_DTYPES)}")
         if key.format_version != FORMAT_VERSION:
             raise CacheError(
                 f"cache key asks for format version {key.format_version}; "
@@ -741,7 +823,7 @@ class FeatureCache:
                 if found is not None:
                     return found
                 _remove_temporaries(path)  # left by writers that were killed; we hold the lock
-                _write_entry(path, key, sample_ids, feature_dim, produce)
+                _write_entry(path, key, sample_ids, feature_dim, produce, dtype)
         except _lock_timeout_error() as exc:
             raise CacheError(
                 f"{path}: another process has held the cache lock for more than "
@@ -813,6 +895,7 @@ def _write_entry(
     sample_ids: list[str],
     feature_dim: int,
     produce: Callable[[FeatureWriter], None],
+    dtype: str,
 ) -> None:
     """Write to a temporary name in the same folder, then rename: readers never see a part."""
     import h5py
@@ -820,7 +903,7 @@ def _write_entry(
     num_rows = len(sample_ids)
     if num_rows == 0 or feature_dim <= 0:
         raise CacheError(f"{path}: nothing to cache ({num_rows} rows of dimension {feature_dim})")
-    chunk_rows = max(1, min(num_rows, CHUNK_BYTES // (2 * feature_dim)))
+    chunk_rows = max(1, min(num_rows, CHUNK_BYTES // (STORED_DTYPES[dtype].itemsize * feature_dim)))
     ids_blob = encode_ids(sample_ids)
     tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     started = time.perf_counter()
@@ -838,13 +921,14 @@ def _write_entry(
                 "chunk_rows": chunk_rows,
                 "checksum_algorithm": CHECKSUM_ALGORITHM,
                 "sample_ids_sha256": ids_digest(ids_blob),
+                "dtype": dtype,
             }
             f.attrs[META] = json.dumps(meta, sort_keys=True)
             f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             f.attrs["complete"] = False
             f.create_dataset(SAMPLE_IDS, data=np.frombuffer(ids_blob, np.uint8))
             dset = f.create_dataset(
-                FEATURES, shape=(num_rows, feature_dim), dtype="<f2", chunks=(chunk_rows, feature_dim)
+                FEATURES, shape=(num_rows, feature_dim), dtype=STORED_DTYPES[dtype], chunks=(chunk_rows, feature_dim)
             )
             writer = FeatureWriter(dset, chunk_rows)
             produce(writer)

@@ -37,6 +37,7 @@ from abawbench.errors import AbawbenchError, ConfigError, DataFormatError, RunFa
 from abawbench.evaluation import score_with_intervals, tuned_threshold_report
 from abawbench.heads import BackboneWithHeads, TaskHeads, build_heads, to_probabilities
 from abawbench.labels import TaskLabels
+from abawbench.pixels import pack_key, with_pixel_pack
 from abawbench.plugins import PluginHost, get_host
 from abawbench.preprocess import (Preprocessing, collate_images, flip_horizontally, load_image, make_eval_transform,
                                   to_pil_rgb)
@@ -349,7 +350,8 @@ class Runner:
             produce=lambda writer: extract_features(
                 backbone, index, self.device, writer.write, batch_size=self.config.protocol.batch_size,
                 num_workers=self.config.protocol.num_workers,
-                progress=self.progress, desc=f"extract {model} {split}"),
+                progress=self.progress, desc=f"extract {model} {split}",
+                pixel_pack=(self.feature_cache, split) if self.config.protocol.pixel_cache else None),
         )
         self._cache_keys[(model, split)] = key.digest()
         self._features[(model, split)] = array
@@ -456,24 +458,49 @@ def extract_features(
     num_workers: int = 0,
     progress: bool = True,
     desc: str = "extract",
+    pixel_pack: tuple[FeatureCache, str] | None = None,
 ) -> None:
     """Stream features of every image of ``index`` to ``write(start_row, batch)``, in order:
-    memory stays flat however large the split is."""
+    memory stays flat however large the split is.
+
+    ``pixel_pack=(cache, split)`` reads the split's decoded pixels from a pixel pack in
+    ``cache`` (:mod:`abawbench.pixels`), writing the pack on the first extraction of this
+    geometry; the features are the same either way.
+    """
     from tqdm.auto import tqdm
 
     module = prepare_module(backbone.module, device).eval()
     preprocessing = eval_transform(backbone.data_config)
+
+    def decode() -> Iterable[tuple[int, torch.Tensor]]:
+        return decoded_batches(index, preprocessing, device, batch_size=batch_size, num_workers=num_workers)
+
+    def forward(batches: Iterable[tuple[int, torch.Tensor]]) -> None:
+        with tqdm(total=len(index), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+            for start, images in batches:
+                with autocast_context(device):
+                    out = module(prepare_batch(images, device, preprocessing.normalize))
+                write(start, out.float().cpu().numpy())
+                bar.update(out.shape[0])
+
+    if pixel_pack is None:
+        forward(decode())
+        return
+    cache, split = pixel_pack
+    channels, height, width = (int(n) for n in backbone.data_config["input_size"])
+    with_pixel_pack(cache, pack_key(backbone.data_config, index.fingerprint, split), index.paths,
+                    (channels, height, width), decode, forward, batch_size=batch_size)
+
+
+def decoded_batches(index: SampleIndex, preprocessing: Preprocessing, device: torch.device, *,
+                    batch_size: int, num_workers: int) -> Iterable[tuple[int, torch.Tensor]]:
+    """``(start_row, uint8 images [N, 3, H, W])`` of a split in row order, decoded and resized
+    from its image files (by ``num_workers`` DataLoader workers, if any)."""
     loader = DataLoader(ImageDataset(index, preprocessing.pixels), batch_size=batch_size, collate_fn=collate_images,
                         shuffle=False, num_workers=num_workers, **loader_kwargs(device),
                         persistent_workers=False)
-    row = 0
-    with tqdm(total=len(index), desc=desc, unit="img", disable=not progress, leave=False) as bar:
-        for images, _rows in loader:
-            with autocast_context(device):
-                out = module(prepare_batch(images, device, preprocessing.normalize))
-            write(row, out.float().cpu().numpy())
-            row += out.shape[0]
-            bar.update(out.shape[0])
+    for images, rows in loader:
+        yield int(rows[0]), images
 
 
 # --------------------------------------------------------------------------- training

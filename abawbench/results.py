@@ -55,12 +55,12 @@ class EntrySpecModel(BaseModel):
 
     @property
     def settings_digest(self) -> str:
-        """A short digest of every setting that can change the scores (not the worker count or
-        the bootstrap size), so two configurations never share an entry."""
+        """A short digest of every setting that can change the scores (not the worker count,
+        the bootstrap size or the pixel cache), so two configurations never share an entry."""
         import hashlib
 
         settings = self.model_dump(mode="json")
-        for incidental in ("num_workers", "bootstrap"):
+        for incidental in ("num_workers", "bootstrap", "pixel_cache"):
             settings["protocol"].pop(incidental, None)
         canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:8]

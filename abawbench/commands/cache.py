@@ -13,7 +13,9 @@ def add_parser(subparsers) -> None:
         help="list, verify or clear cached backbone features",
         description=(
             "Features are cached per backbone, weights, preprocessing, dataset fingerprint and "
-            "split. A file that fails verification is rebuilt automatically on the next run."
+            "split; pixel packs (run --pixel-cache) per geometry, dataset and split, listed under "
+            "the backbone 'pixels'. A file that fails verification is rebuilt automatically on "
+            "the next run."
         ),
     )
     actions = parser.add_subparsers(dest="cache_action", metavar="ACTION", required=True)
@@ -72,7 +74,7 @@ def handle_ls(args) -> int:
             key.backbone if key else entry.path.parent.name,
             key.split if key else "?",
             key.dataset_fingerprint[:12] if key else "?",
-            key.weights_digest[:12] if key else "?",
+            key.weights_digest[:24] if key else "?",
             entry.num_rows if entry.num_rows is not None else "?",
             entry.feature_dim if entry.feature_dim is not None else "?",
             _size(entry.size_bytes),

@@ -49,6 +49,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--image-size", type=int, help="input size in pixels (default 112; the config file may set null for each model's native size)")
     parser.add_argument("--workers", type=int, help="DataLoader workers for image decoding")
+    parser.add_argument("--pixel-cache", action="store_const", const=True,
+                        help="keep decoded, resized pixels in the cache folder (3*H*W bytes per image) so that "
+                             "other backbones with the same geometry skip JPEG decoding (same features)")
     parser.add_argument("--bootstrap", type=int, help="bootstrap resamples for confidence intervals (0: off)")
     parser.add_argument("--weights", help="random, hub, or a local weights file (.safetensors / .pth)")
     parser.add_argument("--seeds", type=_seeds, help="comma-separated seeds, e.g. 0,1,2 (mean and std reported)")
@@ -70,7 +73,7 @@ def handle(args) -> int:
         "output": args.output, "cache_dir": args.cache_dir, "skip_bad": args.skip_bad,
         "protocol": {"name": args.protocol, "head": args.head, "epochs": args.epochs,
                      "batch_size": args.batch_size, "lr": args.lr, "image_size": args.image_size,
-                     "num_workers": args.workers, "bootstrap": args.bootstrap},
+                     "num_workers": args.workers, "bootstrap": args.bootstrap, "pixel_cache": args.pixel_cache},
     }
     config = load_config(args.config, overrides)
     runner = Runner(config, progress=not args.no_progress)

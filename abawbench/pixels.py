@@ -1,0 +1,92 @@
+"""Pixel packs: a split's decoded eval pixels, stored once per geometry and reused by every
+backbone that shares it (``protocol.pixel_cache``, ``abawbench run --pixel-cache``).
+
+Extracting features means decoding every JPEG and resizing it the way timm's eval transform
+does. For a cheap backbone on a CPU, or any backbone on a GPU, that decoding is the bottleneck:
+on the 2-core development machine a 112 px face costs ~0.13 ms to decode and ~0.3 ms to resize,
+as much as the forward pass of the default models (docs/bench/protocol.md). A pack keeps the
+result, the uint8 ``[3, H, W]`` pixels of each image in row order, in the feature cache's own
+file format (HDF5, chunk digests, written under a temporary name and renamed, a lock per key),
+keyed on what decides those pixels: the geometry part of the data config (input size,
+interpolation, crop), the dataset fingerprint and the split. Mean and std are not in the key:
+normalisation happens per batch where the model runs, so backbones that differ only there
+share a pack. The first extraction of a split writes the pack while it extracts (one decode);
+later ones read it and decode nothing.
+
+The pixels are the same bytes the image files give (:mod:`abawbench.preprocess` decodes with
+Pillow, or with a decoder probed to match it), so features, feature-cache keys and scores do
+not depend on whether a pack was used. The price is disk: 3*H*W bytes per image (37.6 KB at
+112 px, 150 KB at 224 px), against ~5 KB for a 112 px JPEG; ``abawbench cache ls`` lists packs
+under the backbone name ``pixels`` and ``abawbench cache clear --backbone pixels`` removes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from abawbench.cache import CacheKey, FeatureCache
+from abawbench.errors import CacheError
+
+PACK_BACKBONE = "pixels"
+GEOMETRY_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode")
+"""The data-config fields that decide an image's eval pixels (timm's Resize and CenterCrop)."""
+
+Batches = Iterable[tuple[int, torch.Tensor]]
+"""``(start_row, uint8 images [N, 3, H, W])`` in row order."""
+
+
+def pack_key(data_config: Mapping[str, Any], dataset_fingerprint: str, split: str) -> CacheKey:
+    geometry = {name: data_config[name] for name in GEOMETRY_KEYS if name in data_config}
+    _, height, width = geometry.get("input_size", (0, 0, 0))
+    # In the weights column of ``cache ls``: which geometry a pack holds, at a glance.
+    summary = (f"{height}x{width}-{geometry.get('interpolation')}-crop{geometry.get('crop_pct')}"
+               f"-{geometry.get('crop_mode', 'center')}")
+    return CacheKey(backbone=PACK_BACKBONE, weights_digest=summary, preprocessing=geometry,
+                    dataset_fingerprint=dataset_fingerprint, split=split)
+
+
+def with_pixel_pack(
+    cache: FeatureCache,
+    key: CacheKey,
+    sample_ids: Sequence[str],
+    image_shape: tuple[int, int, int],
+    decode: Callable[[], Batches],
+    consume: Callable[[Batches], None],
+    *,
+    batch_size: int,
+) -> None:
+    """Call ``consume`` once with the split's pixel batches: read from the pack of ``key``, or,
+    on a miss, from ``decode()`` while the same batches are written into a new pack (one
+    decode: the pack is stored only if ``consume`` gets through every batch).
+
+    If another process writes the pack while this one waits for its lock, this one reads it.
+    """
+    decoded_here = False
+    found = cache.load(key, sample_ids)
+    if found is None:
+
+        def produce(writer) -> None:
+            nonlocal decoded_here
+            decoded_here = True
+            consume(_tee_into(writer, decode(), image_shape))
+
+        found = cache.get_or_create(key, sample_ids, int(np.prod(image_shape)), produce, dtype="uint8")
+    if not decoded_here:
+        consume(_from_pack(found.iter_batches(batch_size), image_shape))
+
+
+def _tee_into(writer, batches: Batches, image_shape: tuple[int, int, int]) -> Iterator[tuple[int, torch.Tensor]]:
+    for start, images in batches:
+        if tuple(images.shape[1:]) != image_shape:
+            raise CacheError(f"pixel batch at row {start} has images of shape {tuple(images.shape[1:])}; "
+                             f"the pack expects {image_shape}")
+        writer.write(start, images.numpy().reshape(len(images), -1))
+        yield start, images
+
+
+def _from_pack(rows: Iterator[tuple[int, np.ndarray]], image_shape: tuple[int, int, int]) -> Iterator[tuple[int, torch.Tensor]]:
+    for start, batch in rows:
+        yield start, torch.from_numpy(batch.reshape(len(batch), *image_shape))

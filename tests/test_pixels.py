@@ -1,0 +1,164 @@
+"""Pixel packs: decoded eval pixels stored once per geometry and reused by every backbone that
+shares it, with the same features as decoding the files and the feature cache's integrity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import abawbench.preprocess
+import abawbench.protocol
+from abawbench.cache import FeatureCache
+from abawbench.errors import CacheError
+from abawbench.pixels import pack_key, with_pixel_pack
+from abawbench.protocol import Runner, extract_features, prepare_data
+from abawbench.specs import ModelOptions
+
+from test_cache import flip_byte
+from test_protocol import _config, lsd_tree, tiny_host  # noqa: F401 - fixtures
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def split(tmp_path, lsd_tree, tiny_host):  # noqa: F811 - fixtures
+    config = _config(tmp_path, lsd_tree)
+    runner = Runner(config, host=tiny_host, progress=False)
+    return prepare_data(tiny_host, config, runner.track, runner.cache_root).splits["train"]
+
+
+def extract(backbone, index, cache=None, batch_size=16):
+    sink = np.full((len(index), backbone.feature_dim), np.nan, dtype=np.float32)
+    extract_features(backbone, index, CPU, lambda s, f: sink.__setitem__(slice(s, s + len(f)), f),
+                     batch_size=batch_size, progress=False, pixel_pack=None if cache is None else (cache, "train"))
+    assert np.isfinite(sink).all()
+    return sink
+
+
+def tiny(host, seed=0):
+    return host.models.get("tiny").build(ModelOptions(extra={"seed": seed}))
+
+
+def count_decodes(monkeypatch) -> list[int]:
+    calls = [0]
+    real = abawbench.preprocess.load_image
+
+    def counting(path):
+        calls[0] += 1
+        return real(path)
+
+    monkeypatch.setattr(abawbench.protocol, "load_image", counting)
+    return calls
+
+
+def test_pack_gives_the_features_of_the_files_and_later_backbones_decode_nothing(split, tiny_host, tmp_path,
+                                                                                 monkeypatch):
+    cache = FeatureCache(tmp_path / "cache")
+    decodes = count_decodes(monkeypatch)
+    from_files = extract(tiny(tiny_host), split)
+    assert decodes[0] == len(split)
+    first = extract(tiny(tiny_host), split, cache, batch_size=7)  # writes the pack while extracting
+    assert decodes[0] == 2 * len(split)  # one decode, not two
+    other_backbone = tiny(tiny_host, seed=1)  # same geometry, other weights
+    second = extract(other_backbone, split, cache, batch_size=5)
+    assert decodes[0] == 2 * len(split)  # read from the pack
+    assert np.array_equal(first, from_files)
+    assert np.array_equal(second, extract(other_backbone, split))
+    [pack] = [e for e in cache.entries() if e.key.backbone == "pixels"]
+    assert pack.num_rows == len(split) and pack.feature_dim == 3 * 32 * 32
+
+
+def test_pack_key_is_the_geometry_not_the_normalisation():
+    config = {"input_size": (3, 32, 32), "interpolation": "bilinear", "crop_pct": 1.0,
+              "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    key = pack_key(config, "fp", "train")
+    assert pack_key({**config, "mean": (0.1, 0.2, 0.3), "std": (1, 1, 1)}, "fp", "train") == key
+    for changed in ({"input_size": (3, 64, 64)}, {"interpolation": "bicubic"}, {"crop_pct": 0.875},
+                    {"crop_mode": "squash"}):
+        assert pack_key({**config, **changed}, "fp", "train") != key, changed
+    assert pack_key(config, "other", "train") != key and pack_key(config, "fp", "validation") != key
+
+
+def fake_batches(rows=50, shape=(3, 4, 5), batch=8, fail_at=None):
+    images = np.random.default_rng(0).integers(0, 256, size=(rows, *shape), dtype=np.uint8)
+
+    def decode():
+        for start in range(0, rows, batch):
+            if fail_at is not None and start >= fail_at:
+                raise RuntimeError("decoder failed")
+            yield start, torch.from_numpy(images[start:start + batch].copy())
+
+    return images, decode
+
+
+def collect(into: list):
+    def consume(batches):
+        for start, images in batches:
+            into.append((start, images.clone()))
+    return consume
+
+
+def test_with_pixel_pack_streams_verified_batches_and_stores_nothing_on_failure(tmp_path, monkeypatch):
+    monkeypatch.setattr("abawbench.cache.CHUNK_BYTES", 3 * 60)  # 3 rows of 60 bytes per chunk
+    cache = FeatureCache(tmp_path / "cache")
+    key = pack_key({"input_size": (3, 4, 5), "interpolation": "bilinear", "crop_pct": 1.0}, "fp", "train")
+    ids = [f"img{i}.jpg" for i in range(50)]
+    images, decode = fake_batches()
+    _, failing = fake_batches(fail_at=24)
+    with pytest.raises(RuntimeError, match="decoder failed"):
+        with_pixel_pack(cache, key, ids, (3, 4, 5), failing, collect([]), batch_size=8)
+    assert cache.load(key) is None  # a half-decoded split is never stored
+    seen: list = []
+    with_pixel_pack(cache, key, ids, (3, 4, 5), decode, collect(seen), batch_size=8)
+    assert [s for s, _ in seen] == list(range(0, 50, 8))
+    read_back: list = []
+    with_pixel_pack(cache, key, ids, (3, 4, 5), lambda: pytest.fail("must not decode"), collect(read_back),
+                    batch_size=7)  # batches that cut across the 3-row chunks
+    assert [s for s, _ in read_back] == list(range(0, 50, 7))
+    assert np.array_equal(torch.cat([b for _, b in read_back]).numpy(), images)
+    # A chunk corrupted after the pack was verified: nothing of it is handed out.
+    entry = cache.load(key)
+    with h5py_file(entry.path) as f:
+        offset = [f["features"].id.get_chunk_info(i).byte_offset for i in range(17)][5]  # rows 15..17
+    flip_byte(entry.path, offset + 10)
+    handed: list = []
+    with pytest.raises(CacheError, match=r"rows 15\.\.17 fail their checksum"):
+        for start, batch in entry.iter_batches(4):
+            handed.append((start, batch))
+    assert handed and sum(len(b) for _, b in handed) <= 15
+    assert cache.load(key) is None  # and a load now sees it and drops it
+
+
+def h5py_file(path):
+    import h5py
+
+    return h5py.File(path, "r")
+
+
+def test_pixel_rows_are_not_features(tmp_path):
+    cache = FeatureCache(tmp_path / "cache")
+    key = pack_key({"input_size": (3, 2, 2), "interpolation": "bilinear", "crop_pct": 1.0}, "fp", "train")
+    with pytest.raises(CacheError, match="pixel rows must be uint8"):
+        cache.get_or_create(key, ["a", "b"], 12, lambda w: w.write(0, np.zeros((2, 12), np.float32)), dtype="uint8")
+    entry = cache.get_or_create(key, ["a", "b"], 12, lambda w: w.write(0, np.ones((2, 12), np.uint8)), dtype="uint8")
+    with pytest.raises(CacheError, match="pixels"):
+        entry.read()
+    with pytest.raises(CacheError, match="pixels"):
+        entry.read_float16()
+    with pytest.raises(CacheError, match="cannot store rows of type 'int64'"):
+        cache.get_or_create(key, ["a", "b"], 12, lambda w: None, dtype="int64")
+
+
+def test_run_with_pixel_cache_scores_the_same(tmp_path, lsd_tree, tiny_host):  # noqa: F811
+    plain = Runner(_config(tmp_path, lsd_tree, output=tmp_path / "a", cache_dir=tmp_path / "c1"),
+                   host=tiny_host, progress=False).run()
+    packed = Runner(_config(tmp_path, lsd_tree, output=tmp_path / "b", cache_dir=tmp_path / "c2",
+                            protocol={"epochs": 3, "batch_size": 16, "bootstrap": 20, "pixel_cache": True}),
+                    host=tiny_host, progress=False).run()
+    a, b = plain.results[0], packed.results[0]
+    assert b.status == "completed", b.error
+    assert a.entry == b.entry  # the pixel cache is not a setting that changes scores
+    assert a.primary == b.primary and a.per_class == b.per_class and a.cache_keys == b.cache_keys
+    packs = [e for e in FeatureCache(tmp_path / "c2").entries() if e.key.backbone == "pixels"]
+    assert sorted(e.key.split for e in packs) == sorted(b.cache_keys)  # one pack per extracted split
