@@ -728,13 +728,19 @@ class FeatureCache:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def load(self, key: CacheKey, sample_ids: Sequence[str] | None = None) -> CachedFeatures | None:
+    def load(self, key: CacheKey, sample_ids: Sequence[str] | None = None, *,
+             verify_data: bool = True) -> CachedFeatures | None:
         """The verified entry for ``key``, or None. A file that fails verification (or holds
-        other ``sample_ids`` than given) is removed and logged, and counts as a miss."""
+        other ``sample_ids`` than given) is removed and logged, and counts as a miss.
+
+        ``verify_data=False`` checks all but the data (structure, key, sample ids): for a reader
+        that streams the entry once with :meth:`CachedFeatures.iter_batches`, which verifies
+        each chunk before handing it out, so the data is not read twice.
+        """
         path = self.path_for(key)
         if not path.exists():
             return None
-        problems, found = _inspect(path, key, sample_ids)
+        problems, found = _inspect(path, key, sample_ids, verify_data=verify_data)
         if not problems:
             return found
         log.warning("feature cache: %s is unusable and will be rebuilt: %s", path, "; ".join(problems))
@@ -763,6 +769,11 @@ class FeatureCache:
                 log.warning("feature cache: %s is unusable and will be rebuilt: %s", path, exc)
             self._remove_if_still_bad(path, key, sample_ids)
         return self.get_or_create(key, sample_ids, feature_dim, produce).read()
+
+    def remove_if_bad(self, key: CacheKey, sample_ids: Sequence[str] | None = None) -> None:
+        """Remove the entry of ``key`` if it fails full verification (for a reader that found
+        a bad chunk while streaming it), so that the next request rebuilds it."""
+        self._remove_if_still_bad(self.path_for(key), key, sample_ids)
 
     def _remove_if_still_bad(self, path: Path, key: CacheKey, sample_ids: Sequence[str] | None) -> None:
         # Under the lock, and only if still bad: a writer may have just replaced it with a good file.
@@ -943,12 +954,15 @@ def _write_entry(
         raise
 
 
-def _inspect(path: Path, key: CacheKey | None, sample_ids: Sequence[str] | None) -> tuple[list[str], CachedFeatures | None]:
-    """Full verification, checksums included: (problems, the entry when there are none)."""
+def _inspect(path: Path, key: CacheKey | None, sample_ids: Sequence[str] | None, *,
+             verify_data: bool = True) -> tuple[list[str], CachedFeatures | None]:
+    """Full verification, checksums included unless ``verify_data`` is False: (problems, the
+    entry when there are none)."""
     try:
         with _open_h5(path) as f:
             layout = _check_entry(f, key, sample_ids)
-            _scan_chunks(f, layout, None)
+            if verify_data:
+                _scan_chunks(f, layout, None)
     except CacheError as exc:
         return [str(exc)], None
     entry = CachedFeatures(path, key or layout.key, layout.num_rows, layout.feature_dim)

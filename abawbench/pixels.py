@@ -24,11 +24,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+import logging
+
 import numpy as np
 import torch
 
-from abawbench.cache import CacheKey, FeatureCache
+from abawbench.cache import CachedFeatures, CacheKey, FeatureCache
 from abawbench.errors import CacheError
+
+log = logging.getLogger(__name__)
 
 PACK_BACKBONE = "pixels"
 GEOMETRY_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode")
@@ -53,29 +57,34 @@ def with_pixel_pack(
     key: CacheKey,
     sample_ids: Sequence[str],
     image_shape: tuple[int, int, int],
-    decode: Callable[[], Batches],
+    decode: Callable[[int], Batches],
     consume: Callable[[Batches], None],
     *,
     batch_size: int,
 ) -> None:
     """Call ``consume`` once with the split's pixel batches: read from the pack of ``key``, or,
-    on a miss, from ``decode()`` while the same batches are written into a new pack (one
-    decode: the pack is stored only if ``consume`` gets through every batch).
+    on a miss, from ``decode(0)`` while the same batches are written into a new pack (one
+    decode: the pack is stored only if ``consume`` gets through every batch). ``decode(row)``
+    gives the batches from ``row`` on.
 
-    If another process writes the pack while this one waits for its lock, this one reads it.
+    A pack is read once: its structure is checked up front and each chunk as it streams by. A
+    chunk that fails its digest is never handed out: the pack is removed (the next extraction
+    rebuilds it) and the rest of the split comes from ``decode``, so a damaged pack costs a
+    decode, never a wrong feature or a failed entry. If another process writes the pack while
+    this one waits for its lock, this one reads it.
     """
     decoded_here = False
-    found = cache.load(key, sample_ids)
+    found = cache.load(key, sample_ids, verify_data=False)
     if found is None:
 
         def produce(writer) -> None:
             nonlocal decoded_here
             decoded_here = True
-            consume(_tee_into(writer, decode(), image_shape))
+            consume(_tee_into(writer, decode(0), image_shape))
 
         found = cache.get_or_create(key, sample_ids, int(np.prod(image_shape)), produce, dtype="uint8")
     if not decoded_here:
-        consume(_from_pack(found.iter_batches(batch_size), image_shape))
+        consume(_pack_then_files(cache, found, sample_ids, decode, image_shape, batch_size))
 
 
 def _tee_into(writer, batches: Batches, image_shape: tuple[int, int, int]) -> Iterator[tuple[int, torch.Tensor]]:
@@ -87,6 +96,16 @@ def _tee_into(writer, batches: Batches, image_shape: tuple[int, int, int]) -> It
         yield start, images
 
 
-def _from_pack(rows: Iterator[tuple[int, np.ndarray]], image_shape: tuple[int, int, int]) -> Iterator[tuple[int, torch.Tensor]]:
-    for start, batch in rows:
-        yield start, torch.from_numpy(batch.reshape(len(batch), *image_shape))
+def _pack_then_files(cache: FeatureCache, pack: CachedFeatures, sample_ids: Sequence[str],
+                     decode: Callable[[int], Batches], image_shape: tuple[int, int, int],
+                     batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+    next_row = 0
+    try:
+        for start, batch in pack.iter_batches(batch_size):
+            yield start, torch.from_numpy(batch.reshape(len(batch), *image_shape))
+            next_row = start + len(batch)
+    except CacheError as exc:
+        log.warning("pixel pack: %s; decoding the images from row %d on instead (the pack is removed "
+                    "and rebuilt by the next extraction)", exc, next_row)
+        cache.remove_if_bad(pack.key, sample_ids)
+        yield from decode(next_row)

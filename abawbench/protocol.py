@@ -472,8 +472,9 @@ def extract_features(
     module = prepare_module(backbone.module, device).eval()
     preprocessing = eval_transform(backbone.data_config)
 
-    def decode() -> Iterable[tuple[int, torch.Tensor]]:
-        return decoded_batches(index, preprocessing, device, batch_size=batch_size, num_workers=num_workers)
+    def decode(first_row: int = 0) -> Iterable[tuple[int, torch.Tensor]]:
+        return decoded_batches(index, preprocessing, device, batch_size=batch_size, num_workers=num_workers,
+                               first_row=first_row)
 
     def forward(batches: Iterable[tuple[int, torch.Tensor]]) -> None:
         with tqdm(total=len(index), desc=desc, unit="img", disable=not progress, leave=False) as bar:
@@ -493,11 +494,11 @@ def extract_features(
 
 
 def decoded_batches(index: SampleIndex, preprocessing: Preprocessing, device: torch.device, *,
-                    batch_size: int, num_workers: int) -> Iterable[tuple[int, torch.Tensor]]:
-    """``(start_row, uint8 images [N, 3, H, W])`` of a split in row order, decoded and resized
-    from its image files (by ``num_workers`` DataLoader workers, if any)."""
+                    batch_size: int, num_workers: int, first_row: int = 0) -> Iterable[tuple[int, torch.Tensor]]:
+    """``(start_row, uint8 images [N, 3, H, W])`` of a split in row order from ``first_row`` on,
+    decoded and resized from its image files (by ``num_workers`` DataLoader workers, if any)."""
     loader = DataLoader(ImageDataset(index, preprocessing.pixels), batch_size=batch_size, collate_fn=collate_images,
-                        shuffle=False, num_workers=num_workers, **loader_kwargs(device),
+                        sampler=range(first_row, len(index)), num_workers=num_workers, **loader_kwargs(device),
                         persistent_workers=False)
     for images, rows in loader:
         yield int(rows[0]), images

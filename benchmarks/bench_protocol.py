@@ -1,7 +1,10 @@
 """Protocol benchmarks (issue 5), each a ratio measured in one run on one machine.
 
 1. Extraction throughput: ``extract_features`` (decode + preprocess + forward + stream to the
-   writer) against the bare forward pass of the same model on the same, already decoded batches.
+   writer) against the bare forward pass of the same model on the same, already decoded batches;
+   also with a pixel pack (``--pixel-cache``: decoded pixels read from the cache, as every
+   backbone after the first with the same geometry does) and the first extraction that writes
+   the pack (into a fresh cache folder each round).
 2. A linear probe of ``--epochs`` epochs with the feature cache (extract once, then train heads
    on cached features) against the same probe recomputing features every epoch, as the seed
    paper's code does.
@@ -104,13 +107,33 @@ def main() -> None:
                          progress=False)
         sync()
 
+    from abawbench.cache import FeatureCache
+
+    pack_cache = FeatureCache(work / "pixel-cache")
+    extract_features(backbone, train, device, write, batch_size=args.batch_size, num_workers=args.workers,
+                     progress=False, pixel_pack=(pack_cache, "train"))  # the pack the next rounds read
+
+    def pipeline_from_pack() -> None:
+        extract_features(backbone, train, device, write, batch_size=args.batch_size, num_workers=args.workers,
+                         progress=False, pixel_pack=(pack_cache, "train"))
+        sync()
+
+    fresh_caches = iter(range(10_000))
+
+    def pipeline_writing_pack() -> None:
+        extract_features(backbone, train, device, write, batch_size=args.batch_size, num_workers=args.workers,
+                         progress=False, pixel_pack=(FeatureCache(work / f"fresh-pack-{next(fresh_caches)}"), "train"))
+        sync()
+
     with torch.inference_mode():
         for images in batches[:2]:  # warm-up (cuDNN picks its kernels)
             with autocast_context(device):
                 module(images)
-    timings: dict[str, list[float]] = {"bare": [], "loader": [], "pipeline": []}
+    actions = {"bare": bare_forward, "loader": loader_alone, "pipeline": pipeline, "pack": pipeline_from_pack,
+               "pack_write": pipeline_writing_pack}
+    timings: dict[str, list[float]] = {name: [] for name in actions}
     for _ in range(args.rounds):
-        for name, action in (("bare", bare_forward), ("loader", loader_alone), ("pipeline", pipeline)):
+        for name, action in actions.items():
             t0 = time.perf_counter()
             action()
             timings[name].append(time.perf_counter() - t0)
@@ -123,6 +146,9 @@ def main() -> None:
         "extraction_img_per_s": round(len(train) / pipeline_s, 1),
         "loader_only_img_per_s": round(len(train) / loader_only, 1),
         "extraction_vs_bare_throughput": round(bare / pipeline_s, 3),
+        "extraction_from_pixel_pack_img_per_s": round(len(train) / min(timings["pack"]), 1),
+        "extraction_from_pixel_pack_vs_bare_throughput": round(bare / min(timings["pack"]), 3),
+        "extraction_writing_pixel_pack_vs_bare_throughput": round(bare / min(timings["pack_write"]), 3),
     }
     if device.type == "cuda":
         report["gpu"] = torch.cuda.get_device_name(device)

@@ -80,11 +80,13 @@ def test_pack_key_is_the_geometry_not_the_normalisation():
     assert pack_key(config, "other", "train") != key and pack_key(config, "fp", "validation") != key
 
 
-def fake_batches(rows=50, shape=(3, 4, 5), batch=8, fail_at=None):
+def fake_batches(rows=50, shape=(3, 4, 5), batch=8, fail_at=None, calls=None):
     images = np.random.default_rng(0).integers(0, 256, size=(rows, *shape), dtype=np.uint8)
 
-    def decode():
-        for start in range(0, rows, batch):
+    def decode(first_row):
+        if calls is not None:
+            calls.append(first_row)
+        for start in range(first_row, rows, batch):
             if fail_at is not None and start >= fail_at:
                 raise RuntimeError("decoder failed")
             yield start, torch.from_numpy(images[start:start + batch].copy())
@@ -113,7 +115,7 @@ def test_with_pixel_pack_streams_verified_batches_and_stores_nothing_on_failure(
     with_pixel_pack(cache, key, ids, (3, 4, 5), decode, collect(seen), batch_size=8)
     assert [s for s, _ in seen] == list(range(0, 50, 8))
     read_back: list = []
-    with_pixel_pack(cache, key, ids, (3, 4, 5), lambda: pytest.fail("must not decode"), collect(read_back),
+    with_pixel_pack(cache, key, ids, (3, 4, 5), lambda row: pytest.fail("must not decode"), collect(read_back),
                     batch_size=7)  # batches that cut across the 3-row chunks
     assert [s for s, _ in read_back] == list(range(0, 50, 7))
     assert np.array_equal(torch.cat([b for _, b in read_back]).numpy(), images)
@@ -127,7 +129,15 @@ def test_with_pixel_pack_streams_verified_batches_and_stores_nothing_on_failure(
         for start, batch in entry.iter_batches(4):
             handed.append((start, batch))
     assert handed and sum(len(b) for _, b in handed) <= 15
-    assert cache.load(key) is None  # and a load now sees it and drops it
+    # Through with_pixel_pack the damage costs a decode of the rest, never a wrong row.
+    calls: list = []
+    _, decode_rest = fake_batches(calls=calls)
+    mended: list = []
+    with_pixel_pack(cache, key, ids, (3, 4, 5), decode_rest, collect(mended), batch_size=4)
+    assert calls == [12]  # rows 0..11 came from the pack, the batch holding row 15 was not handed out
+    assert [s for s, _ in mended][:3] == [0, 4, 8] and mended[3][0] == 12
+    assert np.array_equal(torch.cat([b for _, b in mended]).numpy(), images)
+    assert not entry.path.exists()  # removed, to be rebuilt by the next extraction
 
 
 def h5py_file(path):
@@ -162,3 +172,28 @@ def test_run_with_pixel_cache_scores_the_same(tmp_path, lsd_tree, tiny_host):  #
     assert a.primary == b.primary and a.per_class == b.per_class and a.cache_keys == b.cache_keys
     packs = [e for e in FeatureCache(tmp_path / "c2").entries() if e.key.backbone == "pixels"]
     assert sorted(e.key.split for e in packs) == sorted(b.cache_keys)  # one pack per extracted split
+
+
+def test_a_pack_written_by_another_process_meanwhile_is_read_not_decoded(tmp_path, monkeypatch):
+    """The first look misses, but by the time this process holds the lock another one has
+    written the pack: get_or_create then returns it without calling produce, and the batches
+    must still reach the consumer (from the pack)."""
+    cache = FeatureCache(tmp_path / "cache")
+    key = pack_key({"input_size": (3, 4, 5), "interpolation": "bilinear", "crop_pct": 1.0}, "fp", "train")
+    ids = [f"img{i}.jpg" for i in range(50)]
+    images, decode = fake_batches()
+    with_pixel_pack(cache, key, ids, (3, 4, 5), decode, collect([]), batch_size=8)  # "the other process"
+    real_load = FeatureCache.load
+    first_look = [True]
+
+    def load_missing_once(self, *args, **kwargs):
+        if first_look[0]:
+            first_look[0] = False
+            return None
+        return real_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureCache, "load", load_missing_once)
+    seen: list = []
+    with_pixel_pack(cache, key, ids, (3, 4, 5), lambda row: pytest.fail("must not decode"), collect(seen),
+                    batch_size=16)
+    assert np.array_equal(torch.cat([b for _, b in seen]).numpy(), images)

@@ -55,15 +55,35 @@ def test_split_preprocessing_equals_timm_bit_for_bit(name, size):
     assert torch.equal(preprocessing.normalize(batch)[1], expected)
 
 
-def test_normalize_gather_path_equals_the_table():
-    """The accelerator path (a torch gather, run here on the CPU by calling it directly) and the
-    CPU's NumPy table give the same values as timm's float arithmetic on the CPU."""
+def test_normalize_paths_equal_timms_arithmetic():
+    """The CPU's NumPy arithmetic, its table fallback and the accelerator path (a torch gather,
+    run here on the CPU by calling it directly) give the values of timm's float ops on the CPU."""
     preprocessing = Preprocessing(CONFIGS["timm-default-bicubic"])
+    assert preprocessing._arithmetic_is_exact  # checked over all 256 values of each channel
     batch = torch.from_numpy(random_pixels(8, 8).transpose(2, 0, 1).copy())[None].repeat(3, 1, 1, 1)
     by_ops = batch.to(torch.float32).div_(255).sub_(preprocessing.mean.view(1, 3, 1, 1)).div_(
         preprocessing.std.view(1, 3, 1, 1))
     assert torch.equal(preprocessing.normalize(batch), by_ops)
+    assert torch.equal(preprocessing._normalize_by_table(batch), by_ops)
     assert torch.equal(preprocessing._normalize_by_gather(batch), by_ops)
+
+
+def test_normalize_falls_back_to_the_table_where_arithmetic_would_differ(monkeypatch):
+    """A platform whose arithmetic rounded differently would be caught by the construction-time
+    check and served by the table (simulated by nudging one value the check sees)."""
+    real = Preprocessing._normalize_by_arithmetic
+
+    def off_by_one_ulp(self, batch):
+        out = real(self, batch)
+        flat = out.numpy().reshape(-1)
+        flat[7] = np.nextafter(flat[7], np.float32(1e9))
+        return out
+
+    monkeypatch.setattr(Preprocessing, "_normalize_by_arithmetic", off_by_one_ulp)
+    preprocessing = Preprocessing(CONFIGS["timm-default-bicubic"])
+    assert not preprocessing._arithmetic_is_exact
+    batch = torch.from_numpy(random_pixels(8, 8).transpose(2, 0, 1).copy())[None]
+    assert torch.equal(preprocessing.normalize(batch), preprocessing._normalize_by_table(batch))
 
 
 def test_identity_geometry_skips_pillow_but_not_when_it_resamples():
