@@ -29,6 +29,8 @@ for track in lsd mtl; do
   step "default-$track-cold" "$ABAWBENCH" run --track "$track" --output "$OUT/runs-cold" --no-progress
   step "default-$track-warm" "$ABAWBENCH" run --track "$track" --output "$OUT/runs-warm" --no-progress
 done
+export ABAWBENCH_CACHE="$OUT/cache-lsd-pixel-cache"
+step "default-lsd-cold-pixel-cache" "$ABAWBENCH" run --track lsd --output "$OUT/runs-cold-pixel-cache" --no-progress --pixel-cache
 unset ABAWBENCH_CACHE
 step protocol "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 --images 600 --epochs 20
 step protocol-hog "$PY" benchmarks/bench_protocol.py --model hog --images 600 --epochs 20

@@ -52,7 +52,7 @@ XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
 step tests_gpu 60 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_preprocess.py tests/test_device.py
 step tests_all 120 $PY -m pytest -q -p no:cacheprovider -x $XDIST
 step gpu_check 60 $PY scripts/gpu_check.py --device cuda --arch resnet50 --image-size 112 --batch-size 256
-step pipeline_resnet50 150 $PY benchmarks/bench_protocol.py --model timm:resnet50 --device cuda --images 40000 \
+step pipeline_resnet50 150 $PY benchmarks/bench_protocol.py --model timm:resnet50 --device cuda --images 20000 \
     --workers 14 --batch-size 256 --skip-probe
 step run_lsd_cold 90 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs --cache-dir /tmp/device-cache
 step run_lsd_warm 60 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs-warm --cache-dir /tmp/device-cache
