@@ -40,7 +40,7 @@ class ProtocolConfig(_Strict):
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better validation score")
     image_size: int | None = Field(112, ge=16, le=1024, description="input size in pixels (112: the size ABAW teams use and the embedded default is drawn at); None: the model's native size")
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader workers for image decoding")
-    pixel_cache: bool = Field(False, description="keep each split's decoded, resized pixels in the cache folder (3*H*W bytes per image) so that later extractions with the same geometry decode nothing; features and scores are the same either way")
+    pixel_cache: bool = Field(False, description="keep each split's decoded, resized eval pixels in the cache folder (3*H*W bytes per image): later extractions with the same geometry, and fine-tuning's validation passes after the first, decode nothing; features and scores are the same either way")
     bootstrap: int = Field(200, ge=0, le=100_000, description="bootstrap resamples for confidence intervals (0: none)")
 
 

@@ -25,9 +25,7 @@ SUBMISSION_WRITERS = {"lsd", "mtl"}
 
 def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split: str) -> tuple[list[str], dict[str, np.ndarray]]:
     """Rebuild the trained entry and predict ``split`` of the dataset at ``data``."""
-    from abawbench.preprocess import collate_images
-    from abawbench.protocol import ImageDataset, Runner, eval_transform, predict_images, prepare_data
-    from torch.utils.data import DataLoader
+    from abawbench.protocol import Runner, decoded_batches, eval_transform, predict_images, prepare_data
 
     if result.weights_file is None:
         raise ConfigError(f"{result_dir}: entry {result.entry!r} has no trained weights (an ensemble?); "
@@ -61,9 +59,9 @@ def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split
         network.load_state_dict(state["network"])
         network = prepare_module(network, runner.device)
         preprocessing = eval_transform(backbone.data_config)
-        loader = DataLoader(ImageDataset(runner.data.splits[split], preprocessing.pixels),
-                            batch_size=spec.protocol.batch_size, collate_fn=collate_images)
-        preds = predict_images(network, loader, runner.device, tasks, preprocessing.normalize)
+        batches = decoded_batches(runner.data.splits[split], preprocessing, runner.device,
+                                  batch_size=spec.protocol.batch_size, num_workers=0)
+        preds = predict_images(network, batches, runner.device, tasks, preprocessing.normalize)
     ids = list(runner.data.splits[split].paths)
     return ids, {task: value.numpy() for task, value in preds.items()}
 

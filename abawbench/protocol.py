@@ -423,7 +423,8 @@ class Runner:
         preprocessing = eval_transform(backbone.data_config)
         t0 = time.perf_counter()
         outcome = finetune_network(network, preprocessing, self.data.splits, self.track, loss, entry, seed,
-                                   self.device, progress=self.progress)
+                                   self.device, progress=self.progress,
+                                   pixel_cache=self.feature_cache if entry.protocol.pixel_cache else None)
         outcome.state = {"kind": "finetune", "network": outcome.state, "spec": entry.model_dump(mode="json")}
         timings["train_s"] = time.perf_counter() - t0
         return outcome
@@ -472,10 +473,6 @@ def extract_features(
     module = prepare_module(backbone.module, device).eval()
     preprocessing = eval_transform(backbone.data_config)
 
-    def decode(first_row: int = 0) -> Iterable[tuple[int, torch.Tensor]]:
-        return decoded_batches(index, preprocessing, device, batch_size=batch_size, num_workers=num_workers,
-                               first_row=first_row)
-
     def forward(batches: Iterable[tuple[int, torch.Tensor]]) -> None:
         with tqdm(total=len(index), desc=desc, unit="img", disable=not progress, leave=False) as bar:
             for start, images in batches:
@@ -484,13 +481,28 @@ def extract_features(
                 write(start, out.float().cpu().numpy())
                 bar.update(out.shape[0])
 
-    if pixel_pack is None:
-        forward(decode())
+    cache, split = pixel_pack if pixel_pack is not None else (None, "")
+    consume_eval_batches(index, split, preprocessing, device, forward, batch_size=batch_size,
+                         num_workers=num_workers, pixel_cache=cache)
+
+
+def consume_eval_batches(index: SampleIndex, split: str, preprocessing: Preprocessing, device: torch.device,
+                         consume: Callable[[Iterable[tuple[int, torch.Tensor]]], None], *, batch_size: int,
+                         num_workers: int, pixel_cache: FeatureCache | None = None) -> None:
+    """Call ``consume`` once with the eval batches ``(start_row, uint8 images)`` of a split:
+    from its pixel pack in ``pixel_cache`` when given (written on first use: :mod:`abawbench.pixels`),
+    else decoded from the image files."""
+
+    def decode(first_row: int = 0) -> Iterable[tuple[int, torch.Tensor]]:
+        return decoded_batches(index, preprocessing, device, batch_size=batch_size, num_workers=num_workers,
+                               first_row=first_row)
+
+    if pixel_cache is None:
+        consume(decode())
         return
-    cache, split = pixel_pack
-    channels, height, width = (int(n) for n in backbone.data_config["input_size"])
-    with_pixel_pack(cache, pack_key(backbone.data_config, index.fingerprint, split), index.paths,
-                    (channels, height, width), decode, forward, batch_size=batch_size)
+    channels, height, width = (int(n) for n in preprocessing.data_config["input_size"])
+    with_pixel_pack(pixel_cache, pack_key(preprocessing.data_config, index.fingerprint, split), index.paths,
+                    (channels, height, width), decode, consume, batch_size=batch_size)
 
 
 def decoded_batches(index: SampleIndex, preprocessing: Preprocessing, device: torch.device, *,
@@ -598,14 +610,14 @@ def train_heads(
                    state=stopper.best_state)
 
 
-def predict_images(network: nn.Module, loader: DataLoader, device: torch.device,
+def predict_images(network: nn.Module, batches: Iterable[tuple[int, torch.Tensor]], device: torch.device,
                    tasks, normalize: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Probabilities of ``network`` on every batch of ``loader`` (uint8 images, normalised by
-    ``normalize`` on the device)."""
+    """Probabilities of ``network`` on every batch ``(start_row, uint8 images)`` of ``batches``
+    (in row order; normalised by ``normalize`` on the device)."""
     network.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
     with torch.inference_mode():
-        for images, _rows in loader:
+        for _start, images in batches:
             images = prepare_batch(images, device, normalize)
             with autocast_context(device):
                 raw = network(images)
@@ -624,9 +636,12 @@ def finetune_network(
     seed: int,
     device: torch.device,
     progress: bool = True,
+    pixel_cache: FeatureCache | None = None,
 ) -> Outcome:
     """End-to-end training on images; training data gets the configured augmentation,
-    validation and test data never any (a defect of the seed paper's code we do not repeat)."""
+    validation and test data never any (a defect of the seed paper's code we do not repeat).
+    With ``pixel_cache``, validation and test (predicted every epoch / once) come from pixel
+    packs after their first pass instead of being decoded again."""
     from tqdm.auto import tqdm
 
     protocol = entry.protocol
@@ -637,8 +652,16 @@ def finetune_network(
     train_loader = DataLoader(ImageDataset(splits["train"], train_transform, flip=protocol.augmentation == "flip"),
                               shuffle=True,
                               generator=generator, drop_last=len(splits["train"]) > protocol.batch_size, **common)
-    eval_loaders = {s: DataLoader(ImageDataset(splits[s], preprocessing.pixels), shuffle=False, **common)
-                    for s in splits if s != "train"}
+
+    def evaluate(split: str) -> dict[str, torch.Tensor]:
+        predictions: dict[str, torch.Tensor] = {}
+        consume_eval_batches(
+            splits[split], split, preprocessing, device,
+            lambda batches: predictions.update(
+                predict_images(network, batches, device, track.tasks, preprocessing.normalize)),
+            batch_size=protocol.batch_size, num_workers=protocol.num_workers, pixel_cache=pixel_cache)
+        return predictions
+
     targets = labels_as_tensors(splits["train"].labels)
     optimiser = make_optimizer(network.parameters(), protocol)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=protocol.epochs)
@@ -658,15 +681,13 @@ def finetune_network(
             loss.backward()
             optimiser.step()
         scheduler.step()
-        validation = predict_images(network, eval_loaders["validation"], device, track.tasks,
-                                    preprocessing.normalize)
+        validation = evaluate("validation")
         score = _validation_score(track, validation, splits["validation"])
         if stopper.update(score, epoch, network, validation):
             break
     network.load_state_dict(stopper.best_state)
     validation = stopper.best_predictions
-    test = (predict_images(network, eval_loaders["test"], device, track.tasks, preprocessing.normalize)
-            if "test" in eval_loaders else None)
+    test = evaluate("test") if "test" in splits else None
     return Outcome(validation=validation, test=test, best_epoch=stopper.best_epoch, epochs_run=epoch,
                    state=stopper.best_state)
 

@@ -197,3 +197,23 @@ def test_a_pack_written_by_another_process_meanwhile_is_read_not_decoded(tmp_pat
     with_pixel_pack(cache, key, ids, (3, 4, 5), lambda row: pytest.fail("must not decode"), collect(seen),
                     batch_size=16)
     assert np.array_equal(torch.cat([b for _, b in seen]).numpy(), images)
+
+
+def test_finetune_with_pixel_cache_decodes_validation_once_and_scores_the_same(tmp_path, lsd_tree, tiny_host,  # noqa: F811
+                                                                               monkeypatch):
+    def finetune_config(name, pixel_cache):
+        return _config(tmp_path, lsd_tree, output=tmp_path / name, cache_dir=tmp_path / f"cache-{name}",
+                       protocol={"name": "finetune", "epochs": 3, "batch_size": 16, "bootstrap": 0,
+                                 "augmentation": "none", "pixel_cache": pixel_cache})
+
+    plain = Runner(finetune_config("plain", False), host=tiny_host, progress=False).run().results[0]
+    decodes = count_decodes(monkeypatch)
+    packed = Runner(finetune_config("packed", True), host=tiny_host, progress=False).run().results[0]
+    assert packed.status == "completed", packed.error
+    assert plain.entry == packed.entry and plain.primary == packed.primary and plain.per_class == packed.per_class
+    splits = prepare_data(tiny_host, finetune_config("packed", True), Runner(finetune_config("packed", True),
+                          host=tiny_host, progress=False).track, tmp_path / "cache-packed").splits
+    # training decodes every epoch (it augments; whole batches of 16 only), validation and test
+    # are decoded once, into their packs (without packs: validation 3 times)
+    trained_per_epoch = len(splits["train"]) // 16 * 16
+    assert decodes[0] == 3 * trained_per_epoch + len(splits["validation"]) + len(splits["test"])
