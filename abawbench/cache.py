@@ -167,7 +167,7 @@ class CacheKey:
     def as_attrs(self) -> dict[str, Any]:
         """HDF5 attributes: one per field (preprocessing as canonical JSON) plus the digest."""
         attrs: dict[str, Any] = {KEY_PREFIX + k: v for k, v in self.canonical().items()}
-        attrs[KEY_PREFIX + "preprocessing"] = canonical_json(self.preprocessing)
+        attrs[KEY_PREFIX + "preprocessing"] = canonical_json(self.canonical()["preprocessing"])
         attrs["key_digest"] = self.digest()
         return attrs
 
@@ -250,8 +250,9 @@ class FeatureWriter:
     def write(self, start_row: int, features: "np.ndarray | torch.Tensor") -> None:
         """Append rows ``start_row .. start_row + len(features) - 1``; batches must come in order.
 
-        Accepts numpy arrays or torch tensors of any float dtype, on any device; they are stored
-        as float16, and values float16 cannot hold (NaN, |x| > 65504) are refused.
+        Features: numpy arrays or torch tensors of any float dtype, on any device, stored as
+        float16; values float16 cannot hold (NaN, |x| > 65504) are refused. Pixel rows (an
+        entry of dtype "uint8"): uint8 arrays or CPU tensors only.
         """
         batch = _as_float16(features) if self.dtype == np.float16 else _as_uint8(features)
         if batch.ndim != 2 or batch.shape[1] != self.feature_dim:
@@ -579,6 +580,8 @@ class CachedFeatures:
         return layout
 
     def torch_dataset(self) -> "FeatureDataset":
+        with _open_h5(self.path) as f:
+            _features_only(self._layout(f))
         return FeatureDataset(self.path, self.num_rows, self.feature_dim)
 
 
@@ -809,12 +812,15 @@ class FeatureCache:
         produce: Callable[[FeatureWriter], None],
         *,
         dtype: str = "float16",
+        verify_data: bool = True,
     ) -> CachedFeatures:
         """The entry for ``key``, calling ``produce(writer)`` to make it on a miss.
 
         Of several processes asking for one key, exactly one runs ``produce``; the others wait
         on the key's lock and then read its file. If ``produce`` raises, nothing is stored.
         ``dtype`` is what the rows hold: "float16" features or "uint8" pixel rows.
+        ``verify_data=False`` skips the full data pass of :meth:`load` (for callers that only
+        stream the entry with :meth:`CachedFeatures.iter_batches`, which verifies each chunk).
         """
         if dtype not in STORED_DTYPES:
             raise CacheError(f"cannot store rows of type {dtype!r}; expected one of {sorted(STORED_DTYPES)}")
@@ -824,14 +830,14 @@ class FeatureCache:
                 f"this abawbench writes version {FORMAT_VERSION}"
             )
         sample_ids = list(sample_ids)
-        found = self.load(key, sample_ids)
+        found = self.load(key, sample_ids, verify_data=verify_data)
         if found is not None:
             return found
         path = self.path_for(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._lock(path, timeout=self.lock_timeout):
-                found = self.load(key, sample_ids)  # another process may have made it meanwhile
+                found = self.load(key, sample_ids, verify_data=verify_data)  # another process may have made it meanwhile
                 if found is not None:
                     return found
                 _remove_temporaries(path)  # left by writers that were killed; we hold the lock
@@ -841,7 +847,7 @@ class FeatureCache:
                 f"{path}: another process has held the cache lock for more than "
                 f"{self.lock_timeout} s; if no extraction is running, remove {path}.lock"
             ) from exc
-        found = self.load(key, sample_ids)
+        found = self.load(key, sample_ids, verify_data=verify_data)
         if found is None:
             raise CacheError(f"{path}: the entry just written failed verification")
         return found

@@ -44,12 +44,17 @@ Batches = Iterable[tuple[int, torch.Tensor]]
 
 def pack_key(data_config: Mapping[str, Any], dataset_fingerprint: str, split: str) -> CacheKey:
     geometry = {name: data_config[name] for name in GEOMETRY_KEYS if name in data_config}
+    geometry.setdefault("crop_mode", "center")  # timm's default: a config that omits it is the same geometry
     _, height, width = geometry.get("input_size", (0, 0, 0))
     # In the weights column of ``cache ls``: which geometry a pack holds, at a glance.
-    summary = (f"{height}x{width}-{geometry.get('interpolation')}-crop{geometry.get('crop_pct')}"
-               f"-{geometry.get('crop_mode', 'center')}")
+    summary = f"{height}x{width}-{geometry.get('interpolation')}-crop{geometry.get('crop_pct')}-{geometry['crop_mode']}"
     return CacheKey(backbone=PACK_BACKBONE, weights_digest=summary, preprocessing=geometry,
                     dataset_fingerprint=dataset_fingerprint, split=split)
+
+
+class _PackAbandoned(Exception):
+    """Raised out of the pack writer's ``produce`` so that the half-written pack is discarded,
+    after every batch has reached the consumer (the pack is optional; the work is not)."""
 
 
 def with_pixel_pack(
@@ -70,30 +75,66 @@ def with_pixel_pack(
     A pack is read once: its structure is checked up front and each chunk as it streams by. A
     chunk that fails its digest is never handed out: the pack is removed (the next extraction
     rebuilds it) and the rest of the split comes from ``decode``, so a damaged pack costs a
-    decode, never a wrong feature or a failed entry. If another process writes the pack while
-    this one waits for its lock, this one reads it.
+    decode, never a wrong feature or a failed entry. Likewise a pack that cannot be written
+    (a full disk, an unwritable cache folder) is logged and skipped: the batches still reach
+    ``consume``. Errors of ``consume`` itself propagate. If another process writes the pack
+    while this one waits for its lock, this one reads it.
     """
-    decoded_here = False
+    decoded_here = consumed = False
     found = cache.load(key, sample_ids, verify_data=False)
     if found is None:
 
         def produce(writer) -> None:
-            nonlocal decoded_here
+            nonlocal decoded_here, consumed
             decoded_here = True
-            consume(_tee_into(writer, decode(0), image_shape))
+            tee = _Tee(writer, image_shape)
+            consume(tee.batches(decode(0)))
+            consumed = True
+            if tee.failure is not None:
+                raise _PackAbandoned(tee.failure)
 
-        found = cache.get_or_create(key, sample_ids, int(np.prod(image_shape)), produce, dtype="uint8")
+        try:
+            # Every read of a pack verifies each chunk, so no verifying pass after writing it.
+            found = cache.get_or_create(key, sample_ids, int(np.prod(image_shape)), produce, dtype="uint8",
+                                        verify_data=False)
+        except _PackAbandoned as exc:
+            log.warning("pixel pack %s not stored: %s", key.digest()[:12], exc)
+            return
+        except (CacheError, OSError) as exc:
+            if decoded_here and not consumed:
+                raise  # consume failed: its error, not the pack's
+            log.warning("pixel pack %s not %s: %s", key.digest()[:12], "stored" if consumed else "usable", exc)
+            if not decoded_here:
+                consume(decode(0))
+            return
     if not decoded_here:
         consume(_pack_then_files(cache, found, sample_ids, decode, image_shape, batch_size))
 
 
-def _tee_into(writer, batches: Batches, image_shape: tuple[int, int, int]) -> Iterator[tuple[int, torch.Tensor]]:
-    for start, images in batches:
-        if tuple(images.shape[1:]) != image_shape:
-            raise CacheError(f"pixel batch at row {start} has images of shape {tuple(images.shape[1:])}; "
-                             f"the pack expects {image_shape}")
-        writer.write(start, images.numpy().reshape(len(images), -1))
-        yield start, images
+class _Tee:
+    """Passes batches on while writing them into a pack; a failure to write (or a batch of
+    another shape) stops the writing, never the batches."""
+
+    def __init__(self, writer, image_shape: tuple[int, int, int]) -> None:
+        self.writer = writer
+        self.image_shape = image_shape
+        self.failure: str | None = None
+
+    def batches(self, batches: Batches) -> Iterator[tuple[int, torch.Tensor]]:
+        for start, images in batches:
+            if self.failure is None:
+                self._write(start, images)
+            yield start, images
+
+    def _write(self, start: int, images: torch.Tensor) -> None:
+        if tuple(images.shape[1:]) != self.image_shape:
+            self.failure = (f"pixel batch at row {start} has images of shape {tuple(images.shape[1:])}; "
+                            f"the pack expects {self.image_shape}")
+            return
+        try:
+            self.writer.write(start, images.numpy().reshape(len(images), -1))
+        except (CacheError, OSError) as exc:
+            self.failure = f"writing rows from {start} failed: {exc}"
 
 
 def _pack_then_files(cache: FeatureCache, pack: CachedFeatures, sample_ids: Sequence[str],

@@ -262,7 +262,7 @@ class Runner:
         except AbawbenchError:
             return None  # an unreadable result is redone, not trusted
         fingerprints = {s: i.fingerprint for s, i in self.data.splits.items()}
-        same = (previous.status == "completed" and previous.spec == entry
+        same = (previous.status == "completed" and previous.spec.same_run_as(entry)
                 and previous.dataset == self.data.dataset
                 and previous.dataset_fingerprints == fingerprints
                 and previous.config.get("skip_bad") == self.config.skip_bad)
@@ -500,9 +500,9 @@ def consume_eval_batches(index: SampleIndex, split: str, preprocessing: Preproce
     if pixel_cache is None:
         consume(decode())
         return
-    channels, height, width = (int(n) for n in preprocessing.data_config["input_size"])
+    _, height, width = (int(n) for n in preprocessing.data_config["input_size"])  # pixels are RGB
     with_pixel_pack(pixel_cache, pack_key(preprocessing.data_config, index.fingerprint, split), index.paths,
-                    (channels, height, width), decode, consume, batch_size=batch_size)
+                    (3, height, width), decode, consume, batch_size=batch_size)
 
 
 def decoded_batches(index: SampleIndex, preprocessing: Preprocessing, device: torch.device, *,

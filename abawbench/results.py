@@ -42,6 +42,10 @@ class ScoreWithInterval(BaseModel):
     ci_high: float | None = None
 
 
+NO_EFFECT_SETTINGS = ("num_workers", "pixel_cache")
+"""Protocol settings that change neither a score nor an interval (how images are loaded)."""
+
+
 class EntrySpecModel(BaseModel):
     """What defines an entry on a leaderboard: the same entry across seeds shares this."""
 
@@ -59,11 +63,21 @@ class EntrySpecModel(BaseModel):
         the bootstrap size or the pixel cache), so two configurations never share an entry."""
         import hashlib
 
-        settings = self.model_dump(mode="json")
-        for incidental in ("num_workers", "bootstrap", "pixel_cache"):
-            settings["protocol"].pop(incidental, None)
+        settings = self._settings_that_matter()
+        settings["protocol"].pop("bootstrap", None)  # intervals only: the same entry on a leaderboard
         canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:8]
+
+    def same_run_as(self, other: "EntrySpecModel") -> bool:
+        """Whether ``other`` gives the same result file: equal but for :data:`NO_EFFECT_SETTINGS`
+        (a completed run is reused when only those changed)."""
+        return self._settings_that_matter() == other._settings_that_matter()
+
+    def _settings_that_matter(self) -> dict[str, Any]:
+        settings = self.model_dump(mode="json")
+        for setting in NO_EFFECT_SETTINGS:
+            settings["protocol"].pop(setting, None)
+        return settings
 
     @property
     def entry_id(self) -> str:

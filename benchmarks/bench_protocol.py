@@ -21,8 +21,10 @@ Prints JSON; docs/BENCHMARKS.md records the numbers with this command.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -60,6 +62,7 @@ def main() -> None:
     torch.manual_seed(0)
     host = load_plugins(strict=True)
     work = Path(tempfile.mkdtemp(prefix="abawbench-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # the generated tree, caches and packs
     root = host.datasets.get("synthface").generate("lsd", work / "tree", args.images, 0)
     config = load_config(None, {"track": "lsd", "data": root, "models": [args.model], "output": work / "runs",
                                 "cache_dir": work / "cache", "device": args.device,
@@ -119,11 +122,14 @@ def main() -> None:
         sync()
 
     fresh_caches = iter(range(10_000))
+    written_packs: list[Path] = []  # removed after each round, outside the timing
 
     def pipeline_writing_pack() -> None:
+        folder = work / f"fresh-pack-{next(fresh_caches)}"
         extract_features(backbone, train, device, write, batch_size=args.batch_size, num_workers=args.workers,
-                         progress=False, pixel_pack=(FeatureCache(work / f"fresh-pack-{next(fresh_caches)}"), "train"))
+                         progress=False, pixel_pack=(FeatureCache(folder), "train"))
         sync()
+        written_packs.append(folder)
 
     with torch.inference_mode():
         for images in batches[:2]:  # warm-up (cuDNN picks its kernels)
@@ -137,6 +143,8 @@ def main() -> None:
             t0 = time.perf_counter()
             action()
             timings[name].append(time.perf_counter() - t0)
+        while written_packs:
+            shutil.rmtree(written_packs.pop())
     bare, loader_only, pipeline_s = (min(timings[name]) for name in ("bare", "loader", "pipeline"))
     report = {
         "model": args.model, "device": str(device), "image_size": args.image_size, "workers": args.workers,

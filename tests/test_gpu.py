@@ -57,7 +57,9 @@ def test_bf16_extraction_matches_the_cpu_features(lsd_tree):  # noqa: F811
 @pytest.mark.parametrize("protocol", [
     {"name": "linear-probe", "epochs": 3, "batch_size": 16, "bootstrap": 20},
     {"name": "finetune", "epochs": 2, "batch_size": 16, "bootstrap": 0, "augmentation": "paper", "num_workers": 2},
-], ids=["linear-probe", "finetune-paper-augmentation"])
+    {"name": "linear-probe", "epochs": 3, "batch_size": 16, "bootstrap": 20, "pixel_cache": True},
+    {"name": "finetune", "epochs": 2, "batch_size": 16, "bootstrap": 0, "pixel_cache": True},
+], ids=["linear-probe", "finetune-paper-augmentation", "linear-probe-pixel-cache", "finetune-pixel-cache"])
 def test_whole_run_on_the_gpu(tmp_path, lsd_tree, tiny_host, protocol):  # noqa: F811
     config = _config(tmp_path, lsd_tree, device="cuda", protocol=protocol)
     [result] = Runner(config, host=tiny_host, progress=False).run().results

@@ -217,3 +217,73 @@ def test_finetune_with_pixel_cache_decodes_validation_once_and_scores_the_same(t
     # are decoded once, into their packs (without packs: validation 3 times)
     trained_per_epoch = len(splits["train"]) // 16 * 16
     assert decodes[0] == 3 * trained_per_epoch + len(splits["validation"]) + len(splits["test"])
+
+
+def test_a_pack_that_cannot_be_written_is_skipped_and_every_batch_still_arrives(tmp_path, monkeypatch, caplog):
+    cache = FeatureCache(tmp_path / "cache")
+    key = pack_key({"input_size": (3, 4, 5), "interpolation": "bilinear", "crop_pct": 1.0}, "fp", "train")
+    ids = [f"img{i}.jpg" for i in range(50)]
+    images, decode = fake_batches()
+    real_write = abawbench.cache.FeatureWriter.write
+
+    def disk_full_at_row_16(self, start_row, rows):
+        if start_row >= 16:
+            raise OSError(28, "No space left on device")
+        return real_write(self, start_row, rows)
+
+    monkeypatch.setattr(abawbench.cache.FeatureWriter, "write", disk_full_at_row_16)
+    seen: list = []
+    with_pixel_pack(cache, key, ids, (3, 4, 5), decode, collect(seen), batch_size=8)
+    assert np.array_equal(torch.cat([b for _, b in seen]).numpy(), images)
+    assert "not stored" in caplog.text and "No space left" in caplog.text
+    assert cache.load(key) is None and not list((tmp_path / "cache").rglob("*.tmp-*"))
+    # a cache that cannot give a pack at all (here: its lock times out) decodes without one
+    monkeypatch.setattr(FeatureCache, "get_or_create", lambda *a, **k: (_ for _ in ()).throw(CacheError("lock")))
+    seen.clear()
+    with_pixel_pack(cache, key, ids, (3, 4, 5), decode, collect(seen), batch_size=8)
+    assert np.array_equal(torch.cat([b for _, b in seen]).numpy(), images)
+
+
+def test_an_error_of_the_consumer_is_not_mistaken_for_a_pack_problem(tmp_path):
+    cache = FeatureCache(tmp_path / "cache")
+    key = pack_key({"input_size": (3, 4, 5), "interpolation": "bilinear", "crop_pct": 1.0}, "fp", "train")
+    _, decode = fake_batches()
+
+    def failing_consumer(batches):
+        for start, _images in batches:
+            if start >= 16:
+                raise CacheError("features of row 17 are NaN")
+
+    with pytest.raises(CacheError, match="NaN"):
+        with_pixel_pack(cache, key, [f"img{i}.jpg" for i in range(50)], (3, 4, 5), decode, failing_consumer,
+                        batch_size=8)
+    assert cache.load(key) is None
+
+
+def test_damaged_pack_with_loader_workers_gives_the_features_of_the_files(split, tiny_host, tmp_path, monkeypatch):
+    monkeypatch.setattr("abawbench.cache.CHUNK_BYTES", 10 * 3 * 32 * 32)  # 10 images per chunk
+    cache = FeatureCache(tmp_path / "cache")
+    backbone = tiny(tiny_host)
+    expected = extract(backbone, split)
+    extract(backbone, split, cache)  # writes the pack
+    [pack] = [e for e in cache.entries() if e.key.backbone == "pixels"]
+    with h5py_file(pack.path) as f:
+        offset = f["features"].id.get_chunk_info(3).byte_offset
+    flip_byte(pack.path, offset + 100)
+    sink = np.full_like(expected, np.nan)
+    extract_features(backbone, split, CPU, lambda s, f: sink.__setitem__(slice(s, s + len(f)), f), batch_size=16,
+                     num_workers=2, progress=False, pixel_pack=(cache, "train"))
+    assert np.array_equal(sink, expected)
+    assert not pack.path.exists()
+
+
+def test_rerun_with_only_the_pixel_cache_changed_reuses_completed_results(tmp_path, lsd_tree, tiny_host):  # noqa: F811
+    first = Runner(_config(tmp_path, lsd_tree), host=tiny_host, progress=False).run()
+    assert first.results and not first.skipped_results
+    again = Runner(_config(tmp_path, lsd_tree, protocol={"epochs": 3, "batch_size": 16, "bootstrap": 20,
+                                                         "pixel_cache": True, "num_workers": 1}),
+                   host=tiny_host, progress=False).run()
+    assert not again.results and len(again.skipped_results) == len(first.results)
+    changed = Runner(_config(tmp_path, lsd_tree, protocol={"epochs": 4, "batch_size": 16, "bootstrap": 20}),
+                     host=tiny_host, progress=False).run()
+    assert changed.results  # a setting that matters is run, not reused
