@@ -34,8 +34,10 @@ step "default-lsd-cold-pixel-cache" "$ABAWBENCH" run --track lsd --output "$OUT/
 unset ABAWBENCH_CACHE
 step protocol "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 --images 600 --epochs 20
 step protocol-hog "$PY" benchmarks/bench_protocol.py --model hog --images 600 --epochs 20
-step protocol-resnet18 "$PY" benchmarks/bench_protocol.py --model resnet18 --images 300 --skip-probe
-step protocol-mobilenet-1-worker "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 --images 600 --workers 1 --skip-probe
+step protocol-resnet18 "$PY" benchmarks/bench_protocol.py --model resnet18 --images 300 --skip-probe --rounds 7
+step extraction-hog "$PY" benchmarks/bench_protocol.py --model hog --images 600 --skip-probe --rounds 7
+step extraction-mobilenet "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 --images 600 --skip-probe --rounds 7
+step protocol-mobilenet-1-worker "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 --images 600 --workers 1 --skip-probe --rounds 7
 step cache "$PY" benchmarks/bench_cache.py --repeat 21
 step scoring "$PY" benchmarks/bench_scoring.py
 step indexing "$PY" benchmarks/bench_indexing.py --repeat 3
