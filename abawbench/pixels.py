@@ -66,7 +66,7 @@ def with_pixel_pack(
     consume: Callable[[Batches], None],
     *,
     batch_size: int,
-) -> None:
+) -> bool:
     """Call ``consume`` once with the split's pixel batches: read from the pack of ``key``, or,
     on a miss, from ``decode(0)`` while the same batches are written into a new pack (one
     decode: the pack is stored only if ``consume`` gets through every batch). ``decode(row)``
@@ -78,10 +78,15 @@ def with_pixel_pack(
     decode, never a wrong feature or a failed entry. Likewise a pack that cannot be written
     (a full disk, an unwritable cache folder) is logged and skipped: the batches still reach
     ``consume``. Errors of ``consume`` itself propagate. If another process writes the pack
-    while this one waits for its lock, this one reads it.
+    while this one waits for its lock, this one reads it. Returns False when the pack could
+    not be had (the batches were decoded instead), True otherwise.
     """
     decoded_here = consumed = False
-    found = cache.load(key, sample_ids, verify_data=False)
+    try:
+        found = cache.load(key, sample_ids, verify_data=False)
+    except OSError as exc:  # e.g. an unreadable cache folder: a miss
+        log.warning("pixel pack %s cannot be read: %s", key.digest()[:12], exc)
+        found = None
     if found is None:
 
         def produce(writer) -> None:
@@ -99,16 +104,21 @@ def with_pixel_pack(
                                         verify_data=False)
         except _PackAbandoned as exc:
             log.warning("pixel pack %s not stored: %s", key.digest()[:12], exc)
-            return
-        except (CacheError, OSError) as exc:
+            return False
+        except Exception as exc:
             if decoded_here and not consumed:
                 raise  # consume failed: its error, not the pack's
+            if not consumed and not isinstance(exc, (CacheError, OSError)):
+                raise  # not a storage problem: a bug, shown as one
+            # Storage trouble before anything was decoded (a lock timeout, an unwritable
+            # folder) or after everything was consumed (finishing, fsync, rename).
             log.warning("pixel pack %s not %s: %s", key.digest()[:12], "stored" if consumed else "usable", exc)
             if not decoded_here:
                 consume(decode(0))
-            return
+            return False
     if not decoded_here:
         consume(_pack_then_files(cache, found, sample_ids, decode, image_shape, batch_size))
+    return True
 
 
 class _Tee:
@@ -132,7 +142,7 @@ class _Tee:
                             f"the pack expects {self.image_shape}")
             return
         try:
-            self.writer.write(start, images.numpy().reshape(len(images), -1))
+            self.writer.write(start, images.cpu().numpy().reshape(len(images), -1))
         except (CacheError, OSError) as exc:
             self.failure = f"writing rows from {start} failed: {exc}"
 

@@ -488,10 +488,11 @@ def extract_features(
 
 def consume_eval_batches(index: SampleIndex, split: str, preprocessing: Preprocessing, device: torch.device,
                          consume: Callable[[Iterable[tuple[int, torch.Tensor]]], None], *, batch_size: int,
-                         num_workers: int, pixel_cache: FeatureCache | None = None) -> None:
+                         num_workers: int, pixel_cache: FeatureCache | None = None) -> bool:
     """Call ``consume`` once with the eval batches ``(start_row, uint8 images)`` of a split:
     from its pixel pack in ``pixel_cache`` when given (written on first use: :mod:`abawbench.pixels`),
-    else decoded from the image files."""
+    else decoded from the image files. False when a pack was wanted but could not be written
+    (the caller may stop asking for one)."""
 
     def decode(first_row: int = 0) -> Iterable[tuple[int, torch.Tensor]]:
         return decoded_batches(index, preprocessing, device, batch_size=batch_size, num_workers=num_workers,
@@ -499,19 +500,24 @@ def consume_eval_batches(index: SampleIndex, split: str, preprocessing: Preproce
 
     if pixel_cache is None:
         consume(decode())
-        return
+        return True
     _, height, width = (int(n) for n in preprocessing.data_config["input_size"])  # pixels are RGB
-    with_pixel_pack(pixel_cache, pack_key(preprocessing.data_config, index.fingerprint, split), index.paths,
-                    (3, height, width), decode, consume, batch_size=batch_size)
+    return with_pixel_pack(pixel_cache, pack_key(preprocessing.data_config, index.fingerprint, split), index.paths,
+                           (3, height, width), decode, consume, batch_size=batch_size)
 
 
 def decoded_batches(index: SampleIndex, preprocessing: Preprocessing, device: torch.device, *,
                     batch_size: int, num_workers: int, first_row: int = 0) -> Iterable[tuple[int, torch.Tensor]]:
     """``(start_row, uint8 images [N, 3, H, W])`` of a split in row order from ``first_row`` on,
-    decoded and resized from its image files (by ``num_workers`` DataLoader workers, if any)."""
+    decoded and resized from its image files (by ``num_workers`` DataLoader workers, if any).
+
+    The loader has a generator of its own: iterating a DataLoader draws a number from its
+    generator (worker seeds), by default torch's global one, and an eval pass must not move
+    the random stream that fine-tuning's augmentation and dropout draw from (else a run would
+    depend on whether its validation came from files or from a pixel pack)."""
     loader = DataLoader(ImageDataset(index, preprocessing.pixels), batch_size=batch_size, collate_fn=collate_images,
                         sampler=range(first_row, len(index)), num_workers=num_workers, **loader_kwargs(device),
-                        persistent_workers=False)
+                        persistent_workers=False, generator=torch.Generator().manual_seed(0))
     for images, rows in loader:
         yield int(rows[0]), images
 
@@ -653,13 +659,16 @@ def finetune_network(
                               shuffle=True,
                               generator=generator, drop_last=len(splits["train"]) > protocol.batch_size, **common)
 
+    packs = {"cache": pixel_cache}  # dropped after a pack fails to be written: no retry every epoch
+
     def evaluate(split: str) -> dict[str, torch.Tensor]:
         predictions: dict[str, torch.Tensor] = {}
-        consume_eval_batches(
-            splits[split], split, preprocessing, device,
-            lambda batches: predictions.update(
-                predict_images(network, batches, device, track.tasks, preprocessing.normalize)),
-            batch_size=protocol.batch_size, num_workers=protocol.num_workers, pixel_cache=pixel_cache)
+        if not consume_eval_batches(
+                splits[split], split, preprocessing, device,
+                lambda batches: predictions.update(
+                    predict_images(network, batches, device, track.tasks, preprocessing.normalize)),
+                batch_size=protocol.batch_size, num_workers=protocol.num_workers, pixel_cache=packs["cache"]):
+            packs["cache"] = None
         return predictions
 
     targets = labels_as_tensors(splits["train"].labels)

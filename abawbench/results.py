@@ -43,7 +43,9 @@ class ScoreWithInterval(BaseModel):
 
 
 NO_EFFECT_SETTINGS = ("num_workers", "pixel_cache")
-"""Protocol settings that change neither a score nor an interval (how images are loaded)."""
+"""Protocol settings about how images are loaded, which change neither a score nor an interval,
+with one exception: fine-tuning's augmentation draws its random numbers in the DataLoader
+workers when there are any, so there the worker count matters (:meth:`EntrySpecModel.same_run_as`)."""
 
 
 class EntrySpecModel(BaseModel):
@@ -59,23 +61,28 @@ class EntrySpecModel(BaseModel):
 
     @property
     def settings_digest(self) -> str:
-        """A short digest of every setting that can change the scores (not the worker count,
-        the bootstrap size or the pixel cache), so two configurations never share an entry."""
+        """A short digest of the settings that make an entry (not the worker count, the
+        bootstrap size or the pixel cache: entries that differ only there share a leaderboard
+        row), so two configurations never share an entry."""
         import hashlib
 
-        settings = self._settings_that_matter()
-        settings["protocol"].pop("bootstrap", None)  # intervals only: the same entry on a leaderboard
+        settings = self.model_dump(mode="json")
+        for setting in (*NO_EFFECT_SETTINGS, "bootstrap"):
+            settings["protocol"].pop(setting, None)
         canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:8]
 
     def same_run_as(self, other: "EntrySpecModel") -> bool:
-        """Whether ``other`` gives the same result file: equal but for :data:`NO_EFFECT_SETTINGS`
-        (a completed run is reused when only those changed)."""
+        """Whether ``other`` gives the same result file, so that a completed run is reused:
+        equal but for :data:`NO_EFFECT_SETTINGS` (the worker count only outside fine-tuning,
+        whose augmentation draws its random numbers in the workers when there are any)."""
         return self._settings_that_matter() == other._settings_that_matter()
 
     def _settings_that_matter(self) -> dict[str, Any]:
         settings = self.model_dump(mode="json")
         for setting in NO_EFFECT_SETTINGS:
+            if setting == "num_workers" and self.protocol.name == "finetune":
+                continue
             settings["protocol"].pop(setting, None)
         return settings
 

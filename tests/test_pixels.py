@@ -199,17 +199,34 @@ def test_a_pack_written_by_another_process_meanwhile_is_read_not_decoded(tmp_pat
     assert np.array_equal(torch.cat([b for _, b in seen]).numpy(), images)
 
 
-def test_finetune_with_pixel_cache_decodes_validation_once_and_scores_the_same(tmp_path, lsd_tree, tiny_host,  # noqa: F811
-                                                                               monkeypatch):
+def test_finetune_with_pixel_cache_decodes_validation_once_and_predicts_the_same_every_epoch(
+        tmp_path, lsd_tree, tiny_host, monkeypatch):  # noqa: F811
+    """Flip augmentation draws from torch's global generator (no workers): an eval pass that
+    moved that stream would make epoch 2 on differ between decoding and reading a pack."""
     def finetune_config(name, pixel_cache):
         return _config(tmp_path, lsd_tree, output=tmp_path / name, cache_dir=tmp_path / f"cache-{name}",
                        protocol={"name": "finetune", "epochs": 3, "batch_size": 16, "bootstrap": 0,
-                                 "augmentation": "none", "pixel_cache": pixel_cache})
+                                 "augmentation": "flip", "pixel_cache": pixel_cache})
 
-    plain = Runner(finetune_config("plain", False), host=tiny_host, progress=False).run().results[0]
+    real_predict = abawbench.protocol.predict_images
+    calls: dict[str, list] = {"plain": [], "packed": []}
+
+    def run(name, pixel_cache):
+        def recording(*args, **kwargs):
+            out = real_predict(*args, **kwargs)
+            calls[name].append({task: value.clone() for task, value in out.items()})
+            return out
+
+        monkeypatch.setattr(abawbench.protocol, "predict_images", recording)
+        return Runner(finetune_config(name, pixel_cache), host=tiny_host, progress=False).run().results[0]
+
+    plain = run("plain", False)
     decodes = count_decodes(monkeypatch)
-    packed = Runner(finetune_config("packed", True), host=tiny_host, progress=False).run().results[0]
+    packed = run("packed", True)
     assert packed.status == "completed", packed.error
+    assert len(calls["packed"]) == len(calls["plain"]) == 4  # validation after each of 3 epochs, then test
+    for epoch, (a, b) in enumerate(zip(calls["plain"], calls["packed"]), start=1):
+        assert all(torch.equal(a[task], b[task]) for task in a), f"predictions differ after epoch {epoch}"
     assert plain.entry == packed.entry and plain.primary == packed.primary and plain.per_class == packed.per_class
     splits = prepare_data(tiny_host, finetune_config("packed", True), Runner(finetune_config("packed", True),
                           host=tiny_host, progress=False).track, tmp_path / "cache-packed").splits
@@ -287,3 +304,18 @@ def test_rerun_with_only_the_pixel_cache_changed_reuses_completed_results(tmp_pa
     changed = Runner(_config(tmp_path, lsd_tree, protocol={"epochs": 4, "batch_size": 16, "bootstrap": 20}),
                      host=tiny_host, progress=False).run()
     assert changed.results  # a setting that matters is run, not reused
+
+
+def test_worker_count_matters_for_finetune_reuse_but_not_for_the_entry():
+    from abawbench.config import ProtocolConfig
+    from abawbench.results import EntrySpecModel
+
+    def spec(**protocol):
+        return EntrySpecModel(model="tiny", loss="cross-entropy", protocol=ProtocolConfig(**protocol))
+
+    probe, finetune = {"name": "linear-probe"}, {"name": "finetune", "augmentation": "flip"}
+    assert spec(**probe).same_run_as(spec(**probe, num_workers=2, pixel_cache=True))
+    assert spec(**finetune).same_run_as(spec(**finetune, pixel_cache=True))
+    assert not spec(**finetune).same_run_as(spec(**finetune, num_workers=2))  # workers seed augmentation
+    assert spec(**finetune).entry_id == spec(**finetune, num_workers=2, pixel_cache=True).entry_id
+    assert not spec(**probe).same_run_as(spec(**probe, bootstrap=50))  # intervals change
