@@ -983,12 +983,15 @@ def _check_entry(f: "h5py.File", key: CacheKey | None, sample_ids: Sequence[str]
     if key is not None and layout.key != key:
         raise CacheError(f"holds key {layout.key.digest()[:12]}, not {key.digest()[:12]}")
     blob = _read_ids_blob(f)
-    if ids_digest(blob) != layout.ids_digest:
+    # Stored ids equal to the caller's are right whatever their digest says, so the usual hit
+    # compares bytes (~0.1 ms) instead of hashing both blobs (~2 ms each for 50,000 ids).
+    wanted = encode_ids(sample_ids) if sample_ids is not None else None
+    if blob != wanted and ids_digest(blob) != layout.ids_digest:
         raise CacheError("sample ids fail their checksum")
     stored_ids = blob.count(b"\n") + 1
     if stored_ids != layout.num_rows:
         raise CacheError(f"holds {stored_ids} sample ids for {layout.num_rows} rows")
-    if sample_ids is not None and ids_digest(encode_ids(sample_ids)) != layout.ids_digest:
+    if wanted is not None and blob != wanted:
         raise CacheError("holds other sample ids than requested (stale dataset fingerprint?)")
     return layout
 

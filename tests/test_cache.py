@@ -443,6 +443,17 @@ def test_other_sample_ids_under_the_same_key_rebuild(cache):
     assert producer.calls == 1 and entry.sample_ids[0] == "x0"
 
 
+def test_corrupt_sample_ids_are_detected_with_or_without_the_callers_ids(cache):
+    entry, _ = fill(cache)
+    with h5py.File(entry.path, "r") as f:
+        ids_offset = f["sample_ids"].id.get_offset()
+    flip_byte(entry.path, ids_offset + 3)  # "video0/..." becomes another, valid-looking id
+    assert "sample ids fail their checksum" in cache.verify(entry.path)[0]
+    assert cache.load(make_key(), ids()) is None and not entry.path.exists()
+    _, producer = fill(cache)
+    assert producer.calls == 1  # rebuilt
+
+
 def test_sample_ids_with_line_breaks_are_refused(cache):
     bad = ids()
     bad[7] = "video1/\n7.jpg"
