@@ -50,8 +50,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--image-size", type=int, help="input size in pixels (default 112; the config file may set null for each model's native size)")
     parser.add_argument("--workers", type=int, help="DataLoader workers for image decoding")
     parser.add_argument("--pixel-cache", action="store_const", const=True,
-                        help="keep decoded, resized pixels in the cache folder (3*H*W bytes per image) so that "
-                             "other backbones with the same geometry skip JPEG decoding (same features)")
+                        help="keep decoded, resized eval pixels in the cache folder (3*H*W bytes per image) so that "
+                             "other backbones with the same geometry, and fine-tuning's validation after its first "
+                             "epoch, skip JPEG decoding (same features and scores; off unless given)")
     parser.add_argument("--bootstrap", type=int, help="bootstrap resamples for confidence intervals (0: off)")
     parser.add_argument("--weights", help="random, hub, or a local weights file (.safetensors / .pth)")
     parser.add_argument("--seeds", type=_seeds, help="comma-separated seeds, e.g. 0,1,2 (mean and std reported)")
