@@ -267,12 +267,11 @@ class FeatureWriter:
         end = start_row + batch.shape[0]
         if end > self.num_rows:
             raise CacheError(f"feature batch ends at row {end - 1}; the split has {self.num_rows} rows")
-        bad = ~np.isfinite(batch).all(axis=1) if self.dtype == np.float16 else np.zeros(1, bool)
-        if bad.any():
-            row = start_row + int(np.argmax(bad))
-            raise CacheError(
-                f"features of row {row} are NaN or outside the float16 range (|x| > 65504)"
-            )
+        if self.dtype == np.float16:
+            bad = ~np.isfinite(batch).all(axis=1)
+            if bad.any():
+                row = start_row + int(np.argmax(bad))
+                raise CacheError(f"features of row {row} are NaN or outside the float16 range (|x| > 65504)")
         taken = 0
         while taken < batch.shape[0]:
             room = min(self.chunk_rows - self._buffered, batch.shape[0] - taken)
@@ -447,11 +446,12 @@ def _scan_chunks(
     f: "h5py.File", layout: _Layout, consume: Consumer | None = None, into: np.ndarray | None = None
 ) -> None:
     """Read every chunk of ``/features`` straight from the file, check it against its stored
-    digest and hand it to ``consume``, or read it straight into ``into`` ([rows, dim] of the stored type);
-    raises CacheError naming the first bad rows (``into`` then holds unverified data: drop it).
+    digest and hand it to ``consume``, or read it straight into ``into`` ([rows, dim] of the
+    stored type); raises CacheError naming the first bad rows (``into`` then holds unverified
+    data: drop it).
 
-    Uncompressed chunks are raw rows (little-endian float16 or uint8), so ``preadv`` into a reused buffer
-    skips HDF5's per-chunk machinery. Each chunk goes in pieces of ``READ_PIECE_BYTES``: a piece
+    Uncompressed chunks are raw rows (little-endian float16 or uint8), so ``preadv`` into a
+    reused buffer skips HDF5's per-chunk machinery. Each chunk goes in pieces of ``READ_PIECE_BYTES``: a piece
     is hashed and handed over while it is still in L2 (whole 1 MiB chunks measured ~10% slower
     on the 2-core machine, whose cores have 512 KiB of L2). A memory map of the file was
     measured a little faster (~0.05 of ``np.load``'s speed) and dropped: a private writable
@@ -772,7 +772,8 @@ class FeatureCache:
             except CacheError as exc:
                 log.warning("feature cache: %s is unusable and will be rebuilt: %s", path, exc)
             self._remove_if_still_bad(path, key, sample_ids)
-        return self.get_or_create(key, sample_ids, feature_dim, produce).read()
+        # read() verifies every chunk as it converts: no separate verifying pass after writing.
+        return self.get_or_create(key, sample_ids, feature_dim, produce, verify_data=False).read()
 
     def remove_if_bad(self, key: CacheKey, sample_ids: Sequence[str] | None = None) -> None:
         """Remove the entry of ``key`` if it fails full verification (for a reader that found
@@ -837,7 +838,8 @@ class FeatureCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._lock(path, timeout=self.lock_timeout):
-                found = self.load(key, sample_ids, verify_data=verify_data)  # another process may have made it meanwhile
+                # another process may have made it meanwhile
+                found = self.load(key, sample_ids, verify_data=verify_data)
                 if found is not None:
                     return found
                 _remove_temporaries(path)  # left by writers that were killed; we hold the lock
