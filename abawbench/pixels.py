@@ -22,9 +22,8 @@ under the backbone name ``pixels`` and ``abawbench cache clear --backbone pixels
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
-
 import logging
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -57,11 +56,16 @@ class _PackAbandoned(Exception):
     after every batch has reached the consumer (the pack is optional; the work is not)."""
 
 
+def pack_image_shape(key: CacheKey) -> tuple[int, int, int]:
+    """``(3, H, W)`` of the images a pack holds (pixels are RGB whatever ``input_size[0]`` says)."""
+    _, height, width = (int(n) for n in key.preprocessing["input_size"])
+    return 3, height, width
+
+
 def with_pixel_pack(
     cache: FeatureCache,
     key: CacheKey,
     sample_ids: Sequence[str],
-    image_shape: tuple[int, int, int],
     decode: Callable[[int], Batches],
     consume: Callable[[Batches], None],
     *,
@@ -81,6 +85,7 @@ def with_pixel_pack(
     while this one waits for its lock, this one reads it. Returns False when the pack could
     not be had (the batches were decoded instead), True otherwise.
     """
+    image_shape = pack_image_shape(key)
     decoded_here = consumed = False
     try:
         found = cache.load(key, sample_ids, verify_data=False)

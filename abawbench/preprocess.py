@@ -168,11 +168,6 @@ def _per_channel(values: Any, name: str) -> torch.Tensor:
     return tensor.expand(3).clone()
 
 
-def make_eval_transform(data_config: Mapping[str, Any]) -> Preprocessing:
-    """A deterministic callable: image -> normalised float tensor ``[3, H, W]`` (timm's values)."""
-    return Preprocessing(data_config)
-
-
 def load_image(path: Path) -> Image.Image | torch.Tensor:
     """Decode an image file into RGB pixels: a uint8 ``[3, H, W]`` tensor for JPEG files, an RGB
     PIL image otherwise. An undecodable file is a :class:`DataFormatError` naming it."""

@@ -39,8 +39,7 @@ from abawbench.heads import BackboneWithHeads, TaskHeads, build_heads, to_probab
 from abawbench.labels import TaskLabels
 from abawbench.pixels import pack_key, with_pixel_pack
 from abawbench.plugins import PluginHost, get_host
-from abawbench.preprocess import (Preprocessing, collate_images, flip_horizontally, load_image, make_eval_transform,
-                                  to_pil_rgb)
+from abawbench.preprocess import Preprocessing, collate_images, flip_horizontally, load_image, to_pil_rgb
 from abawbench.results import (
     EntrySpecModel,
     RunResult,
@@ -159,8 +158,9 @@ def training_transform(base: Callable, augmentation: str) -> Callable:
 
 
 def eval_transform(data_config: dict[str, Any]) -> Preprocessing:
-    """The backbone's exact preprocessing (timm's resolved data config), no augmentation."""
-    return make_eval_transform(data_config)
+    """The backbone's exact preprocessing (timm's resolved data config), no augmentation: a
+    deterministic callable image -> normalised float tensor ``[3, H, W]`` (timm's values)."""
+    return Preprocessing(data_config)
 
 
 def labels_as_tensors(labels: dict[str, TaskLabels], rows: Any = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -501,9 +501,8 @@ def consume_eval_batches(index: SampleIndex, split: str, preprocessing: Preproce
     if pixel_cache is None:
         consume(decode())
         return True
-    _, height, width = (int(n) for n in preprocessing.data_config["input_size"])  # pixels are RGB
     return with_pixel_pack(pixel_cache, pack_key(preprocessing.data_config, index.fingerprint, split), index.paths,
-                           (3, height, width), decode, consume, batch_size=batch_size)
+                           decode, consume, batch_size=batch_size)
 
 
 def decoded_batches(index: SampleIndex, preprocessing: Preprocessing, device: torch.device, *,
@@ -659,16 +658,15 @@ def finetune_network(
                               shuffle=True,
                               generator=generator, drop_last=len(splits["train"]) > protocol.batch_size, **common)
 
-    packs = {"cache": pixel_cache}  # dropped after a pack fails to be written: no retry every epoch
-
     def evaluate(split: str) -> dict[str, torch.Tensor]:
+        nonlocal pixel_cache
         predictions: dict[str, torch.Tensor] = {}
         if not consume_eval_batches(
                 splits[split], split, preprocessing, device,
                 lambda batches: predictions.update(
                     predict_images(network, batches, device, track.tasks, preprocessing.normalize)),
-                batch_size=protocol.batch_size, num_workers=protocol.num_workers, pixel_cache=packs["cache"]):
-            packs["cache"] = None
+                batch_size=protocol.batch_size, num_workers=protocol.num_workers, pixel_cache=pixel_cache):
+            pixel_cache = None  # a pack that cannot be written is not tried again every epoch
         return predictions
 
     targets = labels_as_tensors(splits["train"].labels)

@@ -109,13 +109,13 @@ def test_with_pixel_pack_streams_verified_batches_and_stores_nothing_on_failure(
     images, decode = fake_batches()
     _, failing = fake_batches(fail_at=24)
     with pytest.raises(RuntimeError, match="decoder failed"):
-        with_pixel_pack(cache, key, ids, (3, 4, 5), failing, collect([]), batch_size=8)
+        with_pixel_pack(cache, key, ids, failing, collect([]), batch_size=8)
     assert cache.load(key) is None  # a half-decoded split is never stored
     seen: list = []
-    with_pixel_pack(cache, key, ids, (3, 4, 5), decode, collect(seen), batch_size=8)
+    with_pixel_pack(cache, key, ids, decode, collect(seen), batch_size=8)
     assert [s for s, _ in seen] == list(range(0, 50, 8))
     read_back: list = []
-    with_pixel_pack(cache, key, ids, (3, 4, 5), lambda row: pytest.fail("must not decode"), collect(read_back),
+    with_pixel_pack(cache, key, ids, lambda row: pytest.fail("must not decode"), collect(read_back),
                     batch_size=7)  # batches that cut across the 3-row chunks
     assert [s for s, _ in read_back] == list(range(0, 50, 7))
     assert np.array_equal(torch.cat([b for _, b in read_back]).numpy(), images)
@@ -133,7 +133,7 @@ def test_with_pixel_pack_streams_verified_batches_and_stores_nothing_on_failure(
     calls: list = []
     _, decode_rest = fake_batches(calls=calls)
     mended: list = []
-    with_pixel_pack(cache, key, ids, (3, 4, 5), decode_rest, collect(mended), batch_size=4)
+    with_pixel_pack(cache, key, ids, decode_rest, collect(mended), batch_size=4)
     assert calls == [12]  # rows 0..11 came from the pack, the batch holding row 15 was not handed out
     assert [s for s, _ in mended][:3] == [0, 4, 8] and mended[3][0] == 12
     assert np.array_equal(torch.cat([b for _, b in mended]).numpy(), images)
@@ -182,7 +182,7 @@ def test_a_pack_written_by_another_process_meanwhile_is_read_not_decoded(tmp_pat
     key = pack_key({"input_size": (3, 4, 5), "interpolation": "bilinear", "crop_pct": 1.0}, "fp", "train")
     ids = [f"img{i}.jpg" for i in range(50)]
     images, decode = fake_batches()
-    with_pixel_pack(cache, key, ids, (3, 4, 5), decode, collect([]), batch_size=8)  # "the other process"
+    with_pixel_pack(cache, key, ids, decode, collect([]), batch_size=8)  # "the other process"
     real_load = FeatureCache.load
     first_look = [True]
 
@@ -194,7 +194,7 @@ def test_a_pack_written_by_another_process_meanwhile_is_read_not_decoded(tmp_pat
 
     monkeypatch.setattr(FeatureCache, "load", load_missing_once)
     seen: list = []
-    with_pixel_pack(cache, key, ids, (3, 4, 5), lambda row: pytest.fail("must not decode"), collect(seen),
+    with_pixel_pack(cache, key, ids, lambda row: pytest.fail("must not decode"), collect(seen),
                     batch_size=16)
     assert np.array_equal(torch.cat([b for _, b in seen]).numpy(), images)
 
@@ -250,14 +250,14 @@ def test_a_pack_that_cannot_be_written_is_skipped_and_every_batch_still_arrives(
 
     monkeypatch.setattr(abawbench.cache.FeatureWriter, "write", disk_full_at_row_16)
     seen: list = []
-    with_pixel_pack(cache, key, ids, (3, 4, 5), decode, collect(seen), batch_size=8)
+    with_pixel_pack(cache, key, ids, decode, collect(seen), batch_size=8)
     assert np.array_equal(torch.cat([b for _, b in seen]).numpy(), images)
     assert "not stored" in caplog.text and "No space left" in caplog.text
     assert cache.load(key) is None and not list((tmp_path / "cache").rglob("*.tmp-*"))
     # a cache that cannot give a pack at all (here: its lock times out) decodes without one
     monkeypatch.setattr(FeatureCache, "get_or_create", lambda *a, **k: (_ for _ in ()).throw(CacheError("lock")))
     seen.clear()
-    with_pixel_pack(cache, key, ids, (3, 4, 5), decode, collect(seen), batch_size=8)
+    with_pixel_pack(cache, key, ids, decode, collect(seen), batch_size=8)
     assert np.array_equal(torch.cat([b for _, b in seen]).numpy(), images)
 
 
@@ -272,7 +272,7 @@ def test_an_error_of_the_consumer_is_not_mistaken_for_a_pack_problem(tmp_path):
                 raise CacheError("features of row 17 are NaN")
 
     with pytest.raises(CacheError, match="NaN"):
-        with_pixel_pack(cache, key, [f"img{i}.jpg" for i in range(50)], (3, 4, 5), decode, failing_consumer,
+        with_pixel_pack(cache, key, [f"img{i}.jpg" for i in range(50)], decode, failing_consumer,
                         batch_size=8)
     assert cache.load(key) is None
 

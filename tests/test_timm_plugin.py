@@ -279,15 +279,15 @@ def test_feature_dim_counts_post_pool_head_layers(host):
 
 
 def test_eval_transform_is_deterministic_and_input_kind_agnostic(host):
-    from abawbench.preprocess import make_eval_transform
+    from abawbench.preprocess import Preprocessing
 
     config = _build(host, "timm:test_resnet", image_size=SMALL).data_config
-    transform = make_eval_transform(config)
+    transform = Preprocessing(config)
     pixels = np.random.default_rng(0).integers(0, 256, size=(70, 60, 3), dtype=np.uint8)
     from_pil = transform(Image.fromarray(pixels))
     assert from_pil.shape == (3, SMALL, SMALL) and from_pil.dtype == torch.float32
     assert torch.equal(transform(Image.fromarray(pixels)), from_pil)
-    assert torch.equal(make_eval_transform(config)(pixels), from_pil)
+    assert torch.equal(Preprocessing(config)(pixels), from_pil)
     assert torch.equal(transform(torch.from_numpy(pixels).permute(2, 0, 1)), from_pil)
     with pytest.raises(ConfigError, match="uint8"):
         transform(torch.zeros(3, 8, 8))
