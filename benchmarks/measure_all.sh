@@ -32,11 +32,9 @@ done
 export ABAWBENCH_CACHE="$OUT/cache-lsd-pixel-cache"
 step "default-lsd-cold-pixel-cache" "$ABAWBENCH" run --track lsd --output "$OUT/runs-cold-pixel-cache" --no-progress --pixel-cache
 unset ABAWBENCH_CACHE
-step protocol "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 --images 600 --epochs 20
-step protocol-hog "$PY" benchmarks/bench_protocol.py --model hog --images 600 --epochs 20
+step protocol "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 --images 600 --epochs 20 --rounds 7
+step protocol-hog "$PY" benchmarks/bench_protocol.py --model hog --images 600 --epochs 20 --rounds 7
 step protocol-resnet18 "$PY" benchmarks/bench_protocol.py --model resnet18 --images 300 --skip-probe --rounds 7
-step extraction-hog "$PY" benchmarks/bench_protocol.py --model hog --images 600 --skip-probe --rounds 7
-step extraction-mobilenet "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 --images 600 --skip-probe --rounds 7
 step protocol-mobilenet-1-worker "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 --images 600 --workers 1 --skip-probe --rounds 7
 step cache "$PY" benchmarks/bench_cache.py --repeat 21
 step scoring "$PY" benchmarks/bench_scoring.py

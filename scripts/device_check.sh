@@ -50,7 +50,8 @@ XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
 } >"$OUT/environment.txt" 2>&1
 
 step tests_gpu 60 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_preprocess.py tests/test_device.py
-step tests_all 120 $PY -m pytest -q -p no:cacheprovider -x $XDIST
+step tests_all 120 $PY -m pytest -q -p no:cacheprovider -x $XDIST \
+    --deselect tests/test_gpu.py --deselect tests/test_preprocess.py --deselect tests/test_device.py  # run by tests_gpu
 step gpu_check 60 $PY scripts/gpu_check.py --device cuda --arch resnet50 --image-size 112 --batch-size 256
 step pipeline_resnet50 150 $PY benchmarks/bench_protocol.py --model timm:resnet50 --device cuda --images 20000 \
     --workers 14 --batch-size 256 --skip-probe
