@@ -48,14 +48,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating extraction rounds; the best of each, and the median of per-round ratios, are reported")
     args = parser.parse_args()
 
-    from torch.utils.data import DataLoader
-
+    from abawbench.cache import FeatureCache
     from abawbench.config import load_config
     from abawbench.device import autocast_context, prepare_batch, prepare_module, resolve_device
     from abawbench.heads import TaskHeads
     from abawbench.plugins import load_plugins
-    from abawbench.preprocess import collate_images
-    from abawbench.protocol import (ImageDataset, Runner, eval_transform, extract_features, labels_as_tensors,
+    from abawbench.protocol import (Runner, decoded_batches, eval_transform, extract_features, labels_as_tensors,
                                     loss_context, prepare_data)
     from abawbench.specs import ModelOptions
 
@@ -83,9 +81,11 @@ def main() -> None:
     # The three measurements alternate for --rounds rounds and the best of each is kept, so
     # that a burst of load on a shared machine hits them alike.
     preprocessing = eval_transform(backbone.data_config)
-    batches = [prepare_batch(images, device, preprocessing.normalize)
-               for images, _ in DataLoader(ImageDataset(train, preprocessing.pixels), batch_size=args.batch_size,
-                                           collate_fn=collate_images)]
+
+    def decoded() -> object:  # the protocol's own loader: decode + resize (in the workers, if any), collate
+        return decoded_batches(train, preprocessing, device, batch_size=args.batch_size, num_workers=args.workers)
+
+    batches = [prepare_batch(images, device, preprocessing.normalize) for _, images in decoded()]
     module = prepare_module(backbone.module, device)
     sink = np.empty((len(train), backbone.feature_dim), dtype=np.float32)
 
@@ -99,44 +99,29 @@ def main() -> None:
                 module(images).float().cpu()
         sync()
 
-    def loader_alone() -> None:
-        # decode + resize (in the workers, if any), collate: the ceiling of extraction
-        for _ in DataLoader(ImageDataset(train, preprocessing.pixels), batch_size=args.batch_size,
-                            num_workers=args.workers, collate_fn=collate_images):
+    def loader_alone() -> None:  # the ceiling of extraction from files
+        for _ in decoded():
             pass
 
-    def pipeline() -> None:
+    def extraction(pack_cache: FeatureCache | None = None) -> None:
         extract_features(backbone, train, device, write, batch_size=args.batch_size, num_workers=args.workers,
-                         progress=False)
+                         progress=False, pixel_pack=None if pack_cache is None else (pack_cache, "train"))
         sync()
-
-    from abawbench.cache import FeatureCache
 
     pack_cache = FeatureCache(work / "pixel-cache")
-    extract_features(backbone, train, device, write, batch_size=args.batch_size, num_workers=args.workers,
-                     progress=False, pixel_pack=(pack_cache, "train"))  # the pack the next rounds read
-
-    def pipeline_from_pack() -> None:
-        extract_features(backbone, train, device, write, batch_size=args.batch_size, num_workers=args.workers,
-                         progress=False, pixel_pack=(pack_cache, "train"))
-        sync()
-
-    fresh_caches = iter(range(10_000))
+    extraction(pack_cache)  # writes the pack the timed rounds read
     written_packs: list[Path] = []  # removed after each round, outside the timing
 
-    def pipeline_writing_pack() -> None:
-        folder = work / f"fresh-pack-{next(fresh_caches)}"
-        extract_features(backbone, train, device, write, batch_size=args.batch_size, num_workers=args.workers,
-                         progress=False, pixel_pack=(FeatureCache(folder), "train"))
-        sync()
-        written_packs.append(folder)
+    def extraction_writing_pack() -> None:
+        written_packs.append(Path(tempfile.mkdtemp(dir=work, prefix="fresh-pack-")))
+        extraction(FeatureCache(written_packs[-1]))
 
     with torch.inference_mode():
         for images in batches[:2]:  # warm-up (cuDNN picks its kernels)
             with autocast_context(device):
                 module(images)
-    actions = {"bare": bare_forward, "loader": loader_alone, "pipeline": pipeline, "pack": pipeline_from_pack,
-               "pack_write": pipeline_writing_pack}
+    actions = {"bare": bare_forward, "loader": loader_alone, "pipeline": extraction,
+               "pack": lambda: extraction(pack_cache), "pack_write": extraction_writing_pack}
     timings: dict[str, list[float]] = {name: [] for name in actions}
     for _ in range(args.rounds):
         for name, action in actions.items():
