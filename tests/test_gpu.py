@@ -64,6 +64,7 @@ def test_whole_run_on_the_gpu(tmp_path, lsd_tree, tiny_host, protocol):  # noqa:
     config = _config(tmp_path, lsd_tree, device="cuda", protocol=protocol)
     [result] = Runner(config, host=tiny_host, progress=False).run().results
     assert result.status == "completed", result.error
+    assert result.device.startswith("cuda")  # not a silent CPU fallback
     assert 0 <= result.primary.value <= 1
     out = tmp_path / "predictions.txt"
     result_file = tmp_path / "runs" / "lsd" / result.entry / "seed0.json"
@@ -76,4 +77,5 @@ def test_mtl_run_on_the_gpu(tmp_path, mtl_tree, tiny_host):  # noqa: F811
     config = _config(tmp_path, mtl_tree, track="mtl", device="cuda")
     [result] = Runner(config, host=tiny_host, progress=False).run().results
     assert result.status == "completed", result.error
+    assert result.device.startswith("cuda")
     assert {"ccc_valence", "f1_expr", "f1_au"} <= set(result.sub_scores)

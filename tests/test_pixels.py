@@ -15,7 +15,7 @@ from abawbench.pixels import pack_key, with_pixel_pack
 from abawbench.protocol import Runner, extract_features, prepare_data
 from abawbench.specs import ModelOptions
 
-from test_cache import flip_byte
+from test_cache import data_offset, flip_byte
 from test_protocol import _config, lsd_tree, tiny_host  # noqa: F401 - fixtures
 
 CPU = torch.device("cpu")
@@ -121,9 +121,7 @@ def test_with_pixel_pack_streams_verified_batches_and_stores_nothing_on_failure(
     assert np.array_equal(torch.cat([b for _, b in read_back]).numpy(), images)
     # A chunk corrupted after the pack was verified: nothing of it is handed out.
     entry = cache.load(key)
-    with h5py_file(entry.path) as f:
-        offset = [f["features"].id.get_chunk_info(i).byte_offset for i in range(17)][5]  # rows 15..17
-    flip_byte(entry.path, offset + 10)
+    flip_byte(entry.path, data_offset(entry.path, 5) + 10)  # chunk 5: rows 15..17
     handed: list = []
     with pytest.raises(CacheError, match=r"rows 15\.\.17 fail their checksum"):
         for start, batch in entry.iter_batches(4):
@@ -138,12 +136,6 @@ def test_with_pixel_pack_streams_verified_batches_and_stores_nothing_on_failure(
     assert [s for s, _ in mended][:3] == [0, 4, 8] and mended[3][0] == 12
     assert np.array_equal(torch.cat([b for _, b in mended]).numpy(), images)
     assert not entry.path.exists()  # removed, to be rebuilt by the next extraction
-
-
-def h5py_file(path):
-    import h5py
-
-    return h5py.File(path, "r")
 
 
 def test_pixel_rows_are_not_features(tmp_path):
@@ -284,9 +276,7 @@ def test_damaged_pack_with_loader_workers_gives_the_features_of_the_files(split,
     expected = extract(backbone, split)
     extract(backbone, split, cache)  # writes the pack
     [pack] = [e for e in cache.entries() if e.key.backbone == "pixels"]
-    with h5py_file(pack.path) as f:
-        offset = f["features"].id.get_chunk_info(3).byte_offset
-    flip_byte(pack.path, offset + 100)
+    flip_byte(pack.path, data_offset(pack.path, 3) + 100)
     sink = np.full_like(expected, np.nan)
     extract_features(backbone, split, CPU, lambda s, f: sink.__setitem__(slice(s, s + len(f)), f), batch_size=16,
                      num_workers=2, progress=False, pixel_pack=(cache, "train"))

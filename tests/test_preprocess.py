@@ -86,13 +86,20 @@ def test_normalize_falls_back_to_the_table_where_arithmetic_would_differ(monkeyp
     assert torch.equal(preprocessing.normalize(batch), preprocessing._normalize_by_table(batch))
 
 
-def test_identity_geometry_skips_pillow_but_not_when_it_resamples():
+def test_identity_geometry_skips_pillow_but_not_when_it_resamples(monkeypatch):
     identity = Preprocessing(CONFIGS["identity-bilinear"])
     tensor = torch.from_numpy(random_pixels(40, 40).transpose(2, 0, 1).copy())
     assert identity._is_identity((40, 40)) and not identity._is_identity((41, 40))
     # resize-up-then-crop back to the input size is not the identity
     assert not Preprocessing(CONFIGS["timm-default-bicubic"])._is_identity((40, 40))
+
+    def no_pillow(image):
+        raise AssertionError("an image the geometry keeps must not go through Pillow")
+
+    monkeypatch.setattr("abawbench.preprocess.to_pil_rgb", no_pillow)
     assert torch.equal(identity.pixels(tensor), tensor)
+    with pytest.raises(AssertionError, match="must not go through Pillow"):
+        identity.pixels(tensor[:, :, :39].contiguous())  # another size does
 
 
 def test_bad_inputs_are_config_errors():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from abawbench.errors import ConfigError
 from abawbench.specs import ReadOptions
-from abawbench_synthface import tree
+from abawbench_synthface import render, tree
 from abawbench_synthface.domains import DOMAINS, _clutter, _occluder, degrade, face_jpeg
 from abawbench_synthface.facs import ALL_AUS, AU, LABELLED_AUS, MTL_EXPRESSIONS, sample_expression
 from abawbench_synthface.geometry import build_face
@@ -180,29 +179,28 @@ def test_every_au_changes_the_face_where_it_should(au):
         assert lower > upper, f"{au} should act on the mouth and jaw"
 
 
-def _rasterise_with_imagedraw(shapes, size, background, matrix, supersample):
-    """What :func:`rasterise` does, through ImageDraw's public methods."""
-    big = size * supersample
-    points = np.array([v for shape in shapes for v in shape.points], dtype=np.float64).reshape(-1, 2)
-    flat = (points @ (matrix[:, :2].T * big) + matrix[:, 2] * big).ravel().tolist()
-    (m00, m01, _), (m10, m11, _) = matrix.tolist()
-    width_scale = big * math.sqrt(abs(m00 * m11 - m01 * m10))
-    image = Image.new("RGB", (big, big), background)
-    draw = ImageDraw.Draw(image)
-    start = 0
-    for shape in shapes:
-        stop = start + len(shape.points)
-        if shape.kind == "poly":
-            draw.polygon(flat[start:stop], fill=shape.colour)
-        else:
-            draw.line(flat[start:stop], fill=shape.colour, width=max(1, int(round(shape.width * width_scale))))
-        start = stop
-    return image.reduce(supersample) if supersample > 1 else image
+def _spy_on_public_drawing(monkeypatch) -> list[str]:
+    """Record every call of ImageDraw's public polygon and line methods."""
+    calls: list[str] = []
+    for name in ("polygon", "line"):
+        real = getattr(ImageDraw.ImageDraw, name)
+
+        def spy(self, *args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(ImageDraw.ImageDraw, name, spy)
+    return calls
 
 
-def test_rasteriser_draws_what_imagedraw_draws():
+def _force_public_route(monkeypatch) -> None:
+    monkeypatch.setattr("abawbench_synthface.render._direct_drawing_matches", lambda: False)
+
+
+def test_rasteriser_draws_what_imagedraw_draws(monkeypatch):
     """rasterise calls the C drawing object behind ImageDraw directly (see its docstring):
     if a Pillow upgrade makes that differ from the public methods, it shows up here."""
+    cases = []
     for k in range(6):
         rng = np.random.default_rng([3, k])
         ident = make_identity(rng)
@@ -210,19 +208,28 @@ def test_rasteriser_draws_what_imagedraw_draws():
         shapes = _clutter(rng) + build_face(ident, act, 0.4 * k - 1.0) + _occluder(rng, ident.skin)
         matrix = pose_matrix(7.0 * k - 20.0, 0.9 + 0.05 * k, (0.01 * k, -0.02))
         for size, supersample in ((48, 1), (48, 2), (112, 1)):
-            expected = _rasterise_with_imagedraw(shapes, size, ident.background, matrix, supersample)
-            assert rasterise(shapes, size, ident.background, matrix, supersample).tobytes() == expected.tobytes()
+            cases.append((shapes, size, ident.background, matrix, supersample))
+    direct = [rasterise(*case).tobytes() for case in cases]
+    calls = _spy_on_public_drawing(monkeypatch)
+    _force_public_route(monkeypatch)
+    assert [rasterise(*case).tobytes() for case in cases] == direct
+    assert {"polygon", "line"} <= set(calls)  # the reference really went through the public methods
 
 
 def test_rasteriser_falls_back_to_imagedraw_where_the_direct_route_differs(monkeypatch):
-    """A Pillow whose C drawing object no longer matches costs speed, never pictures."""
-    monkeypatch.setattr("abawbench_synthface.render._direct_drawing_matches", lambda: False)
+    """A Pillow whose C drawing object no longer matches costs speed, never pictures: the
+    public methods draw then (and only then)."""
     rng = np.random.default_rng([4, 1])
     ident = make_identity(rng)
     shapes = build_face(ident, sample_expression(rng, 2).activations, 0.3) + _occluder(rng, ident.skin)
     matrix = pose_matrix(5.0, 0.95, (0.01, 0.0))
-    expected = _rasterise_with_imagedraw(shapes, 48, ident.background, matrix, 2)
-    assert rasterise(shapes, 48, ident.background, matrix, 2).tobytes() == expected.tobytes()
+    calls = _spy_on_public_drawing(monkeypatch)
+    rasterise(shapes, 48, ident.background, matrix, 2)
+    assert calls == [] or not render._direct_drawing_matches()  # the direct route where it matches
+    _force_public_route(monkeypatch)
+    calls.clear()
+    rasterise(shapes, 48, ident.background, matrix, 2)
+    assert "polygon" in calls
 
 
 def test_real_domain_degrades_and_synthetic_stays_clean():
