@@ -66,11 +66,6 @@ CHUNK_BYTES = 1 << 20
 """Target chunk size: large enough for fast sequential reads, small enough that the writer's
 one-chunk buffer keeps extraction memory flat."""
 
-READ_PIECE_BYTES = 512 << 10
-"""A chunk is read, hashed and converted in pieces of at most this size, so that each piece is
-still in the core's L2 cache (256 KiB or more on current x86 and ARM cores) when the hash and
-the conversion pass over it after ``preadv`` wrote it."""
-
 CHECKSUM_ALGORITHM = "xxh3-128"
 STORED_DTYPES = {"float16": np.dtype("<f2"), "uint8": np.dtype("|u1")}
 """What an entry's rows may hold: float16 features, or uint8 pixel rows (abawbench.pixels)."""
@@ -436,61 +431,33 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-Consumer = Callable[[int, int, np.ndarray], None]
-"""Receives ``(start_row, end_row, rows)`` of each piece of a chunk, in order; the rows
-live in a reused buffer, so a consumer copies what it keeps. A chunk's pieces are handed over
-before its digest is known: a caller keeps nothing if the scan raises."""
+def _verified_chunks(
+    f: "h5py.File", layout: _Layout, into: np.ndarray | None = None
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(start_row, end_row, rows)`` of every chunk of ``/features``, in order, each handed over
+    only once it has matched its stored digest; raises CacheError naming the first bad rows.
 
-
-def _scan_chunks(
-    f: "h5py.File", layout: _Layout, consume: Consumer | None = None, into: np.ndarray | None = None
-) -> None:
-    """Read every chunk of ``/features`` straight from the file, check it against its stored
-    digest and hand it to ``consume``, or read it straight into ``into`` ([rows, dim] of the
-    stored type); raises CacheError naming the first bad rows (``into`` then holds unverified
-    data: drop it).
-
-    Uncompressed chunks are raw rows (little-endian float16 or uint8), so ``preadv`` into a
-    reused buffer skips HDF5's per-chunk machinery. Each chunk goes in pieces of ``READ_PIECE_BYTES``: a piece
-    is hashed and handed over while it is still in L2 (whole 1 MiB chunks measured ~10% slower
-    on the 2-core machine, whose cores have 512 KiB of L2). A memory map of the file was
-    measured a little faster (~0.05 of ``np.load``'s speed) and dropped: a private writable
-    mapping is charged its whole size against memory commit (a file larger than RAM could not
-    be read), and an I/O error under a mapping (NFS, a failing disk) kills the process with
-    SIGBUS where ``preadv`` raises, which becomes a rebuild. Two threads over chunk ranges
-    gained nothing measurable on 2 cores. With ``into`` (float16 reads), ``preadv`` writes
-    straight into the caller's fresh array, as ``np.load`` does: as fast as ``np.load`` here,
-    because chunks are not page-aligned (see ``_write_entry``).
+    Uncompressed chunks are raw rows (little-endian float16 or uint8), so one ``preadv`` per
+    chunk skips HDF5's per-chunk machinery: into a reused buffer (the rows handed over live
+    there: copy what you keep), or with ``into`` ([rows, dim] of the stored type) straight into
+    the caller's array, as ``np.load`` reads, which is as fast as ``np.load`` here because
+    chunks are not page-aligned (see ``_write_entry``; ``into`` holds unverified rows if this
+    raises: drop it). Reading each chunk in smaller, L2-sized pieces measured no faster
+    (``benchmarks/bench_cache_stages.py``). A memory map of the file was measured a little
+    faster (~0.05 of ``np.load``'s speed) and dropped: a private writable mapping is charged
+    its whole size against memory commit (a file larger than RAM could not be read), and an
+    I/O error under a mapping (NFS, a failing disk) kills the process with SIGBUS where
+    ``preadv`` raises, which becomes a rebuild. Two threads over chunk ranges gained nothing
+    measurable on 2 cores.
     """
     fd = f.id.get_vfd_handle()
-    row_bytes = layout.feature_dim * layout.dtype.itemsize
-    piece_rows = max(1, min(layout.chunk_rows, READ_PIECE_BYTES // row_bytes))
-    buffer = np.empty((piece_rows, layout.feature_dim), layout.dtype) if into is None else None
+    buffer = np.empty((layout.chunk_rows, layout.feature_dim), layout.dtype) if into is None else None
     for chunk, offset in enumerate(layout.chunk_offsets):
         start, end = layout.rows_of(chunk)
-        digest = xxhash.xxh3_128()
-        for piece_start in range(start, end, piece_rows):
-            piece_end = min(end, piece_start + piece_rows)
-            rows = into[piece_start:piece_end] if buffer is None else buffer[: piece_end - piece_start]
-            _pread_rows(fd, rows, offset + (piece_start - start) * row_bytes, start, end)
-            digest.update(rows)
-            if consume is not None:
-                consume(piece_start, piece_end, rows)
-        _check_digest(layout, chunk, digest.intdigest())
-
-
-def _verified_chunks(f: "h5py.File", layout: _Layout) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start_row, rows)`` of each chunk, handed over only once the chunk has passed its
-    digest (for readers that stream rows onwards, unlike :func:`_scan_chunks`). The rows live
-    in a reused buffer."""
-    fd = f.id.get_vfd_handle()
-    buffer = np.empty((layout.chunk_rows, layout.feature_dim), layout.dtype)
-    for chunk, offset in enumerate(layout.chunk_offsets):
-        start, end = layout.rows_of(chunk)
-        rows = buffer[: end - start]
+        rows = into[start:end] if buffer is None else buffer[: end - start]
         _pread_rows(fd, rows, offset, start, end)
         _check_digest(layout, chunk, xxhash.xxh3_128_intdigest(rows))
-        yield start, rows
+        yield start, end, rows
 
 
 def _pread_rows(fd: int, rows: np.ndarray, offset: int, start: int, end: int) -> None:
@@ -551,7 +518,7 @@ class CachedFeatures:
                 layout = self._layout(f)
                 batch = np.empty((min(batch_rows, self.num_rows), self.feature_dim), layout.dtype)
                 filled, batch_start = 0, 0
-                for _start, rows in _verified_chunks(f, layout):
+                for _start, _end, rows in _verified_chunks(f, layout):
                     taken = 0
                     while taken < len(rows):
                         room = min(len(batch) - filled, len(rows) - taken)
@@ -598,16 +565,14 @@ def _read_float32(f: "h5py.File", layout: _Layout) -> np.ndarray:
     out = np.empty((layout.num_rows, layout.feature_dim), np.float32)
     target = torch.from_numpy(out)
 
-    def convert(start: int, end: int, rows: np.ndarray) -> None:
-        # torch converts float16 with F16C at memory speed (numpy's copyto is ~7x slower).
-        target[start:end].copy_(torch.from_numpy(rows))
-
     # One thread for the whole read: a chunk is converted while it is in this core's cache,
     # and torch's OpenMP pool, woken once per chunk, spin-waits for a busy second core
     # (it cost 200-400 ms per read on the shared 2-core machine). The setting is process
     # wide, so torch work in other threads runs on one thread for these milliseconds too.
     with _torch_threads(1):
-        _scan_chunks(f, layout, convert)
+        for start, end, rows in _verified_chunks(f, layout):
+            # torch converts float16 with F16C at memory speed (numpy's copyto is ~7x slower).
+            target[start:end].copy_(torch.from_numpy(rows))
     return out
 
 
@@ -616,7 +581,8 @@ def _read_float16(f: "h5py.File", layout: _Layout) -> np.ndarray:
     bounce buffer, no second copy)."""
     _features_only(layout)
     out = np.empty((layout.num_rows, layout.feature_dim), np.float16)
-    _scan_chunks(f, layout, into=out)
+    for _ in _verified_chunks(f, layout, into=out):
+        pass
     return out
 
 
@@ -971,7 +937,8 @@ def _inspect(path: Path, key: CacheKey | None, sample_ids: Sequence[str] | None,
         with _open_h5(path) as f:
             layout = _check_entry(f, key, sample_ids)
             if verify_data:
-                _scan_chunks(f, layout, None)
+                for _ in _verified_chunks(f, layout):
+                    pass
     except CacheError as exc:
         return [str(exc)], None
     entry = CachedFeatures(path, key or layout.key, layout.num_rows, layout.feature_dim)

@@ -343,8 +343,8 @@ def test_read_or_create_reads_once_and_rebuilds_a_corrupt_hit(cache, monkeypatch
     first = cache.read_or_create(make_key(), ids(), DIM, producer)
     np.testing.assert_array_equal(first, data.astype(np.float16).astype(np.float32))
     scans = []
-    real_scan = abawbench.cache._scan_chunks
-    monkeypatch.setattr(abawbench.cache, "_scan_chunks", lambda *a: scans.append(1) or real_scan(*a))
+    real_scan = abawbench.cache._verified_chunks
+    monkeypatch.setattr(abawbench.cache, "_verified_chunks", lambda *a, **k: scans.append(1) or real_scan(*a, **k))
     np.testing.assert_array_equal(cache.read_or_create(make_key(), ids(), DIM, producer), first)
     assert producer.calls == 1 and len(scans) == 1  # a hit passes over the data once
     flip_byte(cache.path_for(make_key()), data_offset(cache.path_for(make_key())) + 100)
@@ -352,19 +352,15 @@ def test_read_or_create_reads_once_and_rebuilds_a_corrupt_hit(cache, monkeypatch
     assert producer.calls == 2  # the corrupt hit was rebuilt, never returned
 
 
-@pytest.mark.parametrize("piece_rows", [None, 17], ids=["whole-chunks", "pieces-of-17-rows"])
-def test_many_chunk_file_reads_everything_and_names_the_first_bad_rows(cache, monkeypatch, piece_rows):
+def test_many_chunk_file_reads_everything_and_names_the_first_bad_rows(cache):
     """A file of many chunks reads back exactly (both readers), and a corrupt chunk anywhere
-    fails the read, naming its rows; also when chunks are read in pieces that do not divide
-    them (the digest of a chunk is then built up piece by piece)."""
-    if piece_rows:
-        monkeypatch.setattr(abawbench.cache, "READ_PIECE_BYTES", piece_rows * DIM * 2)
+    fails the read, naming its rows."""
     rows = 64 * 20  # 20 chunks of 64 rows
     data = features(rows)
     entry = cache.get_or_create(make_key(), ids(rows), DIM, Producer(data))
     np.testing.assert_array_equal(entry.read(), data.astype(np.float16).astype(np.float32))
     np.testing.assert_array_equal(entry.read_float16(), data.astype(np.float16))
-    flip_byte(entry.path, data_offset(entry.path, 15) + 60 * DIM * 2 + 8)  # in the last piece of chunk 15
+    flip_byte(entry.path, data_offset(entry.path, 15) + 60 * DIM * 2 + 8)  # near the end of chunk 15
     with pytest.raises(CacheError, match=r"rows 960\.\.1023 fail their checksum"):
         entry.read()
     flip_byte(entry.path, data_offset(entry.path, 3) + 8)  # now an earlier one too: the lowest rows are named
