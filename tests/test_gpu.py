@@ -15,10 +15,10 @@ import torch
 from abawbench import cli
 from abawbench.plugins import load_plugins
 from abawbench.preprocess import Preprocessing
-from abawbench.protocol import Runner, extract_features
+from abawbench.protocol import Runner
 from abawbench.specs import ModelOptions
 
-from test_protocol import _config, lsd_tree, mtl_tree, tiny_host  # noqa: F401 (fixtures)
+from test_protocol import _config, extract_into_sink, lsd_tree, mtl_tree, tiny_host, train_split  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -32,22 +32,13 @@ def test_normalize_on_the_gpu_equals_the_cpu_table():
     assert torch.equal(preprocessing.normalize(batch.to(CUDA)).cpu(), preprocessing.normalize(batch))
 
 
-def test_bf16_extraction_matches_the_cpu_features(lsd_tree):  # noqa: F811
-    from abawbench.config import load_config
-    from abawbench.protocol import prepare_data
-
-    host = load_plugins(strict=True)
-
-    config = load_config(None, {"track": "lsd", "data": lsd_tree, "models": ["timm:resnet10t"]})
-    runner = Runner(config, host=host, progress=False)
-    train = prepare_data(host, config, runner.track, runner.cache_root).splits["train"]
+def test_bf16_extraction_matches_the_cpu_features(tmp_path, lsd_tree):  # noqa: F811
+    host = load_plugins(strict=True)  # the real timm plugin, no tiny test models needed
+    train = train_split(tmp_path, lsd_tree, host, models=["timm:resnet10t"])
     features = {}
     for device in (torch.device("cpu"), CUDA):
         backbone = host.models.get("timm:resnet10t").build(ModelOptions(image_size=64, extra={"seed": 0}))
-        sink = np.empty((len(train), backbone.feature_dim), dtype=np.float32)
-        extract_features(backbone, train, device, lambda start, f: sink.__setitem__(slice(start, start + len(f)), f),
-                         batch_size=32, num_workers=2, progress=False)
-        features[device.type] = sink
+        features[device.type] = extract_into_sink(backbone, train, device, batch_size=32, num_workers=2)
     cpu, gpu = features["cpu"], features["cuda"]
     assert np.isfinite(gpu).all()
     relative = np.linalg.norm(gpu - cpu) / np.linalg.norm(cpu)

@@ -12,26 +12,22 @@ import abawbench.protocol
 from abawbench.cache import FeatureCache
 from abawbench.errors import CacheError
 from abawbench.pixels import pack_key, with_pixel_pack
-from abawbench.protocol import Runner, extract_features, prepare_data
+from abawbench.protocol import Runner, prepare_data
 from abawbench.specs import ModelOptions
 
 from test_cache import data_offset, flip_byte
-from test_protocol import _config, lsd_tree, tiny_host  # noqa: F401 - fixtures
+from test_protocol import _config, extract_into_sink, lsd_tree, tiny_host, train_split  # noqa: F401 - fixtures
 
-CPU = torch.device("cpu")
 
 
 @pytest.fixture
 def split(tmp_path, lsd_tree, tiny_host):  # noqa: F811 - fixtures
-    config = _config(tmp_path, lsd_tree)
-    runner = Runner(config, host=tiny_host, progress=False)
-    return prepare_data(tiny_host, config, runner.track, runner.cache_root).splits["train"]
+    return train_split(tmp_path, lsd_tree, tiny_host)
 
 
 def extract(backbone, index, cache=None, batch_size=16):
-    sink = np.full((len(index), backbone.feature_dim), np.nan, dtype=np.float32)
-    extract_features(backbone, index, CPU, lambda s, f: sink.__setitem__(slice(s, s + len(f)), f),
-                     batch_size=batch_size, progress=False, pixel_pack=None if cache is None else (cache, "train"))
+    sink = extract_into_sink(backbone, index, batch_size=batch_size,
+                             pixel_pack=None if cache is None else (cache, "train"))
     assert np.isfinite(sink).all()
     return sink
 
@@ -220,8 +216,8 @@ def test_finetune_with_pixel_cache_decodes_validation_once_and_predicts_the_same
     for epoch, (a, b) in enumerate(zip(calls["plain"], calls["packed"]), start=1):
         assert all(torch.equal(a[task], b[task]) for task in a), f"predictions differ after epoch {epoch}"
     assert plain.entry == packed.entry and plain.primary == packed.primary and plain.per_class == packed.per_class
-    splits = prepare_data(tiny_host, finetune_config("packed", True), Runner(finetune_config("packed", True),
-                          host=tiny_host, progress=False).track, tmp_path / "cache-packed").splits
+    splits = prepare_data(tiny_host, finetune_config("packed", True), tiny_host.tracks.get("lsd"),
+                          tmp_path / "cache-packed").splits
     # training decodes every epoch (it augments; whole batches of 16 only), validation and test
     # are decoded once, into their packs (without packs: validation 3 times)
     trained_per_epoch = len(splits["train"]) // 16 * 16
@@ -277,9 +273,7 @@ def test_damaged_pack_with_loader_workers_gives_the_features_of_the_files(split,
     extract(backbone, split, cache)  # writes the pack
     [pack] = [e for e in cache.entries() if e.key.backbone == "pixels"]
     flip_byte(pack.path, data_offset(pack.path, 3) + 100)
-    sink = np.full_like(expected, np.nan)
-    extract_features(backbone, split, CPU, lambda s, f: sink.__setitem__(slice(s, s + len(f)), f), batch_size=16,
-                     num_workers=2, progress=False, pixel_pack=(cache, "train"))
+    sink = extract_into_sink(backbone, split, batch_size=16, num_workers=2, pixel_pack=(cache, "train"))
     assert np.array_equal(sink, expected)
     assert not pack.path.exists()
 

@@ -12,7 +12,7 @@ import pytest
 from abawbench import cli
 from abawbench.config import load_config
 from abawbench.plugins import load_plugins, set_host
-from abawbench.protocol import Runner
+from abawbench.protocol import Runner, extract_features, prepare_data
 from abawbench.results import read_result
 
 from plugin_helpers import make_module
@@ -69,6 +69,24 @@ def tiny_host():
     host.add_plugin(make_module("tiny_models", TINY_MODELS), "tiny-models")
     set_host(host)
     return host
+
+
+def train_split(tmp_path, data, host, **over):
+    """The training split of ``data`` as the protocol reads it (index, fingerprint, labels)."""
+    config = _config(tmp_path, data, **over)
+    runner = Runner(config, host=host, progress=False)
+    return prepare_data(host, config, runner.track, runner.cache_root).splits["train"]
+
+
+def extract_into_sink(backbone, index, device=None, **kwargs) -> np.ndarray:
+    """``extract_features`` of ``index`` into one array (NaN where a row was never written)."""
+    import torch
+
+    sink = np.full((len(index), backbone.feature_dim), np.nan, dtype=np.float32)
+    extract_features(backbone, index, device or torch.device("cpu"),
+                     lambda start, rows: sink.__setitem__(slice(start, start + len(rows)), rows),
+                     progress=False, **kwargs)
+    return sink
 
 
 def _config(tmp_path, data, **over):
@@ -217,19 +235,9 @@ def test_unknown_model_is_a_usage_error_with_suggestion(tmp_path, lsd_tree, tiny
 def test_extraction_with_loader_workers_equals_in_process(lsd_tree, tiny_host, tmp_path):
     """uint8 batches collated by NumPy in DataLoader worker processes give the very features of
     the in-process loader (same order, same values)."""
-    from abawbench.protocol import extract_features, prepare_data
     from abawbench.specs import ModelOptions
 
-    import torch
-
-    config = _config(tmp_path, lsd_tree)
-    runner = Runner(config, host=tiny_host, progress=False)
-    train = prepare_data(tiny_host, config, runner.track, runner.cache_root).splits["train"]
+    train = train_split(tmp_path, lsd_tree, tiny_host)
     backbone = tiny_host.models.get("tiny").build(ModelOptions(extra={"seed": 0}))
-    features = []
-    for workers in (0, 2):
-        sink = np.full((len(train), backbone.feature_dim), np.nan, dtype=np.float32)
-        extract_features(backbone, train, torch.device("cpu"), lambda s, f: sink.__setitem__(slice(s, s + len(f)), f),
-                         batch_size=16, num_workers=workers, progress=False)
-        features.append(sink)
+    features = [extract_into_sink(backbone, train, batch_size=16, num_workers=workers) for workers in (0, 2)]
     assert np.isfinite(features[0]).all() and np.array_equal(features[0], features[1])
