@@ -120,11 +120,11 @@ class _IdentityParts(NamedTuple):
 
 # The head points whose height follows the jaw: (index of the y value, sin) for the lower half.
 _HEAD_LOWER = tuple((2 * k + 1, s) for k, (c, s) in enumerate(_C24) if s > 0)
-_SHOULDERS = tuple(ellipse(0.5, 1.12, 0.5, 0.26, fine=True))
+_HX, _HY = 0.5, 0.47  # head centre
+_SHOULDERS = tuple(ellipse(_HX, 1.12, 0.5, 0.26, fine=True))  # centred under the head
 # The activations build_face reads, in the order it unpacks them.
 _AU_ORDER = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26", "AU5", "AU9")
 _activations_in_order = itemgetter(*(AU[name] for name in _AU_ORDER))
-_HX, _HY = 0.5, 0.47  # head centre
 _EYE_Y = _HY - 0.015
 
 
