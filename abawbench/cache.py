@@ -34,17 +34,19 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
+import itertools
 import json
 import logging
 import math
 import os
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import xxhash
@@ -432,10 +434,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _verified_chunks(
-    f: "h5py.File", layout: _Layout, into: np.ndarray | None = None
+    f: "h5py.File", layout: _Layout, into: np.ndarray | None = None, chunks: Iterable[int] | None = None
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """``(start_row, end_row, rows)`` of every chunk of ``/features``, in order, each handed over
-    only once it has matched its stored digest; raises CacheError naming the first bad rows.
+    """``(start_row, end_row, rows)`` of every chunk of ``/features`` (or of the chunk numbers
+    ``chunks``), in order, each handed over only once it has matched its stored digest; raises
+    CacheError naming the first bad rows.
 
     Uncompressed chunks are raw rows (little-endian float16 or uint8), so one ``preadv`` per
     chunk skips HDF5's per-chunk machinery: into a reused buffer (the rows handed over live
@@ -447,17 +450,80 @@ def _verified_chunks(
     faster (~0.05 of ``np.load``'s speed) and dropped: a private writable mapping is charged
     its whole size against memory commit (a file larger than RAM could not be read), and an
     I/O error under a mapping (NFS, a failing disk) kills the process with SIGBUS where
-    ``preadv`` raises, which becomes a rebuild. Two threads over chunk ranges gained nothing
-    measurable on 2 cores.
+    ``preadv`` raises, which becomes a rebuild.
     """
     fd = f.id.get_vfd_handle()
     buffer = np.empty((layout.chunk_rows, layout.feature_dim), layout.dtype) if into is None else None
-    for chunk, offset in enumerate(layout.chunk_offsets):
+    for chunk in range(len(layout.chunk_offsets)) if chunks is None else chunks:
         start, end = layout.rows_of(chunk)
         rows = into[start:end] if buffer is None else buffer[: end - start]
-        _pread_rows(fd, rows, offset, start, end)
+        _pread_rows(fd, rows, layout.chunk_offsets[chunk], start, end)
         _check_digest(layout, chunk, xxhash.xxh3_128_intdigest(rows))
         yield start, end, rows
+
+
+MAX_READ_THREADS = 4
+"""Whole-entry reads split their chunks over up to this many threads (and no more than the
+usable cores): most of such a read is the kernel's copy out of the page cache and the page
+faults of the fresh result, which run in parallel, as do the digest and torch's conversion
+(all release the GIL). On the 2-core machine two threads cut ``read()`` by about a quarter
+(docs/bench/cache.md)."""
+_MIN_CHUNKS_PER_THREAD = 4  # below this a thread's start costs more than its share saves
+
+
+def _read_threads(num_chunks: int) -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_READ_THREADS, cores, num_chunks // _MIN_CHUNKS_PER_THREAD))
+
+
+def _each_verified_chunk(
+    f: "h5py.File",
+    layout: _Layout,
+    consume: Callable[[int, int, np.ndarray], None] | None = None,
+    into: np.ndarray | None = None,
+) -> None:
+    """Every chunk through :func:`_verified_chunks`, split over threads (chunk ``i`` goes to
+    thread ``i % threads``); ``consume(start_row, end_row, rows)`` runs in the thread that read
+    and verified the chunk, in no particular order across threads.
+
+    On failure the CacheError of the first bad rows is raised (any other error first), as a
+    single thread would: once rows from ``r`` on are known bad, each thread stops before its
+    first chunk past ``r``, but goes on up to it, so a lower bad chunk is always found whichever
+    thread gets there first."""
+    num_chunks = len(layout.chunk_offsets)
+    threads = _read_threads(num_chunks)
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+    first_bad_row = [layout.num_rows]  # -1 once anything but bad rows went wrong: all stop
+
+    def still_needed(chunk: int) -> bool:
+        return chunk * layout.chunk_rows < first_bad_row[0]
+
+    def work(first: int) -> None:
+        try:
+            chunks = itertools.takewhile(still_needed, range(first, num_chunks, threads))
+            for start, end, rows in _verified_chunks(f, layout, into, chunks):
+                if consume is not None:
+                    consume(start, end, rows)
+        except BaseException as exc:  # re-raised in the calling thread below
+            with lock:
+                failures.append(exc)
+                first_bad_row[0] = min(first_bad_row[0], getattr(exc, "start", -1))
+
+    workers = [threading.Thread(target=work, args=(first,), daemon=True) for first in range(1, threads)]
+    try:
+        for worker in workers:
+            worker.start()
+        work(0)
+        for worker in workers:
+            worker.join()
+    finally:
+        first_bad_row[0] = -1  # an interrupt while joining: the others stop at their next chunk
+    if failures:
+        raise min(failures, key=lambda exc: getattr(exc, "start", -1))
 
 
 def _pread_rows(fd: int, rows: np.ndarray, offset: int, start: int, end: int) -> None:
@@ -465,15 +531,22 @@ def _pread_rows(fd: int, rows: np.ndarray, offset: int, start: int, end: int) ->
     try:
         read = os.preadv(fd, [rows], offset)
     except OSError as exc:
-        raise CacheError(f"rows {start}..{end - 1} cannot be read: {exc.strerror or exc}") from exc
+        raise _BadRows(start, end, f"cannot be read: {exc.strerror or exc}") from exc
     if read != rows.nbytes:
-        raise CacheError(f"rows {start}..{end - 1} end past the end of the file (truncated)")
+        raise _BadRows(start, end, "end past the end of the file (truncated)")
 
 
 def _check_digest(layout: _Layout, chunk: int, digest: int) -> None:
     if _split_digest(digest) != tuple(int(x) for x in layout.checksums[chunk]):
-        start, end = layout.rows_of(chunk)
-        raise CacheError(f"rows {start}..{end - 1} fail their checksum (file is corrupt)")
+        raise _BadRows(*layout.rows_of(chunk), "fail their checksum (file is corrupt)")
+
+
+class _BadRows(CacheError):
+    """Rows of one chunk that cannot be used; ``start`` orders the failures of parallel reads."""
+
+    def __init__(self, start: int, end: int, problem: str) -> None:
+        super().__init__(f"rows {start}..{end - 1} {problem}")
+        self.start = start
 
 
 @dataclass
@@ -565,14 +638,17 @@ def _read_float32(f: "h5py.File", layout: _Layout) -> np.ndarray:
     out = np.empty((layout.num_rows, layout.feature_dim), np.float32)
     target = torch.from_numpy(out)
 
-    # One thread for the whole read: a chunk is converted while it is in this core's cache,
-    # and torch's OpenMP pool, woken once per chunk, spin-waits for a busy second core
+    def convert(start: int, end: int, rows: np.ndarray) -> None:
+        # torch converts float16 with F16C at memory speed (numpy's copyto is ~30x slower).
+        target[start:end].copy_(torch.from_numpy(rows))
+
+    # One torch thread per reading thread: a chunk is converted while it is in that core's
+    # cache, and torch's OpenMP pool, woken once per chunk, spin-waits for a busy second core
     # (it cost 200-400 ms per read on the shared 2-core machine). The setting is process
-    # wide, so torch work in other threads runs on one thread for these milliseconds too.
+    # wide (reading threads started under it see it), so torch work in other threads runs on
+    # one thread for these milliseconds too.
     with _torch_threads(1):
-        for start, end, rows in _verified_chunks(f, layout):
-            # torch converts float16 with F16C at memory speed (numpy's copyto is ~7x slower).
-            target[start:end].copy_(torch.from_numpy(rows))
+        _each_verified_chunk(f, layout, convert)
     return out
 
 
@@ -581,8 +657,7 @@ def _read_float16(f: "h5py.File", layout: _Layout) -> np.ndarray:
     bounce buffer, no second copy)."""
     _features_only(layout)
     out = np.empty((layout.num_rows, layout.feature_dim), np.float16)
-    for _ in _verified_chunks(f, layout, into=out):
-        pass
+    _each_verified_chunk(f, layout, into=out)
     return out
 
 
@@ -937,8 +1012,7 @@ def _inspect(path: Path, key: CacheKey | None, sample_ids: Sequence[str] | None,
         with _open_h5(path) as f:
             layout = _check_entry(f, key, sample_ids)
             if verify_data:
-                for _ in _verified_chunks(f, layout):
-                    pass
+                _each_verified_chunk(f, layout)
     except CacheError as exc:
         return [str(exc)], None
     entry = CachedFeatures(path, key or layout.key, layout.num_rows, layout.feature_dim)

@@ -9,6 +9,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -352,9 +353,12 @@ def test_read_or_create_reads_once_and_rebuilds_a_corrupt_hit(cache, monkeypatch
     assert producer.calls == 2  # the corrupt hit was rebuilt, never returned
 
 
-def test_many_chunk_file_reads_everything_and_names_the_first_bad_rows(cache):
-    """A file of many chunks reads back exactly (both readers), and a corrupt chunk anywhere
-    fails the read, naming its rows."""
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_many_chunk_file_reads_everything_and_names_the_first_bad_rows(cache, monkeypatch, threads):
+    """A file of many chunks reads back exactly (both readers), whatever number of threads
+    share its chunks, and a corrupt chunk anywhere fails the read, naming its rows; with two
+    bad chunks in different threads, the lower one is named whichever thread fails first."""
+    monkeypatch.setattr(abawbench.cache, "_read_threads", lambda num_chunks: threads)
     rows = 64 * 20  # 20 chunks of 64 rows
     data = features(rows)
     entry = cache.get_or_create(make_key(), ids(rows), DIM, Producer(data))
@@ -363,10 +367,47 @@ def test_many_chunk_file_reads_everything_and_names_the_first_bad_rows(cache):
     flip_byte(entry.path, data_offset(entry.path, 15) + 60 * DIM * 2 + 8)  # near the end of chunk 15
     with pytest.raises(CacheError, match=r"rows 960\.\.1023 fail their checksum"):
         entry.read()
-    flip_byte(entry.path, data_offset(entry.path, 3) + 8)  # now an earlier one too: the lowest rows are named
-    with pytest.raises(CacheError, match=r"rows 192\.\.255 fail their checksum"):
+    flip_byte(entry.path, data_offset(entry.path, 4) + 8)  # an earlier one, read by another thread
+    if threads > 1:  # hold chunk 4's thread on its previous chunk until chunk 15 has failed
+        real_pread = abawbench.cache._pread_rows
+
+        def slow_before_chunk_4(fd, rows, offset, start, end):
+            if start == (4 - threads) * 64:
+                time.sleep(0.3)
+            real_pread(fd, rows, offset, start, end)
+
+        monkeypatch.setattr(abawbench.cache, "_pread_rows", slow_before_chunk_4)
+    with pytest.raises(CacheError, match=r"rows 256\.\.319 fail their checksum"):
         entry.read_float16()
+    with pytest.raises(CacheError, match=r"rows 256\.\.319 fail their checksum"):
+        entry.read()
     assert cache.load(make_key()) is None and not entry.path.exists()
+
+
+def test_reading_threads_share_the_work_and_pass_on_any_error(cache, monkeypatch):
+    """Chunks really are read by several threads, and anything a reading thread raises (not
+    only bad rows) is raised by read() itself."""
+    import torch
+
+    monkeypatch.setattr(abawbench.cache, "_read_threads", lambda num_chunks: 3)
+    rows = 64 * 20
+    entry = cache.get_or_create(make_key(), ids(rows), DIM, Producer(features(rows)))
+    readers = set()
+    real_from_numpy = torch.from_numpy
+    monkeypatch.setattr(torch, "from_numpy",
+                        lambda array: readers.add(threading.get_ident()) or real_from_numpy(array))
+    entry.read()
+    assert len(readers) == 3
+    real_check = abawbench.cache._check_digest
+
+    def failing_check(layout, chunk, digest):
+        if chunk == 7:
+            raise MemoryError("simulated")
+        real_check(layout, chunk, digest)
+
+    monkeypatch.setattr(abawbench.cache, "_check_digest", failing_check)
+    with pytest.raises(MemoryError, match="simulated"):
+        entry.read()
 
 
 def test_read_restores_torch_threads_and_turns_io_errors_into_cache_errors(cache, monkeypatch):
