@@ -513,15 +513,20 @@ def _each_verified_chunk(
                 failures.append(exc)
                 first_bad_row[0] = min(first_bad_row[0], getattr(exc, "start", -1))
 
-    workers = [threading.Thread(target=work, args=(first,), daemon=True) for first in range(1, threads)]
+    started: list[threading.Thread] = []
     try:
-        for worker in workers:
+        for first in range(1, threads):
+            worker = threading.Thread(target=work, args=(first,), daemon=True)
             worker.start()
+            started.append(worker)
         work(0)
-        for worker in workers:
+        for worker in started:
             worker.join()
-    finally:
-        first_bad_row[0] = -1  # an interrupt while joining: the others stop at their next chunk
+    except BaseException:  # an interrupt while joining, no thread to be had: leave, but only
+        first_bad_row[0] = -1  # once the others have stopped (at their next chunk) and no
+        for worker in started:  # longer use the file, which the caller closes next
+            worker.join()
+        raise
     if failures:
         raise min(failures, key=lambda exc: getattr(exc, "start", -1))
 

@@ -395,7 +395,7 @@ def test_reading_threads_share_the_work_and_pass_on_any_error(cache, monkeypatch
     readers = set()
     real_from_numpy = torch.from_numpy
     monkeypatch.setattr(torch, "from_numpy",
-                        lambda array: readers.add(threading.get_ident()) or real_from_numpy(array))
+                        lambda array: readers.add(threading.current_thread()) or real_from_numpy(array))
     entry.read()
     assert len(readers) == 3
     real_check = abawbench.cache._check_digest
@@ -408,6 +408,27 @@ def test_reading_threads_share_the_work_and_pass_on_any_error(cache, monkeypatch
     monkeypatch.setattr(abawbench.cache, "_check_digest", failing_check)
     with pytest.raises(MemoryError, match="simulated"):
         entry.read()
+
+
+def test_a_read_that_cannot_start_all_its_threads_leaves_none_running(cache, monkeypatch):
+    """The caller closes the file as soon as read() returns or raises, so no reading thread
+    may outlive it: one that had started is stopped and joined before the error goes on."""
+    monkeypatch.setattr(abawbench.cache, "_read_threads", lambda num_chunks: 3)
+    rows = 64 * 20
+    entry = cache.get_or_create(make_key(), ids(rows), DIM, Producer(features(rows)))
+    started = []
+    real_start = threading.Thread.start
+
+    def start_one_then_fail(thread):
+        if started:
+            raise RuntimeError("can't start new thread")
+        started.append(thread)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_one_then_fail)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        entry.read()
+    assert len(started) == 1 and not started[0].is_alive()
 
 
 def test_read_restores_torch_threads_and_turns_io_errors_into_cache_errors(cache, monkeypatch):
