@@ -36,7 +36,7 @@ step protocol "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 -
 step protocol-hog "$PY" benchmarks/bench_protocol.py --model hog --images 600 --epochs 20 --rounds 7
 step protocol-resnet18 "$PY" benchmarks/bench_protocol.py --model resnet18 --images 300 --skip-probe --rounds 7
 step protocol-mobilenet-1-worker "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 --images 600 --workers 1 --skip-probe --rounds 7
-step cache "$PY" benchmarks/bench_cache.py --repeat 21
+step cache "$PY" benchmarks/bench_cache.py --repeat 31
 step scoring "$PY" benchmarks/bench_scoring.py
 step indexing "$PY" benchmarks/bench_indexing.py --repeat 3
 step synthface "$PY" -m abawbench_synthface.bench --images 2000 --repeats 3
