@@ -923,10 +923,13 @@ class FeatureCache:
 
     # -- removing --------------------------------------------------------------------------
 
-    def clear(self, backbone: str | None = None, pattern: str | None = None) -> tuple[list[Path], list[Path]]:
+    def clear(self, backbone: str | None = None, pattern: str | None = None, *,
+              only_bad: bool = False) -> tuple[list[Path], list[Path]]:
         """Remove finished files (and leftover temporaries) of ``backbone`` and/or whose name
-        matches the glob ``pattern``; with neither, everything. Returns (removed, busy): a
-        file whose lock is held by a running extraction is left alone and reported busy.
+        matches the glob ``pattern``; with neither, everything; with ``only_bad``, only those
+        that fail full verification (checksums included: corrupt, truncated, or written by
+        another cache format, whose files never hit again). Returns (removed, busy): a file
+        whose lock is held by a running extraction is left alone and reported busy.
         """
         removed: list[Path] = []
         busy: list[Path] = []
@@ -937,6 +940,8 @@ class FeatureCache:
                 continue
             try:
                 with self._lock(path, timeout=0):
+                    if only_bad and not self.verify(path):
+                        continue
                     removed.extend(_remove_temporaries(path))
                     path.unlink(missing_ok=True)
                     removed.append(path)

@@ -604,7 +604,7 @@ def test_cli_ls_verify_clear(cache, capsys):
     assert code == 2 and "BAD" in out and "1 ok, 1 bad" in out
 
     code, _, err = run_cli(capsys, "cache", "clear", "--cache-dir", root)
-    assert code == 2 and "--backbone NAME or --all" in err
+    assert code == 2 and "--backbone NAME, --bad or --all" in err
     code, _, err = run_cli(capsys, "cache", "clear", "--all", "--cache-dir", root)
     assert code == 2 and "--yes" in err and len(cache.entries()) == 2
     code, out, _ = run_cli(capsys, "cache", "clear", "--backbone", "timm:vit_tiny", "--yes",
@@ -612,6 +612,26 @@ def test_cli_ls_verify_clear(cache, capsys):
     assert code == 0 and [e.key.backbone for e in cache.entries()] == ["timm:resnet18"]
     assert run_cli(capsys, "cache", "clear", "--all", "--yes", "--cache-dir", root)[0] == 0
     assert cache.entries() == []
+
+
+def test_cli_clear_bad_removes_only_what_fails_verification(cache, capsys):
+    """Corrupt files and files of another cache format (which never hit again, under their
+    old names) go; good ones stay, whatever their backbone."""
+    root = str(cache.root)
+    good, _ = fill(cache)
+    corrupt, _ = fill(cache, make_key(backbone="timm:vit_tiny"))
+    old_format, _ = fill(cache, make_key(split="validation"))
+    flip_byte(corrupt.path, data_offset(corrupt.path) + 8)
+    with h5py.File(old_format.path, "r+") as f:
+        f.attrs["abawbench"] = json.dumps({**json.loads(f.attrs["abawbench"]), "format_version": 1})
+    code, out, _ = run_cli(capsys, "cache", "clear", "--bad", "--backbone", "timm:resnet18", "--yes",
+                           "--cache-dir", root)
+    assert code == 0 and "removed 1 file(s)" in out
+    assert not old_format.path.exists() and corrupt.path.exists() and good.path.exists()
+    code, out, _ = run_cli(capsys, "cache", "clear", "--bad", "--yes", "--cache-dir", root)
+    assert code == 0 and "removed 1 file(s)" in out
+    assert not corrupt.path.exists() and good.path.exists()
+    np.testing.assert_array_equal(good.read(), features().astype(np.float16).astype(np.float32))
 
 
 def test_cli_defaults_to_the_environment_cache(monkeypatch, tmp_path, capsys):

@@ -32,6 +32,11 @@ def add_parser(subparsers) -> None:
     clear = actions.add_parser("clear", help="remove cached feature files")
     clear.add_argument("--backbone", metavar="NAME", help="only the files of this backbone")
     clear.add_argument("--all", action="store_true", help="every file in the cache")
+    clear.add_argument(
+        "--bad", action="store_true",
+        help="only files that fail verification (as 'cache verify' reports them: corrupt, "
+             "truncated, or left by an older cache format); with --backbone, only its files",
+    )
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     clear.set_defaults(handler=handle_clear)
 
@@ -104,14 +109,17 @@ def handle_verify(args) -> int:
 def handle_clear(args) -> int:
     from abawbench.errors import ConfigError
 
-    if not args.all and args.backbone is None:
-        raise ConfigError("cache clear: say what to remove: --backbone NAME or --all")
+    if not (args.all or args.bad) and args.backbone is None:
+        raise ConfigError("cache clear: say what to remove: --backbone NAME, --bad or --all")
     cache = _cache(args)
     what = "every cached feature file" if args.all else f"the cached features of {args.backbone}"
+    if args.bad:
+        what = "the cached files that fail verification" + ("" if args.all or args.backbone is None
+                                                             else f" among those of {args.backbone}")
     if not args.yes and not _confirm(f"Remove {what} in {cache.folder}?"):
         print("nothing removed")
         return 0
-    removed, busy = cache.clear(backbone=None if args.all else args.backbone)
+    removed, busy = cache.clear(backbone=None if args.all else args.backbone, only_bad=args.bad)
     for path in busy:
         print(f"busy (an extraction holds its lock), kept: {path}", file=sys.stderr)
     print(f"removed {len(removed)} file(s)")
