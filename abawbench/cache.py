@@ -665,7 +665,7 @@ def _read_float32(f: "h5py.File", layout: _Layout) -> np.ndarray:
 
     def convert(start: int, end: int, rows: np.ndarray) -> None:
         # torch converts float16 with F16C at memory speed: 0.05 ms per 1 MiB chunk, where
-        # numpy 2.4's copyto took 1.4 ms (timeit, fourth session).
+        # numpy 2.4's copyto takes 1.4 ms (docs/bench/cache.md, with the timeit commands).
         target[start:end].copy_(torch.from_numpy(rows))
 
     # One torch thread per reading thread: a chunk is converted while it is in that core's
