@@ -39,5 +39,5 @@ step protocol-mobilenet-1-worker "$PY" benchmarks/bench_protocol.py --model mobi
 step cache "$PY" benchmarks/bench_cache.py --repeat 31
 step scoring "$PY" benchmarks/bench_scoring.py
 step indexing "$PY" benchmarks/bench_indexing.py --repeat 3
-step synthface "$PY" -m abawbench_synthface.bench --images 2000 --repeats 3
+step synthface "$PY" -m abawbench_builtins.synthface.bench --images 2000 --repeats 3
 echo "outputs in $OUT"

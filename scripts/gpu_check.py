@@ -67,7 +67,7 @@ def _bare_matched_context(device: torch.device) -> contextlib.AbstractContextMan
 
 def make_variants(args: argparse.Namespace, device: torch.device) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """name -> forward function; all three share the same weights."""
-    host = load_plugins(strict=True, allowed=["timm"])
+    host = load_plugins(strict=True, allowed=["builtin.timm"])
     backbone = host.models.get(f"timm:{args.arch}").build(
         ModelOptions(weights="random", image_size=args.image_size, extra={"seed": args.seed})
     )

@@ -38,8 +38,8 @@ from torch.nn import functional as F
 
 from abawbench.plugins import load_plugins
 from abawbench.specs import ReadOptions
-from abawbench_synthface import tree
-from abawbench_synthface.plans import lsd_jobs
+from abawbench_builtins.synthface import tree
+from abawbench_builtins.synthface.plans import lsd_jobs
 
 
 def small_cnn(classes: int = 6) -> nn.Module:

@@ -121,10 +121,10 @@ def abawbench_register_datasets(register):
 def generator_only():
     """A host with the real tracks and one generating dataset (the built-in synthface is
     slow to generate; its own tests cover it)."""
-    import abawbench_tracks
+    import abawbench_builtins.tracks
 
     host = PluginHost(strict=True)
-    host.add_plugin(abawbench_tracks, "tracks")
+    host.add_plugin(abawbench_builtins.tracks, "tracks")
     module = make_module("fakegen_plugin", GENERATOR)
     host.add_plugin(module, "fakegen")
     set_host(host)
@@ -161,10 +161,10 @@ def abawbench_register_datasets(register):
 
 
 def test_synth_without_generator(tmp_path, capsys):
-    import abawbench_tracks
+    import abawbench_builtins.tracks
 
     host = PluginHost(strict=True)
-    host.add_plugin(abawbench_tracks, "tracks")
+    host.add_plugin(abawbench_builtins.tracks, "tracks")
     set_host(host)
     assert main(["data", "synth", "--track", "lsd", "--out", str(tmp_path)]) == 2
     assert "no registered dataset can generate data" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from abawbench.plugins import load_plugins, set_host
 from abawbench.protocol import Runner
 from abawbench.specs import LossContext, ModelOptions, ReadOptions
 
-PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "abawbench_hust_ant"
+PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "abawbench_builtins" / "hust_ant"
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +60,7 @@ def test_smm_emotionnet_shapes_bounds_and_gradients(host, name):
 
 
 def test_smm_variants_differ_only_in_how_tokens_are_combined():
-    from abawbench_hust_ant.smm import SMMHeads
+    from abawbench_builtins.hust_ant.smm import SMMHeads
 
     tasks = (TaskSpec("expr", "multiclass", tuple("abcdef")),
              TaskSpec("va", "regression", ("valence", "arousal"), (-1.0, 1.0)))
@@ -80,7 +80,7 @@ def test_smm_variants_differ_only_in_how_tokens_are_combined():
 def test_smm_emotionnet_paper_cut_is_mixed_6e_768_channels(host):
     import timm
 
-    from abawbench_hust_ant.smm import cut_stage_index
+    from abawbench_builtins.hust_ant.smm import cut_stage_index
 
     info = timm.create_model("inception_v3", pretrained=False, features_only=True).feature_info.get_dicts()
     assert info[cut_stage_index(info)]["module"] == "Mixed_6e" and info[cut_stage_index(info)]["num_chs"] == 768
@@ -190,7 +190,7 @@ FOLDERS = ("ANGRER", "DISGUST", "FEAR", "HAPPINESS", "SADNESS", "SURPRISE")  # t
 
 
 def test_oversampling_reaches_majority_count_and_is_deterministic(host, tmp_path):
-    from abawbench_hust_ant.oversample import OversampleSettings, oversample_tree
+    from abawbench_builtins.hust_ant.oversample import OversampleSettings, oversample_tree
 
     track = host.tracks.get("lsd")
     source = _tiny_lsd_tree(tmp_path / "src", [3, 1, 2, 7, 4, 7], FOLDERS)
@@ -210,7 +210,7 @@ def test_oversampling_reaches_majority_count_and_is_deterministic(host, tmp_path
 
 
 def test_oversampling_plan_uses_every_original_evenly():
-    from abawbench_hust_ant.oversample import plan
+    from abawbench_builtins.hust_ant.oversample import plan
 
     labels = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2])
     todo = plan(labels, 3, seed=1)
@@ -313,7 +313,7 @@ def test_dln_and_oversampled_linear_probe_run_end_to_end_on_lsd(host, tmp_path):
 
 
 def test_synthface_tree_is_oversampled_once_into_the_cache(host, tmp_path):
-    from abawbench_hust_ant.oversample import MANIFEST, materialise
+    from abawbench_builtins.hust_ant.oversample import MANIFEST, materialise
 
     track = host.tracks.get("lsd")
     source = host.datasets.get("synthface").generate("lsd", tmp_path / "synth", 30, 3)

@@ -82,7 +82,7 @@ def test_cross_entropy_equals_torch_on_labelled_rows(host, weights, smoothing):
 
 
 def test_class_weights_inverse_and_effective():
-    from abawbench_losses.weights import class_weights
+    from abawbench_builtins.losses.weights import class_weights
 
     counts = torch.tensor([40.0, 10.0, 0.0])
     inverse = class_weights("inverse", counts, 0.0)

@@ -208,7 +208,7 @@ def test_builtin_plugins_load_cleanly(host, capsys):
     set_host(host)
     assert cli.main(["plugins", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {"tracks", "losses", "abaw4", "synthface", "timm", "ensembles"} <= {r["name"] for r in rows}
+    assert {"builtin.tracks", "builtin.losses", "builtin.abaw4", "builtin.synthface", "builtin.timm", "builtin.ensembles"} <= {r["name"] for r in rows}
     for row in rows:
         assert set(row) == {"name", "version", "distribution", "hooks", "status", "error"}
         assert row["status"] == "ok" and row["hooks"]

@@ -18,12 +18,12 @@ from PIL import Image, ImageDraw
 
 from abawbench.errors import ConfigError
 from abawbench.specs import ReadOptions
-from abawbench_synthface import render, tree
-from abawbench_synthface.domains import DOMAINS, _clutter, _occluder, degrade, face_jpeg
-from abawbench_synthface.facs import ALL_AUS, AU, LABELLED_AUS, MTL_EXPRESSIONS, sample_expression
-from abawbench_synthface.geometry import build_face
-from abawbench_synthface.identities import make_identity
-from abawbench_synthface.plans import (
+from abawbench_builtins.synthface import render, tree
+from abawbench_builtins.synthface.domains import DOMAINS, _clutter, _occluder, degrade, face_jpeg
+from abawbench_builtins.synthface.facs import ALL_AUS, AU, LABELLED_AUS, MTL_EXPRESSIONS, sample_expression
+from abawbench_builtins.synthface.geometry import build_face
+from abawbench_builtins.synthface.identities import make_identity
+from abawbench_builtins.synthface.plans import (
     LSD_TRAIN_COUNTS,
     MTL_TRAIN_PRESENT,
     MTL_VALIDATION_PRESENT,
@@ -31,7 +31,7 @@ from abawbench_synthface.plans import (
     mtl_jobs,
     mtl_presence,
 )
-from abawbench_synthface.render import pose_matrix, rasterise
+from abawbench_builtins.synthface.render import pose_matrix, rasterise
 
 LSD_FOLDERS = ["ANGRER", "DISGUST", "FEAR", "HAPPINESS", "SADNESS", "SURPRISE"]
 MTL_HEADER = "image,valence,arousal,expression,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
@@ -194,7 +194,7 @@ def _spy_on_public_drawing(monkeypatch) -> list[str]:
 
 
 def _force_public_route(monkeypatch) -> None:
-    monkeypatch.setattr("abawbench_synthface.render._direct_drawing_matches", lambda: False)
+    monkeypatch.setattr("abawbench_builtins.synthface.render._direct_drawing_matches", lambda: False)
 
 
 def test_rasteriser_draws_what_imagedraw_draws(monkeypatch):
@@ -394,6 +394,6 @@ def test_rendering_change_needs_a_version_bump():
         f"GENERATOR_VERSION {tree.GENERATOR_VERSION} has no pinned digest; add {_pinned_renders()!r}"
     )
     assert _pinned_renders() == RENDER_DIGESTS[tree.GENERATOR_VERSION], (
-        "synthface renders changed: bump GENERATOR_VERSION in abawbench_synthface/tree.py and pin "
+        "synthface renders changed: bump GENERATOR_VERSION in abawbench_builtins.synthface/tree.py and pin "
         f"the new digest {_pinned_renders()!r} in RENDER_DIGESTS"
     )

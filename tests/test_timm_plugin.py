@@ -65,7 +65,7 @@ def test_typo_in_architecture_suggests_close_timm_names(host):
 def test_family_is_registered_with_timm_names_for_suggestions(host):
     families = [e for e in host.models.entries() if isinstance(e.item, ModelFamily)]
     timm_family = [e for e in families if e.item.prefix == "timm:"]
-    assert [e.plugin for e in timm_family] == ["timm"]
+    assert [e.plugin for e in timm_family] == ["builtin.timm"]
     assert "resnet50" in timm_family[0].item.known_names()
     assert timm_family[0].item.resolve("resnet50").name == "timm:resnet50"
 
@@ -74,7 +74,7 @@ def test_named_models_and_default_run_choice(host):
     for name in ("resnet18", "resnet50", "efficientnet_b0", "vit_base_patch16_224", "inception_v3"):
         assert name in host.models
     defaults = sorted(e.name for e in host.models.entries()
-                      if e.plugin == "timm" and getattr(e.item, "default_run", False))
+                      if e.plugin == "builtin.timm" and getattr(e.item, "default_run", False))
     assert defaults == ["mobilenetv3_small_100"]
 
 
@@ -97,7 +97,7 @@ def test_registering_the_plugin_imports_neither_timm_nor_torch():
     code = (
         "import sys\n"
         "from abawbench.plugins import load_plugins\n"
-        "host = load_plugins(strict=True, allowed=['timm'])\n"
+        "host = load_plugins(strict=True, allowed=['builtin.timm'])\n"
         "assert 'resnet50' in host.models\n"
         "print(sorted(m for m in ('timm', 'torch') if m in sys.modules))\n"
     )

@@ -1,0 +1,39 @@
+"""Track ``lsd``: learning from synthetic data, 6 expressions, scored by macro F1."""
+
+from __future__ import annotations
+
+import torch
+
+from abawbench.labels import LabelSet, TaskSpec
+from abawbench.tracks import Predictions, Track, TrackScore
+
+from abawbench_builtins.tracks.scoring import score_tasks
+
+LSD_CLASSES = ("ANGER", "DISGUST", "FEAR", "HAPPINESS", "SADNESS", "SURPRISE")
+
+
+class LSDTrack(Track):
+    name = "lsd"
+    description = (
+        "ABAW4 Learning from Synthetic Data: train on synthetic faces, classify 6 expressions "
+        "on real ones; macro F1 over the 6 classes"
+    )
+    tasks = (TaskSpec(name="expr", kind="multiclass", names=LSD_CLASSES),)
+    primary_metric = "macro_f1"
+    default_loss = "cross-entropy"
+
+    def score(
+        self,
+        predictions: Predictions,
+        labels: LabelSet,
+        *,
+        au_thresholds: torch.Tensor | None = None,
+    ) -> TrackScore:
+        """Macro F1 over all 6 classes (a class never seen nor predicted scores 0)."""
+        result = score_tasks(self, predictions, labels)["expr"]
+        return TrackScore(
+            primary=result.value,
+            sub_scores={"macro_f1": result.value},
+            per_class={"expr": result.per_class},
+            confusion={"expr": result.confusion or []},
+        )

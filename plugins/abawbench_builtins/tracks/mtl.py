@@ -1,0 +1,62 @@
+"""Track ``mtl``: valence/arousal, 8 expressions and 12 AUs on s-Aff-Wild2, scored by P_MTL."""
+
+from __future__ import annotations
+
+import torch
+
+from abawbench.labels import LabelSet, TaskSpec
+from abawbench.metrics import MTLTerms
+from abawbench.tracks import Predictions, Track, TrackScore
+
+from abawbench_builtins.tracks.scoring import score_tasks
+
+MTL_EXPRESSIONS = (
+    "Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other",
+)
+MTL_AUS = (
+    "AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26",
+)
+
+
+class MTLTrack(Track):
+    name = "mtl"
+    description = (
+        "ABAW4 Multi-Task Learning on s-Aff-Wild2: valence/arousal (CCC), 8 expressions "
+        "(macro F1), 12 AUs (mean F1); P_MTL = mean CCC + F1_expr + F1_AU, maximum 3"
+    )
+    tasks = (
+        TaskSpec(name="va", kind="regression", names=("valence", "arousal"), value_range=(-1.0, 1.0)),
+        TaskSpec(name="expr", kind="multiclass", names=MTL_EXPRESSIONS),
+        TaskSpec(name="au", kind="multilabel", names=MTL_AUS),
+    )
+    primary_metric = "p_mtl"
+    default_loss = "multitask"
+
+    def score(
+        self,
+        predictions: Predictions,
+        labels: LabelSet,
+        *,
+        au_thresholds: torch.Tensor | None = None,
+    ) -> TrackScore:
+        """P_MTL, each term over the rows where its label is present. AU probabilities are
+        thresholded at 0.5 unless ``au_thresholds`` (one per AU, tuned elsewhere) are given."""
+        results = score_tasks(self, predictions, labels, au_thresholds)
+        terms = MTLTerms(
+            ccc_valence=results["va"].columns["valence"],
+            ccc_arousal=results["va"].columns["arousal"],
+            f1_expr=results["expr"].value,
+            f1_au=results["au"].value,
+        )
+        return TrackScore(
+            primary=terms.p_mtl,
+            sub_scores={
+                "ccc_valence": terms.ccc_valence,
+                "ccc_arousal": terms.ccc_arousal,
+                "ccc_mean": terms.ccc_mean,
+                "f1_expr": terms.f1_expr,
+                "f1_au": terms.f1_au,
+            },
+            per_class={"expr": results["expr"].per_class, "au": results["au"].per_class},
+            confusion={"expr": results["expr"].confusion or []},
+        )
