@@ -47,3 +47,9 @@ def abawbench_register_ensembles(register: Callable) -> None:
 @hookspec
 def abawbench_register_tracks(register: Callable) -> None:
     """Register challenge tracks: call ``register(track)`` with a ``Track`` instance."""
+
+
+@hookspec
+def abawbench_register_augmentations(register: Callable) -> None:
+    """Register training augmentations for fine-tuning: call ``register(AugmentationSpec(...))``
+    for each; a run names one with ``protocol.augmentation``."""

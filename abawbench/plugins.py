@@ -96,6 +96,10 @@ class PluginHost:
     def tracks(self) -> Registry[Any]:
         return self.registries["tracks"]
 
+    @property
+    def augmentations(self) -> Registry[Any]:
+        return self.registries["augmentations"]
+
     # -- loading ------------------------------------------------------------------------------
     def load_entry_points(self, allowed: set[str] | None = None) -> None:
         """Load every ``abawbench`` entry point (only ``allowed`` ones when given)."""

@@ -10,7 +10,7 @@ from abawbench.errors import PluginError, UnknownNameError
 
 T = TypeVar("T")
 
-KINDS = ("models", "datasets", "losses", "ensembles", "tracks")
+KINDS = ("models", "datasets", "losses", "ensembles", "tracks", "augmentations")
 
 
 @dataclass(frozen=True)

@@ -187,3 +187,21 @@ class EnsembleSpec:
     name: str
     build: Callable[[Mapping[str, Any]], Ensemble]
     description: str = ""
+
+
+# --------------------------------------------------------------------------- augmentations
+
+
+@dataclass(frozen=True)
+class AugmentationSpec:
+    """A registered training augmentation (fine-tuning only; evaluation never gets any).
+
+    ``build(base)`` wraps ``base``, the backbone's deterministic preprocessing (decoded image ->
+    uint8 pixels ``[3, H, W]``), in a random transform of the decoded image and returns the new
+    callable. It draws from torch's random stream, which the protocol seeds per worker, so a run
+    stays reproducible.
+    """
+
+    name: str
+    build: Callable[[Callable[[Any], Any]], Callable[[Any], Any]]
+    description: str = ""

@@ -199,6 +199,16 @@ def test_hook_abawbench_register_ensembles():
     assert isinstance(host.ensembles.get("first-member"), EnsembleSpec)
 
 
+def test_hook_abawbench_register_augmentations():
+    host = PluginHost(strict=True)
+    host.add_plugin(_one_hook_plugin(
+        "abawbench_register_augmentations",
+        "__import__('abawbench.specs').specs.AugmentationSpec(name='twice', build=lambda base: lambda im: 2 * base(im))",
+    ), "a")
+    augment = host.augmentations.get("twice").build(lambda image: image + 1)
+    assert augment(1) == 4
+
+
 def test_hook_abawbench_register_tracks(host):
     assert {"lsd", "mtl"} <= set(host.tracks.names())
 
