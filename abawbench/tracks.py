@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 
@@ -97,6 +98,23 @@ class Track(ABC):
             for spec in self.tasks
             if spec.name in labels
         }
+
+    def write_submission(
+        self,
+        path: Path,
+        sample_ids: Sequence[str],
+        predictions: Mapping[str, "np.ndarray"],
+        *,
+        au_thresholds: "np.ndarray | None" = None,
+    ) -> None:
+        """Write the challenge's submission file for ``predictions`` (probabilities per task,
+        rows in ``sample_ids`` order; ids as the dataset reader stored them) to ``path``.
+
+        A track with an official submission format overrides this; the default refuses.
+        """
+        from abawbench.errors import ConfigError
+
+        raise ConfigError(f"track {self.name!r} defines no submission file format")
 
     @abstractmethod
     def score(

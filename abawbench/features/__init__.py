@@ -1,0 +1,1 @@
+"""Features: preprocessing, extraction, and the HDF5 feature cache (key, entry, store)."""
