@@ -15,19 +15,30 @@ import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import pluggy
 
 from abawbench import hookspecs
 from abawbench.errors import AbawbenchError, PluginError
-from abawbench.registry import KINDS, Registry, suggest
+from abawbench.registry import KINDS, Registry, hook_name, suggest
+
+if TYPE_CHECKING:
+    from abawbench.specs import (
+        AugmentationSpec,
+        DatasetSpec,
+        EnsembleSpec,
+        LossSpec,
+        ModelFamily,
+        ModelSpec,
+    )
+    from abawbench.tracks import Track
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 LOAD_ENV = "ABAWBENCH_LOAD_PLUGINS"
 STRICT_ENV = "ABAWBENCH_STRICT_PLUGINS"
 
-HOOK_FOR_KIND = {kind: f"abawbench_register_{kind}" for kind in KINDS}
+HOOK_FOR_KIND = {kind: hook_name(kind) for kind in KINDS}
 HOOK_NAMES = tuple(HOOK_FOR_KIND.values())
 
 
@@ -77,27 +88,27 @@ class PluginHost:
 
     # -- typed accessors, so callers read host.models.get("x") -----------------------------
     @property
-    def models(self) -> Registry[Any]:
+    def models(self) -> Registry[ModelSpec | ModelFamily]:
         return self.registries["models"]
 
     @property
-    def datasets(self) -> Registry[Any]:
+    def datasets(self) -> Registry[DatasetSpec]:
         return self.registries["datasets"]
 
     @property
-    def losses(self) -> Registry[Any]:
+    def losses(self) -> Registry[LossSpec]:
         return self.registries["losses"]
 
     @property
-    def ensembles(self) -> Registry[Any]:
+    def ensembles(self) -> Registry[EnsembleSpec]:
         return self.registries["ensembles"]
 
     @property
-    def tracks(self) -> Registry[Any]:
+    def tracks(self) -> Registry[Track]:
         return self.registries["tracks"]
 
     @property
-    def augmentations(self) -> Registry[Any]:
+    def augmentations(self) -> Registry[AugmentationSpec]:
         return self.registries["augmentations"]
 
     # -- loading ------------------------------------------------------------------------------
@@ -160,14 +171,17 @@ class PluginHost:
         return sorted(hooks)
 
     def _collect(self, plugin_name: str) -> list[tuple[str, Any]]:
-        """Call each hook of one plugin, gathering what it registers without committing it."""
+        """Call each hook of one plugin, gathering what it registers without committing it.
+
+        Each item is checked as it is registered, so a wrong type or a bad name fails at the
+        plugin's own ``register(...)`` call."""
         staged: list[tuple[str, Any]] = []
-        for kind, hook_name in HOOK_FOR_KIND.items():
-            caller = getattr(self.pm.hook, hook_name)
+        for kind, hook in HOOK_FOR_KIND.items():
+            caller = getattr(self.pm.hook, hook)
             for impl in caller.get_hookimpls():
                 if impl.plugin_name != plugin_name:
                     continue
-                impl.function(register=_stager(staged, kind))
+                impl.function(register=_stager(staged, self.registries[kind], plugin_name))
         return staged
 
     def _commit(self, staged: list[tuple[str, Any]], plugin_name: str) -> None:
@@ -179,9 +193,7 @@ class PluginHost:
                 added.append((kind, item.name))
         except Exception:
             for kind, item_name in added:
-                registry = self.registries[kind]
-                registry._entries.pop(item_name, None)
-                registry._families.pop(item_name, None)
+                self.registries[kind].remove(item_name)
             raise
 
     def _mark_broken(self, info: PluginInfo, message: str, exc: BaseException) -> None:
@@ -195,9 +207,11 @@ class PluginHost:
         return [info for info in self.plugins.values() if info.status != "ok"]
 
 
-def _stager(staged: list[tuple[str, Any]], kind: str) -> Callable[[Any], None]:
+def _stager(staged: list[tuple[str, Any]], registry: Registry[Any], plugin_name: str
+            ) -> Callable[[Any], None]:
     def register(item: Any) -> None:
-        staged.append((kind, item))
+        registry.check(item, plugin_name)
+        staged.append((registry.kind, item))
 
     return register
 

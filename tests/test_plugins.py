@@ -9,7 +9,7 @@ import pytest
 from abawbench import cli
 from abawbench.errors import PluginError, UnknownNameError
 from abawbench.plugins import PluginHost, load_plugins, set_host
-from abawbench.specs import EnsembleSpec, ModelOptions, ModelSpec
+from abawbench.specs import EnsembleSpec, ModelFamily, ModelOptions, ModelSpec
 
 from plugin_helpers import forget_modules, install_distribution, make_module
 
@@ -148,6 +148,85 @@ def test_duplicate_name_names_both_plugins():
 def test_unknown_name_suggests_close_matches(host):
     with pytest.raises(UnknownNameError, match="did you mean 'lsd'"):
         host.tracks.get("lsdd")
+
+
+# ---- typed registration and names: refused when the plugin loads, with the plugin named ----
+
+
+def _registering(item_source: str, hook: str = "abawbench_register_models"):
+    return make_module("registers", f'''
+        from abawbench.hookspecs import hookimpl
+        from abawbench.specs import LossSpec, ModelFamily, ModelSpec
+        from abawbench.tracks import Track
+        @hookimpl
+        def {hook}(register):
+            register({item_source})
+    ''')
+
+
+@pytest.mark.parametrize("hook, item, wrong, takes", [
+    ("abawbench_register_losses", "ModelSpec(name='net', build=None)", "a ModelSpec", "LossSpec"),
+    ("abawbench_register_models", "LossSpec(name='loss', build=None)", "a LossSpec",
+     "ModelSpec or ModelFamily"),
+    ("abawbench_register_tracks", "Track", "the class Track", "Track"),
+    ("abawbench_register_datasets", "'abaw4'", "a str", "DatasetSpec"),
+])
+def test_registering_through_the_wrong_hook_is_refused_at_load_time(hook, item, wrong, takes):
+    module = _registering(item, hook)
+    info = PluginHost().add_plugin(module, "mixed-up")
+    assert info.status == "broken"
+    expected = f"plugin 'mixed-up' registered {wrong} through {hook}, which takes only {takes}"
+    assert expected in info.error
+    with pytest.raises(PluginError, match="mixed-up"):
+        PluginHost(strict=True).add_plugin(module, "mixed-up")
+
+
+@pytest.mark.parametrize("name", ["My_Net", "../x", "a/b", "", "my net", "net-", ".hidden", "a--b",
+                                  "timm:resnet18", "net*"])
+def test_bad_names_are_refused_at_load_time(name):
+    host = PluginHost()
+    info = host.add_plugin(_registering(f"ModelSpec(name={name!r}, build=None)"), "badly-named")
+    assert info.status == "broken" and "badly-named" in info.error
+    assert len(host.models) == 0
+
+
+@pytest.mark.parametrize("name", ["my-net", "resnet18", "vit_base_patch16_224", "net.v2", "3d-cnn"])
+def test_good_names_are_accepted(name):
+    host = PluginHost(strict=True)
+    host.add_plugin(_registering(f"ModelSpec(name={name!r}, build=None)"), "well-named")
+    assert host.models.entry(name).plugin == "well-named"
+
+
+@pytest.mark.parametrize("prefix, ok", [("my-family:", True), ("timm", False), ("Timm:", False),
+                                        ("a/b:", False), (":", False)])
+def test_family_prefix_is_a_name_and_a_colon(prefix, ok):
+    host = PluginHost()
+    item = f"ModelFamily(prefix={prefix!r}, resolve=None, known_names=list)"
+    info = host.add_plugin(_registering(item), "family")
+    assert (info.status == "ok") is ok
+    assert ((prefix + "*") in host.models) is ok
+
+
+def test_family_lookup_suggests_full_names_from_known_names_only_when_it_fails():
+    calls = []
+
+    def resolve(arch):
+        if arch not in ("resnet18", "resnet50"):
+            raise UnknownNameError(f"no such architecture {arch!r}")
+        return ModelSpec(name="fam:" + arch, build=None)
+
+    def known_names():
+        calls.append(1)
+        return ["resnet18", "resnet50", "vit_tiny"]
+
+    host = PluginHost(strict=True)
+    host.models.add(ModelFamily(prefix="fam:", resolve=resolve, known_names=known_names), "fam")
+    assert host.models.get("fam:resnet18").name == "fam:resnet18"
+    assert calls == []
+    with pytest.raises(UnknownNameError, match=r"did you mean 'fam:resnet18'"):
+        host.models.get("fam:resnt18")
+    with pytest.raises(UnknownNameError, match="no such architecture 'zzz'"):
+        host.models.get("fam:zzz")  # nothing close: the family's own reason stands
 
 
 # ---- one test per hook: each hook is called and what it registers is usable ---------------

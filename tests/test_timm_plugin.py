@@ -59,7 +59,7 @@ def test_family_accepts_a_pretrained_tag(host):
 def test_typo_in_architecture_suggests_close_timm_names(host):
     with pytest.raises(UnknownNameError) as info:
         host.models.get("timm:test_resnnet")
-    assert "'test_resnet'" in str(info.value)
+    assert "did you mean 'timm:test_resnet'" in str(info.value)  # a full name to paste
 
 
 def test_family_is_registered_with_timm_names_for_suggestions(host):
