@@ -6,11 +6,19 @@ robust: a plugin that fails to import, implements a hook that does not exist, or
 registering is recorded as broken and left out; the rest go on. Strict mode (``strict=True`` or
 ``ABAWBENCH_STRICT_PLUGINS=1``) turns the first such failure into a :class:`PluginError`.
 ``ABAWBENCH_LOAD_PLUGINS=a,b`` loads only the named entry points (empty: none).
+
+Built-ins cannot be shadowed. They are the entry points ``builtin.<name>`` of the ``abawbench``
+distribution, pointing into the package ``abawbench_builtins``; both names are reserved, so a
+third-party entry point using either is refused (and reported as broken). abawbench's own entry
+points load first, so a contributor who happens to register a built-in's name gets the duplicate
+error, not the built-in; and an entry-point name already taken by one distribution is refused
+for any other, so none hides another.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -40,6 +48,13 @@ STRICT_ENV = "ABAWBENCH_STRICT_PLUGINS"
 
 HOOK_FOR_KIND = {kind: hook_name(kind) for kind in KINDS}
 HOOK_NAMES = tuple(HOOK_FOR_KIND.values())
+
+OWN_DISTRIBUTION = hookspecs.PROJECT_NAME
+"""The distribution whose entry points are the built-in plugins."""
+BUILTIN_ENTRY_POINT_PREFIX = "builtin."
+"""Entry-point names reserved for the built-ins (``builtin.losses``, ...)."""
+BUILTIN_PACKAGE = "abawbench_builtins"
+"""The package the built-ins live in; no other distribution's entry point may point into it."""
 
 
 @dataclass
@@ -113,23 +128,38 @@ class PluginHost:
 
     # -- loading ------------------------------------------------------------------------------
     def load_entry_points(self, allowed: set[str] | None = None) -> None:
-        """Load every ``abawbench`` entry point (only ``allowed`` ones when given)."""
-        seen: set[str] = set()
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if ep.name in seen:  # the same distribution visible twice on sys.path
-                continue
-            seen.add(ep.name)
+        """Load every ``abawbench`` entry point (only ``allowed`` ones when given).
+
+        abawbench's own entry points come first, then the others by name: whatever a third
+        party installs, the built-ins are loaded and their names taken before it runs.
+        """
+        loaded_from: dict[str, str | None] = {}  # entry-point name -> its distribution
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
             if allowed is not None and ep.name not in allowed:
                 continue
+            reserved = _reserved_name_used(ep)
+            if reserved is not None:
+                self._refuse(ep, reserved)
+                continue
+            dist = _distribution_name(ep)
+            if ep.name in loaded_from:
+                if loaded_from[ep.name] == dist:
+                    continue  # the same distribution visible twice on sys.path
+                self._refuse(ep, f"entry point name {ep.name!r} is already taken by "
+                                 f"distribution {loaded_from[ep.name]!r}")
+                continue
+            loaded_from[ep.name] = dist
             self._load_entry_point(ep)
 
+    def _refuse(self, ep: EntryPoint, reason: str) -> None:
+        """Report an entry point that must not load, under a name of its own so that it does
+        not overwrite the report of the plugin it collides with."""
+        info = _info_for(ep)
+        info.name = f"{ep.name} (from {info.distribution or 'an unknown distribution'})"
+        self._mark_broken(info, reason, PluginError(reason))
+
     def _load_entry_point(self, ep: EntryPoint) -> None:
-        dist = getattr(ep, "dist", None)
-        info = PluginInfo(
-            name=ep.name,
-            version=getattr(dist, "version", None),
-            distribution=getattr(dist, "name", None) if dist is not None else None,
-        )
+        info = _info_for(ep)
         try:
             module = ep.load()
         except Exception as exc:  # any import-time failure is the plugin's, not ours
@@ -214,6 +244,40 @@ def _stager(staged: list[tuple[str, Any]], registry: Registry[Any], plugin_name:
         staged.append((registry.kind, item))
 
     return register
+
+
+def _load_order(ep: EntryPoint) -> tuple[bool, str, str]:
+    return (_distribution_name(ep) != OWN_DISTRIBUTION, ep.name, _distribution_name(ep) or "")
+
+
+def _distribution_name(ep: EntryPoint) -> str | None:
+    """The normalised name (PEP 503) of the distribution declaring ``ep``, if known."""
+    dist = getattr(ep, "dist", None)
+    name = getattr(dist, "name", None) if dist is not None else None
+    return re.sub(r"[-_.]+", "-", name).lower() if name else None
+
+
+def _reserved_name_used(ep: EntryPoint) -> str | None:
+    """Why a third-party ``ep`` may not load (it uses a built-in's name), or None."""
+    if _distribution_name(ep) == OWN_DISTRIBUTION:
+        return None
+    if ep.name.startswith(BUILTIN_ENTRY_POINT_PREFIX):
+        return (f"entry point names starting with {BUILTIN_ENTRY_POINT_PREFIX!r} are reserved "
+                f"for abawbench's built-in plugins; name it after your package "
+                f"(see CONTRIBUTING.md)")
+    if ep.module == BUILTIN_PACKAGE or ep.module.startswith(BUILTIN_PACKAGE + "."):
+        return (f"entry point {ep.name!r} points into {ep.module!r}; the package "
+                f"{BUILTIN_PACKAGE!r} is reserved for abawbench's built-in plugins")
+    return None
+
+
+def _info_for(ep: EntryPoint) -> PluginInfo:
+    dist = getattr(ep, "dist", None)
+    return PluginInfo(
+        name=ep.name,
+        version=getattr(dist, "version", None),
+        distribution=getattr(dist, "name", None) if dist is not None else None,
+    )
 
 
 def _describe(exc: BaseException) -> str:
