@@ -1,7 +1,10 @@
 """The hook contract between abawbench and its plugins.
 
 Every hook is callback style: abawbench passes a ``register`` function and the plugin calls it
-once per thing it provides. The core owns naming, duplicate detection and aggregation.
+once per thing it provides. The core owns naming, duplicate detection and aggregation, which is
+why ``register`` checks each item on the spot: it takes only the hook's own spec type, under a
+name that matches :data:`abawbench.registry.NAME_PATTERN`, and refuses anything else while the
+plugin loads, naming the plugin (see CONTRIBUTING.md, "Naming rules").
 A plugin module marks its implementations with :data:`hookimpl`::
 
     from abawbench.hookspecs import hookimpl

@@ -1,5 +1,6 @@
 """Meta-tests, as datasette has: every hook is documented with its signature and tested; the
-worked plugin example in CONTRIBUTING.md really works."""
+worked plugin example in CONTRIBUTING.md really works; the naming rules it states are the ones
+the loader enforces."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from abawbench import hookspecs
-from abawbench.plugins import HOOK_NAMES, PluginHost
+from abawbench.plugins import BUILTIN_ENTRY_POINT_PREFIX, BUILTIN_PACKAGE, HOOK_NAMES, PluginHost
+from abawbench.registry import FAMILY_PREFIX_PATTERN, NAME_PATTERN
 from abawbench.specs import ModelOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +52,8 @@ def test_contributing_example_plugin_works(tmp_path, monkeypatch):
     sys.modules.pop("abawbench_tinycnn", None)
     import abawbench_tinycnn  # noqa: F401  (the file written from the docs)
 
+    # the example follows the naming recipe: abawbench-<name>, abawbench_<name>, <name>
+    assert 'name = "abawbench-tinycnn"' in files["pyproject.toml"]
     assert 'tinycnn = "abawbench_tinycnn"' in files["pyproject.toml"]
     host = PluginHost(strict=True)
     host.add_plugin(abawbench_tinycnn, "tinycnn")
@@ -58,3 +62,15 @@ def test_contributing_example_plugin_works(tmp_path, monkeypatch):
 
     assert backbone.module(torch.zeros(2, 3, 32, 32)).shape == (2, backbone.feature_dim)
     sys.modules.pop("abawbench_tinycnn", None)
+
+
+def test_naming_rules_in_contributing_are_the_ones_enforced():
+    assert f"`{NAME_PATTERN.pattern}`" in CONTRIBUTING
+    for good in ("my-net", "cross-entropy-smooth", "resnet18", "vit_base_patch16_224", "net.v2"):
+        assert f"`{good}`" in CONTRIBUTING and NAME_PATTERN.fullmatch(good), good
+    for bad in ("My_Net", "my net", "a/b", "../x", "net-"):
+        assert f"`{bad}`" in CONTRIBUTING and not NAME_PATTERN.fullmatch(bad), bad
+    for prefix in ("timm:", "dln:"):
+        assert f"`{prefix}`" in CONTRIBUTING and FAMILY_PREFIX_PATTERN.fullmatch(prefix)
+    assert f"`{BUILTIN_ENTRY_POINT_PREFIX}`" in CONTRIBUTING
+    assert f"`{BUILTIN_PACKAGE}`" in CONTRIBUTING

@@ -12,7 +12,7 @@ from abawbench.registry import KINDS
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "list",
-        help="list registered models, datasets, losses, ensembles or tracks",
+        help=f"list registered {', '.join(KINDS[:-1])} or {KINDS[-1]}",
         description="List what plugins registered. Nothing is built: listing models loads no weights.",
     )
     parser.add_argument("kind", choices=KINDS)

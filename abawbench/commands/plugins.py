@@ -11,7 +11,10 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "plugins",
         help="list installed plugins with version, hooks and status",
-        description="List every plugin found through the 'abawbench' entry-point group.",
+        description="List every plugin found through the 'abawbench' entry-point group. An entry "
+                    "point that may not load (one using a built-in's reserved name, or a name "
+                    "another distribution already took) is listed as broken under "
+                    "'<name> (from <distribution>)'.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=handle)
