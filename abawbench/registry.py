@@ -81,6 +81,8 @@ class Entry(Generic[T]):
 
 def close_matches(name: str, candidates: list[str], limit: int = 3) -> list[str]:
     """Candidates that look like ``name``: close spellings, else those containing it."""
+    if not name:
+        return []  # every candidate "contains" the empty name: none of them is a suggestion
     close = difflib.get_close_matches(name, candidates, n=limit, cutoff=0.6)
     if not close:
         lowered = name.lower()
