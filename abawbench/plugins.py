@@ -32,14 +32,7 @@ from abawbench.errors import AbawbenchError, PluginError
 from abawbench.registry import KINDS, Registry, hook_name, suggest
 
 if TYPE_CHECKING:
-    from abawbench.specs import (
-        AugmentationSpec,
-        DatasetSpec,
-        EnsembleSpec,
-        LossSpec,
-        ModelFamily,
-        ModelSpec,
-    )
+    from abawbench import specs
     from abawbench.tracks import Track
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
@@ -103,19 +96,19 @@ class PluginHost:
 
     # -- typed accessors, so callers read host.models.get("x") -----------------------------
     @property
-    def models(self) -> Registry[ModelSpec | ModelFamily]:
+    def models(self) -> Registry[specs.ModelSpec | specs.ModelFamily]:
         return self.registries["models"]
 
     @property
-    def datasets(self) -> Registry[DatasetSpec]:
+    def datasets(self) -> Registry[specs.DatasetSpec]:
         return self.registries["datasets"]
 
     @property
-    def losses(self) -> Registry[LossSpec]:
+    def losses(self) -> Registry[specs.LossSpec]:
         return self.registries["losses"]
 
     @property
-    def ensembles(self) -> Registry[EnsembleSpec]:
+    def ensembles(self) -> Registry[specs.EnsembleSpec]:
         return self.registries["ensembles"]
 
     @property
@@ -123,7 +116,7 @@ class PluginHost:
         return self.registries["tracks"]
 
     @property
-    def augmentations(self) -> Registry[AugmentationSpec]:
+    def augmentations(self) -> Registry[specs.AugmentationSpec]:
         return self.registries["augmentations"]
 
     # -- loading ------------------------------------------------------------------------------

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Iterator
+
+import pytest
 
 
 def make_module(name: str, source: str) -> ModuleType:
@@ -32,6 +36,15 @@ def install_distribution(
         (site / f"{module_name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
 
 
-def forget_modules(*names: str) -> None:
-    for name in names:
-        sys.modules.pop(name, None)
+@contextmanager
+def site_on_path(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``folder``, created and first on ``sys.path`` (a stand-in for site-packages); modules
+    imported from it are forgotten afterwards, so the next test imports its own versions."""
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    try:
+        yield folder
+    finally:
+        for name, module in list(sys.modules.items()):
+            if Path(getattr(module, "__file__", None) or "/").is_relative_to(folder):
+                del sys.modules[name]

@@ -22,7 +22,7 @@ import abawbench_builtins
 from abawbench.errors import PluginError
 from abawbench.plugins import load_plugins
 
-from plugin_helpers import forget_modules, install_distribution
+from plugin_helpers import install_distribution, site_on_path
 
 FOCAL_EXTRA = '''
 from abawbench.hookspecs import hookimpl
@@ -79,11 +79,8 @@ def test_contributor_package_named_after_a_builtin_kind_loads_beside_it(tmp_path
 
 @pytest.fixture
 def site(tmp_path, monkeypatch):
-    site = tmp_path / "site"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    yield site
-    forget_modules("abawbench_losses", "abawbench_sneaky", "abawbench_acme", "abawbench_other")
+    with site_on_path(tmp_path / "site", monkeypatch) as folder:
+        yield folder
 
 
 def _load_builtins_and(monkeypatch, *names: str, strict: bool = False):

@@ -11,7 +11,7 @@ from abawbench.errors import PluginError, UnknownNameError
 from abawbench.plugins import PluginHost, load_plugins, set_host
 from abawbench.specs import EnsembleSpec, ModelFamily, ModelOptions, ModelSpec
 
-from plugin_helpers import forget_modules, install_distribution, make_module
+from plugin_helpers import install_distribution, site_on_path, make_module
 
 THIRD_PARTY = '''
 from abawbench.hookspecs import hookimpl
@@ -28,11 +28,8 @@ def abawbench_register_models(register):
 
 @pytest.fixture
 def site(tmp_path, monkeypatch):
-    site = tmp_path / "site"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    yield site
-    forget_modules("thirdparty_plugin", "broken_plugin", "typo_plugin")
+    with site_on_path(tmp_path / "site", monkeypatch) as folder:
+        yield folder
 
 
 def test_third_party_distribution_discovered_through_entry_points(site, monkeypatch, capsys):
