@@ -126,6 +126,43 @@ def test_committed_references_cover_the_specification():
     assert {(r["split"], r["score"]) for r in situ} == {("validation", 1.7607), ("test", 1.4361)}
 
 
+PINNED_MARKDOWN = """\
+# Leaderboard: lsd
+
+Track lsd: macro_f1 on validation (higher is better). Mean ± std over seeds; 95% CI: percentile bootstrap over images (averaged over seeds). Sections never share ranks.
+
+## measured on dataset synthface, validation split fingerprint fp-a (30 images)
+
+| rank    | entry   | backbone   | protocol            | loss          | macro_f1 (mean ± std)   | 95% CI           | seeds   | date       | abawbench   | note                            |
+|---------|---------|------------|---------------------|---------------|-------------------------|------------------|---------|------------|-------------|---------------------------------|
+| 1       | b__lp   | b          | linear-probe/linear | cross-entropy | 0.6500                  | —                | 1       | 2024-05-01 | 0.1.0       |                                 |
+| 2       | a__lp   | a          | linear-probe/linear | cross-entropy | 0.6000 ± 0.1414         | [0.5000, 0.7000] | 2       | 2024-05-01 | 0.1.0       |                                 |
+| failed  | dead    | dead       | linear-probe/linear | cross-entropy | failed                  | —                | 0/1     | 2024-05-01 | 0.1.0       | RunFailedError: loss became nan |
+| partial | half    | half       | linear-probe/linear | cross-entropy | 0.9000                  | —                | 1/2     | 2024-05-01 | 0.1.0       | 1 of 2 seeds failed             |
+
+## measured on dataset synthface, validation split fingerprint fp-b (30 images)
+
+| rank   | entry   | backbone   | protocol            | loss          | macro_f1 (mean ± std)   | 95% CI   | seeds   | date       | abawbench   | note   |
+|--------|---------|------------|---------------------|---------------|-------------------------|----------|---------|------------|-------------|--------|
+| 1      | c__lp   | c          | linear-probe/linear | cross-entropy | 0.1000                  | —        | 1       | 2024-05-01 | 0.1.0       |        |
+
+## reported in publications (not measured here, not ranked)
+
+| rank     | entry        | split      | macro_f1   | source           | data                      |
+|----------|--------------|------------|------------|------------------|---------------------------|
+| reported | Paper & co_1 | validation | 0.9900     | arXiv 0000.00000 | official ABAW4 validation |
+"""
+
+
+def test_markdown_rendering_is_pinned():
+    """The committed tables are diffed by users and CI: the same results must render to the same bytes."""
+    results = [make_result("a__lp", 0.5, seed=0, ci=(0.4, 0.6)), make_result("a__lp", 0.7, seed=1, ci=(0.6, 0.8)),
+               make_result("b__lp", 0.65), make_result("half", 0.9, seed=0),
+               make_result("half", None, seed=1, status="failed"), make_result("dead", None, status="failed"),
+               make_result("c__lp", 0.1, fingerprint="fp-b")]
+    assert render(board(results, references=REFERENCES), "markdown") == PINNED_MARKDOWN
+
+
 @pytest.fixture
 def mixed_board():
     results = [make_result(EVIL, 0.5, ci=(0.4, 0.6)), make_result("res_net & 50%", 0.4),
