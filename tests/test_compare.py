@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from abawbench.boards.compare import EntryScore, compare_scores, scores_from_results
 from abawbench.cli import main
-from abawbench.compare import EntryScore, compare_scores
 from abawbench.results import result_path, write_result
 from test_leaderboard import make_result
 
@@ -94,8 +94,6 @@ def test_unreadable_inputs_are_a_clear_error(tmp_path, capsys):
 
 
 def test_a_seed_that_newly_fails_is_a_regression(tmp_path):
-    from abawbench.compare import compare_scores, scores_from_results
-
     old = [make_result("a", 0.5, seed=0), make_result("a", 0.5, seed=1)]
     new = [make_result("a", 0.5, seed=0), make_result("a", None, seed=1, status="failed")]
     better = lambda track: True  # noqa: E731
