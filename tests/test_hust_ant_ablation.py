@@ -38,7 +38,7 @@ def test_the_table_compares_each_remedy_with_its_reference(tmp_path, capsys):
     runs = tmp_path / "runs"
     write_row(runs, 0, [0.28, 0.32])
     write_row(runs, 1, [0.35])
-    out = tmp_path / "ablation"
+    out = tmp_path / "tables" / "ablation"  # the folder is created
     (tmp_path / "preamble.md").write_text("# Ablation\n\n", encoding="utf-8")
     assert main(["--runs", str(runs), "--out", str(out), "--preamble", str(tmp_path / "preamble.md")]) == 0
     markdown = out.with_suffix(".md").read_text(encoding="utf-8")
