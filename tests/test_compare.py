@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from abawbench.boards.compare import EntryScore, compare_scores, scores_from_results
 from abawbench.cli import main
-from abawbench.compare import EntryScore, compare_scores
 from abawbench.results import result_path, write_result
 from test_leaderboard import make_result
 
@@ -94,10 +94,27 @@ def test_unreadable_inputs_are_a_clear_error(tmp_path, capsys):
 
 
 def test_a_seed_that_newly_fails_is_a_regression(tmp_path):
-    from abawbench.compare import compare_scores, scores_from_results
-
     old = [make_result("a", 0.5, seed=0), make_result("a", 0.5, seed=1)]
     new = [make_result("a", 0.5, seed=0), make_result("a", None, seed=1, status="failed")]
     better = lambda track: True  # noqa: E731
     changes = compare_scores(scores_from_results(old, better), scores_from_results(new, better), tolerance=0.01)
     assert [c.regression for c in changes] == [True]
+
+
+PINNED_CHANGES = """\
+| track   | entry   | old    | new    | delta   | status                   | gate   |
+|---------|---------|--------|--------|---------|--------------------------|--------|
+| lsd     | c       | 0.3000 | 0.2000 | -0.1000 | regressed                | FAIL   |
+| lsd     | gone    | 0.2000 | —      | —       | disappeared              | FAIL   |
+| lsd     | a       | 0.5000 | 0.6000 | +0.1000 | improved                 | ok     |
+| lsd     | b       | 0.4000 | 0.3990 | -0.0010 | dropped within tolerance | ok     |
+| lsd     | new     | —      | 0.1000 | —       | new                      | ok     |
+
+2 regression(s) beyond tolerance 0.005
+"""
+
+
+def test_the_markdown_report_is_pinned(tmp_path, capsys):
+    """What a CI log shows for a comparison: regressions first, signed deltas, the verdict last."""
+    assert gate(tmp_path, {"a": 0.5, "b": 0.4, "c": 0.3, "gone": 0.2}, {"a": 0.6, "b": 0.399, "c": 0.2, "new": 0.1}) == 1
+    assert capsys.readouterr().out == PINNED_CHANGES

@@ -13,7 +13,7 @@ from abawbench.config import ProtocolConfig
 from abawbench.ensembling import cross_fit, ensemble_name, fold_assignment, run_ensemble
 from abawbench.errors import ConfigError, DataFormatError
 from abawbench.labels import TaskLabels
-from abawbench.leaderboard import build_leaderboard
+from abawbench.boards import build_leaderboard
 from abawbench.results import EntrySpecModel, RunResult, ScoreWithInterval, read_result, result_path, write_result
 from abawbench.specs import EnsembleSpec
 

@@ -8,9 +8,10 @@ import json
 
 import pytest
 
+from abawbench.boards import LEADERBOARD_FORMATS, FormatRegistry, build_leaderboard, render
 from abawbench.cli import main
 from abawbench.config import ProtocolConfig
-from abawbench.leaderboard import FORMATS, build_leaderboard, render
+from abawbench.errors import ConfigError
 from abawbench.results import EntrySpecModel, RunResult, ScoreWithInterval, result_path, write_result
 
 EVIL = "<script>alert(1)</script>"
@@ -110,7 +111,7 @@ def test_reference_rows_are_reported_never_ranked():
     measured, reported = sections
     assert [r.entry for r in measured.rows] == ["mine"]  # 0.99 reported does not outrank it
     assert measured.rows[0].rank == "1"
-    assert reported.kind == "reported"
+    assert reported.kind == "reported" and reported.dataset == "official ABAW4"  # its data less the split
     assert [(r.rank, r.entry, r.source) for r in reported.rows] == [("reported", "Paper & co_1", "arXiv 0000.00000")]
     text = render(board(results, references=REFERENCES), "markdown")
     assert "reported in publications" in text and "official ABAW4 validation" in text
@@ -118,12 +119,50 @@ def test_reference_rows_are_reported_never_ranked():
 
 
 def test_committed_references_cover_the_specification():
-    from abawbench.commands.leaderboard import DEFAULT_REFERENCES, load_references
+    from abawbench.boards import load_references
+    from abawbench.commands.leaderboard import DEFAULT_REFERENCES
 
     rows = load_references(DEFAULT_REFERENCES)
     assert {r["track"] for r in rows} == {"lsd", "mtl"}
     situ = [r for r in rows if r["entry"].startswith("Situ-RUCAIM3")]
     assert {(r["split"], r["score"]) for r in situ} == {("validation", 1.7607), ("test", 1.4361)}
+
+
+PINNED_MARKDOWN = """\
+# Leaderboard: lsd
+
+Track lsd: macro_f1 on validation (higher is better). Mean ± std over seeds; 95% CI: percentile bootstrap over images (averaged over seeds). Sections never share ranks.
+
+## measured on dataset synthface, validation split fingerprint fp-a (30 images)
+
+| rank    | entry   | backbone   | protocol            | loss          | macro_f1 (mean ± std)   | 95% CI           | seeds   | date       | abawbench   | note                            |
+|---------|---------|------------|---------------------|---------------|-------------------------|------------------|---------|------------|-------------|---------------------------------|
+| 1       | b__lp   | b          | linear-probe/linear | cross-entropy | 0.6500                  | —                | 1       | 2024-05-01 | 0.1.0       |                                 |
+| 2       | a__lp   | a          | linear-probe/linear | cross-entropy | 0.6000 ± 0.1414         | [0.5000, 0.7000] | 2       | 2024-05-01 | 0.1.0       |                                 |
+| failed  | dead    | dead       | linear-probe/linear | cross-entropy | failed                  | —                | 0/1     | 2024-05-01 | 0.1.0       | RunFailedError: loss became nan |
+| partial | half    | half       | linear-probe/linear | cross-entropy | 0.9000                  | —                | 1/2     | 2024-05-01 | 0.1.0       | 1 of 2 seeds failed             |
+
+## measured on dataset synthface, validation split fingerprint fp-b (30 images)
+
+| rank   | entry   | backbone   | protocol            | loss          | macro_f1 (mean ± std)   | 95% CI   | seeds   | date       | abawbench   | note   |
+|--------|---------|------------|---------------------|---------------|-------------------------|----------|---------|------------|-------------|--------|
+| 1      | c__lp   | c          | linear-probe/linear | cross-entropy | 0.1000                  | —        | 1       | 2024-05-01 | 0.1.0       |        |
+
+## reported in publications (not measured here, not ranked)
+
+| rank     | entry        | split      | macro_f1   | source           | data                      |
+|----------|--------------|------------|------------|------------------|---------------------------|
+| reported | Paper & co_1 | validation | 0.9900     | arXiv 0000.00000 | official ABAW4 validation |
+"""
+
+
+def test_markdown_rendering_is_pinned():
+    """The committed tables are diffed by users and CI: the same results must render to the same bytes."""
+    results = [make_result("a__lp", 0.5, seed=0, ci=(0.4, 0.6)), make_result("a__lp", 0.7, seed=1, ci=(0.6, 0.8)),
+               make_result("b__lp", 0.65), make_result("half", 0.9, seed=0),
+               make_result("half", None, seed=1, status="failed"), make_result("dead", None, status="failed"),
+               make_result("c__lp", 0.1, fingerprint="fp-b")]
+    assert render(board(results, references=REFERENCES), "markdown") == PINNED_MARKDOWN
 
 
 @pytest.fixture
@@ -170,7 +209,7 @@ def test_json_is_structured(mixed_board):
     assert data["sections"][0]["rows"][0]["entry"] == EVIL
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", LEADERBOARD_FORMATS.names())
 def test_every_format_renders_an_empty_board(fmt):
     assert render(board([]), fmt).strip() or fmt == "csv"
 
@@ -179,12 +218,48 @@ def test_command_reads_a_runs_folder(tmp_path, capsys):
     runs = tmp_path / "runs"
     for result in [make_result("a__lp", 0.5), make_result("b__lp", 0.6), make_result("m", 1.0, track="mtl")]:
         write_result(result_path(runs, result.track, result.entry, result.seed), result)
-    out = tmp_path / "board.json"
+    out = tmp_path / "boards" / "board.json"
     assert main(["leaderboard", "--track", "lsd", "--runs", str(runs), "--format", "json",
                  "--output", str(out)]) == 0
+    assert [p.name for p in out.parent.iterdir()] == ["board.json"]  # written in one piece, no leftovers
     data = json.loads(out.read_text())
     entries = [r["entry"] for r in data["sections"][0]["rows"]]
     assert entries == ["b__lp", "a__lp"]  # the mtl result stays on its own track
     assert data["sections"][-1]["kind"] == "reported"
     assert main(["leaderboard", "--track", "lsd", "--runs", str(runs), "--no-references"]) == 0
     assert "reported" not in capsys.readouterr().out
+
+
+def test_every_registered_format_is_offered_on_the_command_line(capsys):
+    with pytest.raises(SystemExit):
+        main(["leaderboard", "--help"])
+    help_text = capsys.readouterr().out
+    assert "{" + ",".join(LEADERBOARD_FORMATS.names()) + "}" in help_text
+    assert set(LEADERBOARD_FORMATS.names()) == {"markdown", "latex", "html", "csv", "json"}
+
+
+def test_a_format_is_one_registered_function():
+    formats: FormatRegistry[list[str]] = FormatRegistry("word list")
+
+    @formats.register("lines")
+    def lines(words: list[str]) -> str:
+        return "\n".join(words) + "\n"
+
+    assert formats.names() == ("lines",)
+    assert formats.render(["a", "b"], "lines") == "a\nb\n"
+    with pytest.raises(ConfigError, match="unknown word list format 'rst'; choose from lines"):
+        formats.render(["a"], "rst")
+    with pytest.raises(ValueError, match="registered twice"):
+        formats.register("lines")(lines)
+
+
+def test_a_broken_reference_file_is_one_clear_error(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_result(result_path(runs, "lsd", "a__lp", 0), make_result("a__lp", 0.5))
+    references = tmp_path / "references.json"
+    references.write_text(json.dumps([{"track": "lsd", "entry": "x", "score": 0.5}]), encoding="utf-8")
+    assert main(["leaderboard", "--track", "lsd", "--runs", str(runs), "--references", str(references)]) == 2
+    assert "reference row 0 lacks ['data', 'source', 'split']" in capsys.readouterr().err
+    references.write_text("[\n{", encoding="utf-8")
+    assert main(["leaderboard", "--track", "lsd", "--runs", str(runs), "--references", str(references)]) == 2
+    assert "references.json: line 2: not valid JSON" in capsys.readouterr().err

@@ -1,1 +1,30 @@
-"""Boards: leaderboard tables built from result files, rendered through a registry of formats, and compared."""
+"""Boards: tables built from result files, rendered through a registry of formats, and compared.
+
+- :mod:`~abawbench.boards.build`: result files -> sections of ranked rows (the ranking rules);
+- :mod:`~abawbench.boards.formats`: the format registry and the leaderboard's formats;
+- :mod:`~abawbench.boards.compare`: two sets of scores -> per-entry changes (the CI gate);
+- :mod:`~abawbench.boards.inputs`: reading published numbers and leaderboard JSON documents.
+
+Boards only read results (:mod:`abawbench.results`); nothing here runs or trains anything.
+"""
+
+from abawbench.boards.build import Leaderboard, Row, Section, build_leaderboard
+from abawbench.boards.compare import CHANGE_FORMATS, Change, Comparison, compare_scores, load_scores
+from abawbench.boards.formats import LEADERBOARD_FORMATS, FormatRegistry, render
+from abawbench.boards.inputs import load_references
+
+__all__ = [
+    "CHANGE_FORMATS",
+    "Change",
+    "Comparison",
+    "FormatRegistry",
+    "LEADERBOARD_FORMATS",
+    "Leaderboard",
+    "Row",
+    "Section",
+    "build_leaderboard",
+    "compare_scores",
+    "load_references",
+    "load_scores",
+    "render",
+]

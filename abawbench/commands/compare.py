@@ -9,6 +9,8 @@ from abawbench.errors import ConfigError
 
 
 def add_parser(subparsers) -> None:
+    from abawbench.boards import CHANGE_FORMATS
+
     parser = subparsers.add_parser(
         "compare",
         help="compare two runs folders or leaderboard JSONs; exit 1 on a regression",
@@ -23,12 +25,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("new", type=Path, help="candidate: runs folder or leaderboard JSON")
     parser.add_argument("--tolerance", type=float, default=0.005,
                         help="allowed worsening of the primary score, in score units")
-    parser.add_argument("--format", choices=["markdown", "csv", "json"], default="markdown")
+    parser.add_argument("--format", choices=CHANGE_FORMATS.names(), default="markdown")
     parser.set_defaults(handler=handle)
 
 
 def handle(args) -> int:
-    from abawbench.compare import compare_scores, load_scores, render_changes
+    from abawbench.boards import CHANGE_FORMATS, Comparison, compare_scores, load_scores
     from abawbench.plugins import get_host
 
     if args.tolerance < 0:
@@ -39,5 +41,6 @@ def handle(args) -> int:
 
     changes = compare_scores(load_scores(args.old, higher_is_better), load_scores(args.new, higher_is_better),
                              args.tolerance)
-    print(render_changes(changes, args.format, args.tolerance), end="")
-    return 1 if any(change.regression for change in changes) else 0
+    comparison = Comparison(tuple(changes), args.tolerance)
+    print(CHANGE_FORMATS.render(comparison, args.format), end="")
+    return 1 if comparison.regressions else 0

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-
-from abawbench.errors import DataFormatError
 
 # The repository's reference numbers; absent in an installed copy without the source tree.
 DEFAULT_REFERENCES = Path(__file__).resolve().parents[2] / "leaderboards" / "references.json"
 
 
 def add_parser(subparsers) -> None:
-    from abawbench.leaderboard import FORMATS
+    from abawbench.boards import LEADERBOARD_FORMATS
 
+    formats = LEADERBOARD_FORMATS.names()
     parser = subparsers.add_parser(
         "leaderboard",
-        help="rank the results of a runs folder (markdown, latex, html, csv, json)",
+        help=f"rank the results of a runs folder ({', '.join(formats)})",
         description=(
             "Rank every entry under RUNS/TRACK by the track's primary score: mean ± std over seeds, "
             "bootstrap interval, sub-scores. Results on different data (validation fingerprints) get "
@@ -26,37 +24,20 @@ def add_parser(subparsers) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--track", required=True, help="track: lsd or mtl")
-    parser.add_argument("--format", choices=FORMATS, default="markdown")
+    parser.add_argument("--track", required=True, help="a registered track ('abawbench list tracks')")
+    parser.add_argument("--format", choices=formats, default="markdown")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (as written by 'abawbench run')")
-    parser.add_argument("--output", type=Path, help="write here instead of printing")
+    parser.add_argument("--output", type=Path, help="write here (atomically) instead of printing")
     parser.add_argument("--references", type=Path, default=DEFAULT_REFERENCES,
                         help="JSON list of reported reference rows")
     parser.add_argument("--no-references", action="store_true", help="leave reported rows out")
     parser.set_defaults(handler=handle)
 
 
-def load_references(path: Path | None) -> list[dict]:
-    """Reported rows from a JSON file (a list of objects); a missing default file means none."""
-    if path is None or not path.exists():
-        return []
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{path}: line {exc.lineno}: not valid JSON: {exc.msg}") from None
-    required = {"track", "entry", "split", "score", "source", "data"}
-    if not isinstance(rows, list):
-        raise DataFormatError(f"{path}: expected a JSON list of reference rows")
-    for position, row in enumerate(rows):
-        missing = required - set(row) if isinstance(row, dict) else required
-        if missing:
-            raise DataFormatError(f"{path}: reference row {position} lacks {sorted(missing)}")
-    return rows
-
-
 def handle(args) -> int:
     from abawbench import __version__
-    from abawbench.leaderboard import build_leaderboard, render
+    from abawbench.atomic import atomic_write_text
+    from abawbench.boards import build_leaderboard, load_references, render
     from abawbench.plugins import get_host
     from abawbench.results import iter_results
 
@@ -69,8 +50,7 @@ def handle(args) -> int:
                               version=__version__)
     text = render(board, args.format)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
+        atomic_write_text(args.output, text)
     else:
         print(text, end="")
     return 0

@@ -4,7 +4,9 @@ Each row is one remedy (or combination) as a finished entry of one of the small
 configurations, summarised over its seeds as mean ± sample std of the macro F1, with its
 difference to the baseline (plain cross-entropy, linear probe). Rows are only comparable
 because they share the validation split: the renderer refuses rows whose validation
-fingerprints differ (an oversampled run changes the training split only).
+fingerprints differ (an oversampled run changes the training split only). The table's formats
+are a :class:`~abawbench.boards.formats.FormatRegistry`, like the leaderboard's: another output
+is one more registered function.
 
     python -m abawbench_builtins.hust_ant.ablation --runs runs/hust_ant --out leaderboards/hust_ant_lsd_ablation
 """
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from abawbench.atomic import atomic_write_text
+from abawbench.boards.formats import FormatRegistry, number
 from abawbench.errors import DataFormatError
 from abawbench.results import RunResult, iter_results, without_settings_digest
 
@@ -120,10 +124,12 @@ def _mean_per_class(results: Sequence[RunResult]) -> dict[str, float]:
     return {n: statistics.fmean(p[n] for p in per if n in p) for n in names}
 
 
-def render_markdown(rows: list[dict[str, Any]]) -> str:
-    def num(value: float | None, sign: bool = False) -> str:
-        return "—" if value is None else (f"{value:+.4f}" if sign else f"{value:.4f}")
+ABLATION_FORMATS: FormatRegistry[list[dict[str, Any]]] = FormatRegistry("ablation table")
 
+
+@ABLATION_FORMATS.register("markdown")
+def render_markdown(rows: list[dict[str, Any]]) -> str:
+    """The remedies table, the per-class F1 table, and the commands that reproduce the rows."""
     lines = ["| remedy | macro F1 (mean ± std) | Δ vs its reference | seeds | train images | train s/seed |",
              "|---|---|---|---|---|---|"]
     for row in rows:
@@ -132,7 +138,7 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
         else:  # one seed has no spread: say so rather than print ± 0
             score = f"{row['mean']:.4f} ± {row['std']:.4f}" if row["std"] is not None else f"{row['mean']:.4f} (1 seed)"
         train_s = f"{row['train_s']:.0f}" if row.get("train_s") else "—"
-        lines.append(f"| {row['remedy']} | {score} | {num(row.get('delta'), sign=True)} | "
+        lines.append(f"| {row['remedy']} | {score} | {number(row.get('delta'), signed=True)} | "
                      f"{','.join(map(str, row['seeds'])) or '—'} | {row.get('train_images') or '—'} | {train_s} |")
     classes = next((list(r["per_class"]) for r in rows if r.get("per_class")), [])
     if classes:
@@ -147,6 +153,12 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@ABLATION_FORMATS.register("json")
+def render_json(rows: list[dict[str, Any]]) -> str:
+    """Every row with its per-seed scores and provenance, for scripts."""
+    return json.dumps({"track": "lsd", "metric": "macro F1", "rows": rows}, indent=2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m abawbench_builtins.hust_ant.ablation")
     parser.add_argument("--runs", type=Path, default=Path("runs/hust_ant"))
@@ -156,10 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = summarise(ROWS, collect(args.runs))
     preamble = args.preamble.read_text(encoding="utf-8") if args.preamble else ""
-    args.out.with_suffix(".md").write_text(preamble + render_markdown(rows), encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps({"track": "lsd", "metric": "macro F1",
-                                                         "rows": rows}, indent=2), encoding="utf-8")
-    print(render_markdown(rows))
+    markdown = ABLATION_FORMATS.render(rows, "markdown")
+    atomic_write_text(args.out.with_suffix(".md"), preamble + markdown)
+    atomic_write_text(args.out.with_suffix(".json"), ABLATION_FORMATS.render(rows, "json"))
+    print(markdown)
     return 0
 
 

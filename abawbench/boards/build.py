@@ -1,6 +1,8 @@
-"""Leaderboards: result files -> ranked rows -> rendered text. Pure functions, no I/O here.
+"""Leaderboards from results: result files -> sections of ranked rows. Pure functions, no I/O.
 
-Rules a table keeps, so its ranks can be trusted:
+Rendering is elsewhere (:mod:`abawbench.boards.formats`), so every output format shows the same
+rows, and ``compare`` judges exactly what the tables rank. Rules a table keeps, so its ranks can
+be trusted:
 
 - Results measured on different data never share a rank. Rows are grouped into sections by
   dataset and the fingerprint of the validation split; each section is ranked on its own and
@@ -15,18 +17,12 @@ Rules a table keeps, so its ranks can be trusted:
 
 from __future__ import annotations
 
-import csv
-import html
-import io
-import json
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from abawbench.results import RunResult
 
-FORMATS = ("markdown", "latex", "html", "csv", "json")
-MISSING = "—"
 REPORTED = "reported"
 FAILED = "failed"
 PARTIAL = "partial"  # some seeds failed: shown with its completed seeds, never ranked
@@ -72,6 +68,8 @@ class Section:
 
 @dataclass(frozen=True)
 class Leaderboard:
+    """One track's table: its sections in display order and how its primary score is read."""
+
     track: str
     primary_metric: str
     higher_is_better: bool
@@ -189,152 +187,25 @@ def reference_section(references: Iterable[Mapping[str, Any]], track: str) -> Se
     )
     if not rows:
         return None
+    datasets = ", ".join(sorted({_without_split(row.data, row.split) for row in rows}))
     return Section(kind="reported", title="reported in publications (not measured here, not ranked)",
-                   dataset="official ABAW4", fingerprint="", rows=rows)
+                   dataset=datasets, fingerprint="", rows=rows)
+
+
+def _without_split(data: str, split: str) -> str:
+    """The dataset a reported number was measured on: its ``data`` less a trailing split name,
+    so that validation and test numbers of one benchmark share one dataset label."""
+    suffix = f" {split}"
+    return data[: -len(suffix)] if split and data.endswith(suffix) else data
 
 
 def build_leaderboard(results: Iterable[RunResult], *, track: str, primary_metric: str,
                       higher_is_better: bool, references: Iterable[Mapping[str, Any]] = (),
                       version: str = "") -> Leaderboard:
+    """Measured sections (largest first), then the reported numbers of ``track`` if any."""
     sections = measured_sections(results, track, primary_metric, higher_is_better)
     reported = reference_section(references, track)
     if reported is not None:
         sections.append(reported)
     return Leaderboard(track=track, primary_metric=primary_metric, higher_is_better=higher_is_better,
                        sections=tuple(sections), version=version)
-
-
-# --------------------------------------------------------------------------- rows -> cells
-
-
-def _num(value: float | None, digits: int = 4) -> str:
-    return MISSING if value is None else f"{value:.{digits}f}"
-
-
-def headers(board: Leaderboard, section: Section) -> list[str]:
-    if section.kind == REPORTED:
-        return ["rank", "entry", "split", board.primary_metric, "source", "data"]
-    return (["rank", "entry", "backbone", "protocol", "loss", f"{board.primary_metric} (mean ± std)",
-             "95% CI"] + list(section.sub_score_names) + ["seeds", "date", "abawbench", "note"])
-
-
-def cells(section: Section, row: Row) -> list[str]:
-    """Display strings of a row, in :func:`headers` order."""
-    if section.kind == REPORTED:
-        return [row.rank, row.entry, row.split, _num(row.mean), row.source, row.data]
-    if row.status == FAILED:
-        score, interval = FAILED, MISSING
-    else:
-        score = f"{row.mean:.4f} ± {row.std:.4f}" if row.seeds > 1 else f"{row.mean:.4f}"
-        interval = (f"[{row.ci_low:.4f}, {row.ci_high:.4f}]" if row.ci_low is not None
-                    and row.ci_high is not None else MISSING)
-    subs = [_num(row.sub_scores.get(name)) for name in section.sub_score_names]
-    seeds = str(row.seeds) if row.seeds == row.seeds_total else f"{row.seeds}/{row.seeds_total}"
-    return ([row.rank, row.entry, row.backbone, row.protocol, row.loss, score, interval] + subs
-            + [seeds, row.date, row.version, row.note])
-
-
-# --------------------------------------------------------------------------- cells -> text
-
-
-def render(board: Leaderboard, fmt: str) -> str:
-    """The leaderboard as ``markdown``, ``latex`` (booktabs), ``html``, ``csv`` or ``json``."""
-    renderers = {"markdown": render_markdown, "latex": render_latex, "html": render_html,
-                 "csv": render_csv, "json": render_json}
-    if fmt not in renderers:
-        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    return renderers[fmt](board)
-
-
-def _intro(board: Leaderboard) -> str:
-    order = "higher is better" if board.higher_is_better else "lower is better"
-    return (f"Track {board.track}: {board.primary_metric} on validation ({order}). Mean ± std over "
-            "seeds; 95% CI: percentile bootstrap over images (averaged over seeds). Sections never "
-            "share ranks.")
-
-
-def render_markdown(board: Leaderboard) -> str:
-    from tabulate import tabulate
-
-    parts = [f"# Leaderboard: {board.track}", "", _intro(board)]
-    if not board.sections:
-        parts += ["", "No results."]
-    for section in board.sections:
-        table = tabulate([cells(section, r) for r in section.rows], headers=headers(board, section),
-                         tablefmt="github", disable_numparse=True)
-        parts += ["", f"## {section.title}", "", table]
-    return "\n".join(parts) + "\n"
-
-
-def render_latex(board: Leaderboard) -> str:
-    """One booktabs tabular per section; every cell escaped by tabulate, titles by us."""
-    from tabulate import tabulate
-
-    parts = [f"% abawbench leaderboard, track {_latex_escape(board.track)}; needs \\usepackage{{booktabs}}"]
-    for section in board.sections:
-        table = tabulate([cells(section, r) for r in section.rows], headers=headers(board, section),
-                         tablefmt="latex_booktabs", disable_numparse=True)
-        parts += ["", f"% {_latex_escape(section.title)}", f"\\paragraph{{{_latex_escape(section.title)}}}", table]
-    return "\n".join(parts) + "\n"
-
-
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                  "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
-
-
-def _latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
-
-
-def render_html(board: Leaderboard) -> str:
-    """A self-contained fragment; every field goes through :func:`html.escape`."""
-    esc = html.escape
-    parts = [f"<h2>Leaderboard: {esc(board.track)}</h2>", f"<p>{esc(_intro(board))}</p>"]
-    for section in board.sections:
-        head = "".join(f"<th>{esc(h)}</th>" for h in headers(board, section))
-        body = "\n".join(
-            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells(section, r)) + "</tr>"
-            for r in section.rows
-        )
-        parts.append(f'<section class="{esc(section.kind)}">\n<h3>{esc(section.title)}</h3>\n'
-                     f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n</section>")
-    return "\n".join(parts) + "\n"
-
-
-def render_csv(board: Leaderboard) -> str:
-    """One table; the section columns keep rows of different data apart."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    subs = sorted({n for s in board.sections for n in s.sub_score_names})
-    writer.writerow(["section", "dataset", "fingerprint", "rank", "entry", "status", "backbone", "protocol",
-                     "loss", board.primary_metric, "std", "ci_low", "ci_high"] + subs
-                    + ["seeds", "seeds_total", "date", "abawbench", "split", "source", "data", "note"])
-    for section in board.sections:
-        for row in section.rows:
-            values = [section.kind, section.dataset, section.fingerprint, row.rank, row.entry, row.status,
-                      row.backbone, row.protocol, row.loss, row.mean, row.std, row.ci_low, row.ci_high]
-            values += [row.sub_scores.get(name) for name in subs]
-            values += [row.seeds, row.seeds_total, row.date, row.version, row.split, row.source, row.data, row.note]
-            writer.writerow(["" if v is None else v for v in values])
-    return buffer.getvalue()
-
-
-def render_json(board: Leaderboard) -> str:
-    """Machine-readable; also what ``abawbench compare`` reads as OLD or NEW."""
-    return json.dumps(leaderboard_dict(board), indent=2, ensure_ascii=False) + "\n"
-
-
-def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
-    return {
-        "format": "abawbench-leaderboard",
-        "track": board.track,
-        "primary_metric": board.primary_metric,
-        "higher_is_better": board.higher_is_better,
-        "abawbench_version": board.version,
-        "sections": [
-            {"kind": s.kind, "title": s.title, "dataset": s.dataset, "fingerprint": s.fingerprint,
-             "sub_score_names": list(s.sub_score_names), "rows": [asdict(r) for r in s.rows]}
-            for s in board.sections
-        ],
-    }

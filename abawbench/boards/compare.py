@@ -6,6 +6,9 @@ and the fingerprint of the validation data: a score measured on other data is no
 so an entry whose data changed is flagged rather than compared. A change is a regression when
 the primary score worsens by more than the tolerance (in the track's direction,
 ``higher_is_better``), or when an entry disappears or newly fails.
+
+Scores from result files are summarised by :func:`abawbench.boards.build.measured_sections`, the
+same function the leaderboard ranks with, so the gate judges exactly what the tables show.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from abawbench.boards.build import measured_sections
+from abawbench.boards.formats import LEADERBOARD_JSON_FORMAT, FormatRegistry, csv_text, number, text_table
+from abawbench.boards.inputs import read_json
 from abawbench.errors import DataFormatError
-from abawbench.leaderboard import measured_sections
 from abawbench.results import RunResult, iter_results
 
 Key = tuple[str, str, str]  # track, entry, validation fingerprint
@@ -36,6 +41,8 @@ class EntryScore:
 
 @dataclass(frozen=True)
 class Change:
+    """One entry's verdict; ``regression`` marks what fails the gate."""
+
     track: str
     entry: str
     status: str
@@ -63,8 +70,8 @@ def scores_from_results(results: Iterable[RunResult], higher_is_better: Callable
 
 def scores_from_leaderboard(data: Mapping[str, Any], source: str) -> dict[Key, EntryScore]:
     """Entry scores from a leaderboard JSON document; reported rows are not measurements."""
-    if data.get("format") != "abawbench-leaderboard":
-        raise DataFormatError(f"{source}: not an abawbench leaderboard JSON (no 'format': 'abawbench-leaderboard')")
+    if data.get("format") != LEADERBOARD_JSON_FORMAT:
+        raise DataFormatError(f"{source}: not an abawbench leaderboard JSON (no 'format': '{LEADERBOARD_JSON_FORMAT}')")
     track, better = str(data["track"]), bool(data.get("higher_is_better", True))
     scores: dict[Key, EntryScore] = {}
     for section in data.get("sections", []):
@@ -83,13 +90,7 @@ def load_scores(path: Path, higher_is_better: Callable[[str], bool]) -> dict[Key
         return scores_from_results((r for _p, r in iter_results(path)), higher_is_better)
     if not path.exists():
         raise DataFormatError(f"{path}: no such runs folder or leaderboard JSON")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{path}: line {exc.lineno}: not valid JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise DataFormatError(f"{path}: expected a leaderboard JSON object")
-    return scores_from_leaderboard(data, str(path))
+    return scores_from_leaderboard(read_json(path, dict, "a leaderboard JSON object"), str(path))
 
 
 def compare_scores(old: Mapping[Key, EntryScore], new: Mapping[Key, EntryScore], tolerance: float) -> list[Change]:
@@ -133,32 +134,46 @@ def _judge(before: EntryScore, after: EntryScore, tolerance: float) -> Change:
     return Change(*base, status, before.score, after.score, delta, regression)
 
 
-def render_changes(changes: list[Change], fmt: str, tolerance: float) -> str:
-    """``markdown``, ``csv`` or ``json`` table of the changes, regressions first."""
-    ordered = sorted(changes, key=lambda c: (not c.regression, c.track, c.entry))
-    if fmt == "json":
-        return json.dumps({"tolerance": tolerance, "regressions": sum(c.regression for c in changes),
-                           "changes": [asdict(c) for c in ordered]}, indent=2) + "\n"
-    header = ["track", "entry", "old", "new", "delta", "status", "gate"]
-    rows = [[c.track, c.entry, _fmt(c.old), _fmt(c.new), _fmt(c.delta, signed=True), c.status,
-             "FAIL" if c.regression else "ok"] for c in ordered]
-    if fmt == "csv":
-        import csv
-        import io
+@dataclass(frozen=True)
+class Comparison:
+    """What a report shows: every change and the tolerance they were judged with."""
 
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-        return buffer.getvalue()
-    from tabulate import tabulate
+    changes: tuple[Change, ...]
+    tolerance: float
 
-    failed = sum(c.regression for c in changes)
-    verdict = f"{failed} regression(s) beyond tolerance {tolerance}" if failed else f"no regression beyond tolerance {tolerance}"
-    return tabulate(rows, headers=header, tablefmt="github", disable_numparse=True) + f"\n\n{verdict}\n"
+    @property
+    def regressions(self) -> int:
+        return sum(change.regression for change in self.changes)
+
+    def ordered(self) -> list[Change]:
+        """Regressions first, so a CI log shows what failed the gate at the top."""
+        return sorted(self.changes, key=lambda c: (not c.regression, c.track, c.entry))
 
 
-def _fmt(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "—"
-    return f"{value:+.4f}" if signed else f"{value:.4f}"
+CHANGE_FORMATS: FormatRegistry[Comparison] = FormatRegistry("comparison")
+_HEADER = ["track", "entry", "old", "new", "delta", "status", "gate"]
+
+
+def _cells(comparison: Comparison) -> list[list[str]]:
+    return [[c.track, c.entry, number(c.old), number(c.new), number(c.delta, signed=True), c.status,
+             "FAIL" if c.regression else "ok"] for c in comparison.ordered()]
+
+
+@CHANGE_FORMATS.register("markdown")
+def render_markdown(comparison: Comparison) -> str:
+    """The table, then a one-line verdict."""
+    tolerance = comparison.tolerance
+    verdict = (f"{comparison.regressions} regression(s) beyond tolerance {tolerance}" if comparison.regressions
+               else f"no regression beyond tolerance {tolerance}")
+    return text_table(_cells(comparison), _HEADER, "github") + f"\n\n{verdict}\n"
+
+
+@CHANGE_FORMATS.register("csv")
+def render_csv(comparison: Comparison) -> str:
+    return csv_text(_HEADER, _cells(comparison))
+
+
+@CHANGE_FORMATS.register("json")
+def render_json(comparison: Comparison) -> str:
+    return json.dumps({"tolerance": comparison.tolerance, "regressions": comparison.regressions,
+                       "changes": [asdict(c) for c in comparison.ordered()]}, indent=2) + "\n"

@@ -1,0 +1,211 @@
+"""Output formats: a registry of pure render functions, one per format, and the leaderboard's five.
+
+A format is one function from a document to text plus the one line that registers it, so a new
+output touches nothing else: ``abawbench leaderboard --format`` offers what
+:data:`LEADERBOARD_FORMATS` holds, in registration order. The same :class:`FormatRegistry`
+serves every kind of board (a leaderboard, a comparison report, a plugin's own table), and the
+helpers below keep their shared conventions (how a missing number or a CSV line looks) in one
+place. Render functions do no I/O: callers print the text or write it atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from dataclasses import asdict
+from typing import Any, Callable, Generic, Sequence, TypeVar
+
+from abawbench.boards.build import FAILED, REPORTED, Leaderboard, Row, Section
+from abawbench.errors import ConfigError
+
+Document = TypeVar("Document")
+Renderer = Callable[[Document], str]
+
+MISSING = "—"
+LEADERBOARD_JSON_FORMAT = "abawbench-leaderboard"
+"""The ``format`` field of a leaderboard JSON document: how ``compare`` recognises one."""
+
+
+class FormatRegistry(Generic[Document]):
+    """Named render functions for one kind of document, in the order they were registered."""
+
+    def __init__(self, document: str) -> None:
+        self.document = document
+        self._renderers: dict[str, Renderer] = {}
+
+    def register(self, name: str) -> Callable[[Renderer], Renderer]:
+        """Decorator registering a render function as format ``name``."""
+
+        def add(render: Renderer) -> Renderer:
+            if name in self._renderers:
+                raise ValueError(f"{self.document} format {name!r} is registered twice")
+            self._renderers[name] = render
+            return render
+
+        return add
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._renderers)
+
+    def render(self, document: Document, fmt: str) -> str:
+        """``document`` as text in format ``fmt``; an unknown format is a :class:`ConfigError`."""
+        if fmt not in self._renderers:
+            raise ConfigError(f"unknown {self.document} format {fmt!r}; choose from {', '.join(self.names())}")
+        return self._renderers[fmt](document)
+
+
+# --------------------------------------------------------------------------- shared conventions
+
+
+def number(value: float | None, *, signed: bool = False) -> str:
+    """A score as every board shows it: four decimals, a sign for deltas, a dash when missing."""
+    if value is None:
+        return MISSING
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def text_table(rows: Sequence[Sequence[str]], header: Sequence[str], style: str) -> str:
+    """A tabulate table of display strings; strings stay as given (no number parsing, so
+    "0.5000" keeps its digits and an entry named like a number stays text)."""
+    from tabulate import tabulate  # imported when rendering, not when the command line is built
+
+    return tabulate(rows, headers=list(header), tablefmt=style, disable_numparse=True)
+
+
+def csv_text(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
+    """CSV with ``\\n`` line ends, the same on every platform; ``None`` becomes an empty cell."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(["" if value is None else value for value in row] for row in rows)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- leaderboard cells
+
+LEADERBOARD_FORMATS: FormatRegistry[Leaderboard] = FormatRegistry("leaderboard")
+
+
+def render(board: Leaderboard, fmt: str) -> str:
+    """The leaderboard in one of :data:`LEADERBOARD_FORMATS`."""
+    return LEADERBOARD_FORMATS.render(board, fmt)
+
+
+def headers(board: Leaderboard, section: Section) -> list[str]:
+    if section.kind == REPORTED:
+        return ["rank", "entry", "split", board.primary_metric, "source", "data"]
+    return (["rank", "entry", "backbone", "protocol", "loss", f"{board.primary_metric} (mean ± std)",
+             "95% CI"] + list(section.sub_score_names) + ["seeds", "date", "abawbench", "note"])
+
+
+def cells(section: Section, row: Row) -> list[str]:
+    """Display strings of a row, in :func:`headers` order."""
+    if section.kind == REPORTED:
+        return [row.rank, row.entry, row.split, number(row.mean), row.source, row.data]
+    if row.status == FAILED:
+        score, interval = FAILED, MISSING
+    else:
+        score = f"{row.mean:.4f} ± {row.std:.4f}" if row.seeds > 1 else f"{row.mean:.4f}"
+        interval = (f"[{row.ci_low:.4f}, {row.ci_high:.4f}]" if row.ci_low is not None
+                    and row.ci_high is not None else MISSING)
+    subs = [number(row.sub_scores.get(name)) for name in section.sub_score_names]
+    seeds = str(row.seeds) if row.seeds == row.seeds_total else f"{row.seeds}/{row.seeds_total}"
+    return ([row.rank, row.entry, row.backbone, row.protocol, row.loss, score, interval] + subs
+            + [seeds, row.date, row.version, row.note])
+
+
+def _intro(board: Leaderboard) -> str:
+    order = "higher is better" if board.higher_is_better else "lower is better"
+    return (f"Track {board.track}: {board.primary_metric} on validation ({order}). Mean ± std over "
+            "seeds; 95% CI: percentile bootstrap over images (averaged over seeds). Sections never "
+            "share ranks.")
+
+
+# --------------------------------------------------------------------------- leaderboard formats
+
+
+@LEADERBOARD_FORMATS.register("markdown")
+def render_markdown(board: Leaderboard) -> str:
+    parts = [f"# Leaderboard: {board.track}", "", _intro(board)]
+    if not board.sections:
+        parts += ["", "No results."]
+    for section in board.sections:
+        table = text_table([cells(section, r) for r in section.rows], headers(board, section), "github")
+        parts += ["", f"## {section.title}", "", table]
+    return "\n".join(parts) + "\n"
+
+
+@LEADERBOARD_FORMATS.register("latex")
+def render_latex(board: Leaderboard) -> str:
+    """One booktabs tabular per section; every cell escaped by tabulate, titles by us."""
+    parts = [f"% abawbench leaderboard, track {_latex_escape(board.track)}; needs \\usepackage{{booktabs}}"]
+    for section in board.sections:
+        table = text_table([cells(section, r) for r in section.rows], headers(board, section), "latex_booktabs")
+        parts += ["", f"% {_latex_escape(section.title)}", f"\\paragraph{{{_latex_escape(section.title)}}}", table]
+    return "\n".join(parts) + "\n"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+@LEADERBOARD_FORMATS.register("html")
+def render_html(board: Leaderboard) -> str:
+    """A self-contained fragment; every field goes through :func:`html.escape`."""
+    esc = html.escape
+    parts = [f"<h2>Leaderboard: {esc(board.track)}</h2>", f"<p>{esc(_intro(board))}</p>"]
+    for section in board.sections:
+        head = "".join(f"<th>{esc(h)}</th>" for h in headers(board, section))
+        body = "\n".join(
+            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells(section, r)) + "</tr>"
+            for r in section.rows
+        )
+        parts.append(f'<section class="{esc(section.kind)}">\n<h3>{esc(section.title)}</h3>\n'
+                     f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n</section>")
+    return "\n".join(parts) + "\n"
+
+
+@LEADERBOARD_FORMATS.register("csv")
+def render_csv(board: Leaderboard) -> str:
+    """One table of raw values; the section columns keep rows of different data apart."""
+    subs = sorted({n for s in board.sections for n in s.sub_score_names})
+    header = (["section", "dataset", "fingerprint", "rank", "entry", "status", "backbone", "protocol",
+               "loss", board.primary_metric, "std", "ci_low", "ci_high"] + subs
+              + ["seeds", "seeds_total", "date", "abawbench", "split", "source", "data", "note"])
+    rows = []
+    for section in board.sections:
+        for row in section.rows:
+            values = [section.kind, section.dataset, section.fingerprint, row.rank, row.entry, row.status,
+                      row.backbone, row.protocol, row.loss, row.mean, row.std, row.ci_low, row.ci_high]
+            values += [row.sub_scores.get(name) for name in subs]
+            values += [row.seeds, row.seeds_total, row.date, row.version, row.split, row.source, row.data, row.note]
+            rows.append(values)
+    return csv_text(header, rows)
+
+
+@LEADERBOARD_FORMATS.register("json")
+def render_json(board: Leaderboard) -> str:
+    """Machine-readable; also what ``abawbench compare`` reads as OLD or NEW."""
+    return json.dumps(leaderboard_dict(board), indent=2, ensure_ascii=False) + "\n"
+
+
+def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
+    return {
+        "format": LEADERBOARD_JSON_FORMAT,
+        "track": board.track,
+        "primary_metric": board.primary_metric,
+        "higher_is_better": board.higher_is_better,
+        "abawbench_version": board.version,
+        "sections": [
+            {"kind": s.kind, "title": s.title, "dataset": s.dataset, "fingerprint": s.fingerprint,
+             "sub_score_names": list(s.sub_score_names), "rows": [asdict(r) for r in s.rows]}
+            for s in board.sections
+        ],
+    }
