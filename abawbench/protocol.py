@@ -39,7 +39,7 @@ from abawbench.heads import BackboneWithHeads, TaskHeads, build_heads, to_probab
 from abawbench.labels import TaskLabels
 from abawbench.pixels import pack_key, with_pixel_pack
 from abawbench.plugins import PluginHost, get_host
-from abawbench.preprocess import Preprocessing, collate_images, flip_horizontally, load_image, to_pil_rgb
+from abawbench.features.preprocess import Preprocessing, collate_images, flip_horizontally, load_image, to_pil_rgb
 from abawbench.results import (
     EntrySpecModel,
     RunResult,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import abawbench.preprocess
+import abawbench.features.preprocess
 import abawbench.protocol
 from abawbench.cache import FeatureCache
 from abawbench.errors import CacheError
@@ -38,7 +38,7 @@ def tiny(host, seed=0):
 
 def count_decodes(monkeypatch) -> list[int]:
     calls = [0]
-    real = abawbench.preprocess.load_image
+    real = abawbench.features.preprocess.load_image
 
     def counting(path):
         calls[0] += 1
