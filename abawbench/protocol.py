@@ -28,18 +28,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from abawbench import __version__
-from abawbench.cache import CacheKey, FeatureCache, default_cache_root
 from abawbench.config import RunConfig
 from abawbench.data.index import SampleIndex
 from abawbench.device import (autocast_context, loader_kwargs, prepare_batch, prepare_module, resolve_device,
                               seed_everything)
 from abawbench.errors import AbawbenchError, ConfigError, DataFormatError, RunFailedError
 from abawbench.evaluation import score_with_intervals, tuned_threshold_report
+from abawbench.features.key import CacheKey, default_cache_root
+from abawbench.features.pixel_packs import PixelPackStore, pack_key, with_pixel_pack
+from abawbench.features.preprocess import Preprocessing, collate_images, flip_horizontally, load_image, to_pil_rgb
+from abawbench.features.store import FeatureCache
 from abawbench.heads import BackboneWithHeads, TaskHeads, build_heads, to_probabilities
 from abawbench.labels import TaskLabels
-from abawbench.pixels import pack_key, with_pixel_pack
 from abawbench.plugins import PluginHost, get_host
-from abawbench.preprocess import Preprocessing, collate_images, flip_horizontally, load_image, to_pil_rgb
 from abawbench.results import (
     EntrySpecModel,
     RunResult,
@@ -345,14 +346,14 @@ class Runner:
         key = CacheKey(backbone=backbone.name, weights_digest=self._weights_identity(backbone),
                        preprocessing=backbone.data_config | {"precision": precision_of(self.device)},
                        dataset_fingerprint=index.fingerprint, split=split)
-        array = self.feature_cache.read_or_create(
-            key, sample_ids=index.paths, feature_dim=backbone.feature_dim,
+        array = self.feature_cache.get_or_create(
+            key, sample_ids=index.paths, row_dim=backbone.feature_dim,
             produce=lambda writer: extract_features(
                 backbone, index, self.device, writer.write, batch_size=self.config.protocol.batch_size,
                 num_workers=self.config.protocol.num_workers,
                 progress=self.progress, desc=f"extract {model} {split}",
-                pixel_pack=(self.feature_cache, split) if self.config.protocol.pixel_cache else None),
-        )
+                pixel_pack=(PixelPackStore(self.cache_root), split) if self.config.protocol.pixel_cache else None),
+        ).read()
         self._cache_keys[(model, split)] = key.digest()
         self._features[(model, split)] = array
         return array
@@ -424,7 +425,7 @@ class Runner:
         t0 = time.perf_counter()
         outcome = finetune_network(network, preprocessing, self.data.splits, self.track, loss, entry, seed,
                                    self.device, progress=self.progress,
-                                   pixel_cache=self.feature_cache if entry.protocol.pixel_cache else None)
+                                   pixel_cache=PixelPackStore(self.cache_root) if entry.protocol.pixel_cache else None)
         outcome.state = {"kind": "finetune", "network": outcome.state, "spec": entry.model_dump(mode="json")}
         timings["train_s"] = time.perf_counter() - t0
         return outcome
@@ -459,13 +460,13 @@ def extract_features(
     num_workers: int = 0,
     progress: bool = True,
     desc: str = "extract",
-    pixel_pack: tuple[FeatureCache, str] | None = None,
+    pixel_pack: tuple[PixelPackStore, str] | None = None,
 ) -> None:
     """Stream features of every image of ``index`` to ``write(start_row, batch)``, in order:
     memory stays flat however large the split is.
 
     ``pixel_pack=(cache, split)`` reads the split's decoded pixels from a pixel pack in
-    ``cache`` (:mod:`abawbench.pixels`), writing the pack on the first extraction of this
+    ``cache`` (:mod:`abawbench.features.pixel_packs`), writing the pack on the first extraction of this
     geometry; the features are the same either way.
     """
     from tqdm.auto import tqdm
@@ -488,9 +489,9 @@ def extract_features(
 
 def consume_eval_batches(index: SampleIndex, split: str, preprocessing: Preprocessing, device: torch.device,
                          consume: Callable[[Iterable[tuple[int, torch.Tensor]]], None], *, batch_size: int,
-                         num_workers: int, pixel_cache: FeatureCache | None = None) -> bool:
+                         num_workers: int, pixel_cache: PixelPackStore | None = None) -> bool:
     """Call ``consume`` once with the eval batches ``(start_row, uint8 images)`` of a split:
-    from its pixel pack in ``pixel_cache`` when given (written on first use: :mod:`abawbench.pixels`),
+    from its pixel pack in ``pixel_cache`` when given (written on first use: :mod:`abawbench.features.pixel_packs`),
     else decoded from the image files. False when a pack was wanted but could not be written
     (the caller may stop asking for one)."""
 
@@ -641,7 +642,7 @@ def finetune_network(
     seed: int,
     device: torch.device,
     progress: bool = True,
-    pixel_cache: FeatureCache | None = None,
+    pixel_cache: PixelPackStore | None = None,
 ) -> Outcome:
     """End-to-end training on images; training data gets the configured augmentation,
     validation and test data never any (a defect of the seed paper's code we do not repeat).

@@ -3,12 +3,12 @@
 1. Read speed: ``CachedFeatures.read()`` (float16 on disk -> float32, every chunk checksummed)
    against ``np.load`` of the same array saved as float32 ``.npy``. Target: read() at least 80%
    as fast (ratio t_np.load / t_read >= 0.8), as it runs (its chunks split over
-   ``abawbench.cache.MAX_READ_THREADS`` threads at most, no more than the usable cores) and
-   with one reading thread, as before. Also reported: ``read_float16()`` (verified, no
-   conversion), h5py's plain ``dset[...]`` of the float16 dataset (no verification), and the
-   whole hit path ``load(key)`` (full verification) followed by ``read()``. Files are freshly
-   written, so every method reads from the OS page cache; methods alternate within each round
-   so that machine load affects them alike.
+   ``abawbench.features.reads.MAX_READ_THREADS`` threads at most, no more than the usable cores)
+   and with one reading thread. Also reported: ``read_float16()`` (verified, no conversion),
+   h5py's plain ``dset[...]`` of the float16 dataset (no verification), and the protocol's
+   whole hit path, ``get_or_create(key, ...)`` (structure, key and ids) followed by
+   ``read()``. Files are freshly written, so every method reads from the OS page cache;
+   methods alternate within each round so that machine load affects them alike.
 2. Memory: peak memory while writing ``--memory-rows`` rows through the writer in batches of
    256, each in a fresh subprocess (tracemalloc peak of Python/numpy allocations, and the
    growth of the peak resident set, VmHWM). Flat means the 100k-row peak is about the 10k-row
@@ -35,8 +35,10 @@ from typing import Callable
 
 import numpy as np
 
-import abawbench.cache as cache_module
-from abawbench.cache import CacheKey, FeatureCache
+import abawbench.features.reads as reads_module
+from abawbench.features.entry import EntryWriter
+from abawbench.features.key import CacheKey
+from abawbench.features.store import FeatureCache
 
 PREPROCESSING = {"input_size": (3, 224, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 BATCH = 256
@@ -81,12 +83,12 @@ def time_methods(methods: dict[str, Callable[[], object]], repeat: int) -> dict[
 
 
 def one_reading_thread(action: Callable[[], object]) -> object:
-    limit = cache_module.MAX_READ_THREADS
-    cache_module.MAX_READ_THREADS = 1
+    limit = reads_module.MAX_READ_THREADS
+    reads_module.MAX_READ_THREADS = 1
     try:
         return action()
     finally:
-        cache_module.MAX_READ_THREADS = limit
+        reads_module.MAX_READ_THREADS = limit
 
 
 def bench_read(rows: int, dim: int, repeat: int, folder: Path) -> dict:
@@ -119,9 +121,8 @@ def bench_read(rows: int, dim: int, repeat: int, folder: Path) -> dict:
             "np.load float16": lambda: np.load(npy16),
             "read_float16()": entry.read_float16,
             "h5py dset[...] float16, unverified": h5py_plain,
-            "load(key) + read()": lambda: cache.load(key).read(),
-            "read_or_create (the protocol's hit path)": lambda: cache.read_or_create(
-                key, ids, dim, batch_producer(rows, dim)),
+            "get_or_create(key).read() (the protocol's hit path)": lambda: cache.get_or_create(
+                key, ids, dim, batch_producer(rows, dim)).read(),
         },
         repeat,
     )
@@ -133,7 +134,7 @@ def bench_read(rows: int, dim: int, repeat: int, folder: Path) -> dict:
     return {
         "rows": rows,
         "dim": dim,
-        "reading_threads": cache_module._read_threads(num_chunks),
+        "reading_threads": reads_module.read_threads(num_chunks),
         "write_seconds": round(write_s, 3),
         "file_mib": round(entry.path.stat().st_size / 2**20, 1),
         "npy_mib": round(npy.stat().st_size / 2**20, 1),
@@ -169,10 +170,8 @@ def measure(action: Callable[[], object]) -> dict[str, float]:
 
 def child_memory(rows: int, dim: int, folder: Path) -> dict:
     """Runs in a fresh process: peak memory of one extraction of ``rows`` rows, (a) through the
-    writer alone and (b) through the whole ``get_or_create`` (ids, rename, verification)."""
+    writer alone and (b) through the whole ``get_or_create`` (ids, rename, structure check)."""
     import h5py
-
-    from abawbench.cache import FeatureWriter
 
     folder.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(folder)
@@ -184,7 +183,7 @@ def child_memory(rows: int, dim: int, folder: Path) -> dict:
         chunk_rows = max(1, min(rows, (1 << 20) // (2 * dim)))
         with h5py.File(folder / "writer.h5", "w") as f:
             dset = f.create_dataset("features", (rows, dim), "<f2", chunks=(chunk_rows, dim))
-            writer = FeatureWriter(dset, chunk_rows)
+            writer = EntryWriter(dset, chunk_rows)
             batch_producer(rows, dim)(writer)
             writer.finish()
 

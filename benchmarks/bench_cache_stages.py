@@ -31,7 +31,7 @@ import xxhash
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cache import batch_producer, make_key  # noqa: E402
 
-from abawbench.cache import FeatureCache  # noqa: E402
+from abawbench.features.store import FeatureCache  # noqa: E402
 
 
 def timed(methods: dict[str, Callable[[], object]], repeat: int) -> None:

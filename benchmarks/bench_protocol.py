@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating extraction rounds; the best of each, and the median of per-round ratios, are reported")
     args = parser.parse_args()
 
-    from abawbench.cache import FeatureCache
+    from abawbench.features.pixel_packs import PixelPackStore
     from abawbench.config import load_config
     from abawbench.device import autocast_context, prepare_batch, prepare_module, resolve_device
     from abawbench.heads import TaskHeads
@@ -103,18 +103,18 @@ def main() -> None:
         for _ in decoded():
             pass
 
-    def extraction(pack_cache: FeatureCache | None = None) -> None:
+    def extraction(pack_cache: PixelPackStore | None = None) -> None:
         extract_features(backbone, train, device, write, batch_size=args.batch_size, num_workers=args.workers,
                          progress=False, pixel_pack=None if pack_cache is None else (pack_cache, "train"))
         sync()
 
-    pack_cache = FeatureCache(work / "pixel-cache")
+    pack_cache = PixelPackStore(work / "pixel-cache")
     extraction(pack_cache)  # writes the pack the timed rounds read
     written_packs: list[Path] = []  # removed after each round, outside the timing
 
     def extraction_writing_pack() -> None:
         written_packs.append(Path(tempfile.mkdtemp(dir=work, prefix="fresh-pack-")))
-        extraction(FeatureCache(written_packs[-1]))
+        extraction(PixelPackStore(written_packs[-1]))
 
     with torch.inference_mode():
         for images in batches[:2]:  # warm-up (cuDNN picks its kernels)

@@ -28,7 +28,8 @@ def host():
 
 @pytest.fixture(scope="module")
 def cached(tmp_path_factory):
-    from abawbench.cache import CacheKey, FeatureCache
+    from abawbench.features.key import CacheKey
+    from abawbench.features.store import FeatureCache
 
     cache = FeatureCache(tmp_path_factory.mktemp("cache"))
     key = CacheKey(backbone="bench", weights_digest="random-0", preprocessing={"input_size": [3, 64, 64]},

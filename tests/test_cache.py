@@ -1,4 +1,5 @@
-"""The feature cache: keys, hits and misses, crash safety, concurrency, corruption, CLI."""
+"""The feature cache: keys, hits and misses, crash safety, concurrency, corruption, verified
+threaded reads, CLI."""
 
 from __future__ import annotations
 
@@ -16,20 +17,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-import abawbench.cache
 import pytest
 
-from abawbench.cache import (
-    FORMAT_VERSION,
-    CacheKey,
-    FeatureCache,
-    chunk_checksum,
-    default_cache_root,
-)
+from abawbench.atomic import is_temporary
 from abawbench.cli import main
 from abawbench.errors import CacheError
+from abawbench.features.entry import chunk_checksum
+from abawbench.features.key import FORMAT_VERSION, CacheKey, default_cache_root
+from abawbench.features.reads import BadRows, for_each_chunk
+from abawbench.features.store import FeatureCache
 
 ROWS, DIM = 300, 24
+CHUNK_BYTES = 64 * DIM * 2  # 64 rows per chunk: even tiny test arrays span several chunks
 PREPROCESSING = {
     "input_size": (3, 224, 224),
     "interpolation": "bicubic",
@@ -76,10 +75,8 @@ class Producer:
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch) -> FeatureCache:
-    # Small chunks so that even tiny test arrays span several chunks and a partial last one.
-    monkeypatch.setattr("abawbench.cache.CHUNK_BYTES", 64 * DIM * 2)
-    return FeatureCache(tmp_path / "cache")
+def cache(tmp_path) -> FeatureCache:
+    return FeatureCache(tmp_path / "cache", chunk_bytes=CHUNK_BYTES)
 
 
 def fill(cache: FeatureCache, key: CacheKey | None = None, data: np.ndarray | None = None):
@@ -134,7 +131,6 @@ def test_changing_any_key_part_misses(cache, changes):
     other = make_key(**changes)
     assert other != make_key() and other.digest() != make_key().digest()
     assert cache.path_for(other) != cache.path_for(make_key())
-    assert cache.load(other) is None
     entry, producer = fill(cache, other)
     assert producer.calls == 1 and entry.key == other
 
@@ -142,7 +138,7 @@ def test_changing_any_key_part_misses(cache, changes):
 def test_other_format_version_misses_and_is_not_written(cache):
     fill(cache)
     newer = make_key(format_version=FORMAT_VERSION + 1)
-    assert newer.digest() != make_key().digest() and cache.load(newer) is None
+    assert newer.digest() != make_key().digest()
     with pytest.raises(CacheError, match=f"writes version {FORMAT_VERSION}"):
         fill(cache, newer)
 
@@ -179,7 +175,6 @@ def test_file_stores_the_full_key(cache):
 
 def test_miss_then_hit_returns_the_same_features(cache):
     data = features()
-    assert cache.load(make_key()) is None
     entry, producer = fill(cache, data=data)
     assert producer.calls == 1
     np.testing.assert_array_equal(entry.read(), data.astype(np.float16).astype(np.float32))
@@ -188,7 +183,7 @@ def test_miss_then_hit_returns_the_same_features(cache):
     again, producer2 = fill(cache, data=features(seed=1))
     assert producer2.calls == 0 and again.path == entry.path
     np.testing.assert_array_equal(again.read(), entry.read())
-    assert cache.load(make_key()).sample_ids == ids()
+    assert again.sample_ids == ids()
     assert (entry.num_rows, entry.feature_dim) == (ROWS, DIM)
 
 
@@ -222,7 +217,7 @@ def test_writer_accepts_torch_tensors_of_any_float_dtype(cache):
 def test_writer_refuses_bad_batches_and_stores_nothing(cache, produce, message):
     with pytest.raises(CacheError, match=message):
         cache.get_or_create(make_key(), ids(), DIM, produce)
-    assert cache.load(make_key()) is None
+    assert cache.entries() == [] and cache.unfinished() == []
     assert list(cache.folder.rglob("*.h5*")) == list(cache.folder.rglob("*.lock"))
 
 
@@ -234,7 +229,7 @@ def test_produce_failing_halfway_leaves_nothing(cache):
     with pytest.raises(RuntimeError, match="backbone crashed"):
         cache.get_or_create(make_key(), ids(), DIM, producer)
     assert not [p for p in cache.folder.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
-    assert cache.load(make_key()) is None and cache.entries() == []
+    assert cache.entries() == []
     entry, producer = fill(cache)
     assert producer.calls == 1 and entry.read().shape == (ROWS, DIM)
 
@@ -243,12 +238,11 @@ CHILD = r"""
 import hashlib, os, sys, time
 from pathlib import Path
 import numpy as np
-import abawbench.cache as cache_mod
+from abawbench.features.store import FeatureCache
 sys.path.insert(0, {tests!r})
-from test_cache import DIM, ROWS, features, ids, make_key
+from test_cache import CHUNK_BYTES, ROWS, features, ids, make_key
 
 root, mode, marker = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-cache_mod.CHUNK_BYTES = 64 * DIM * 2
 data = features()
 
 def produce(writer):
@@ -257,7 +251,6 @@ def produce(writer):
     for start in range(0, ROWS, 30):
         writer.write(start, data[start:start + 30])
         if mode == "hang" and start >= ROWS // 2:
-            writer._dataset.file.flush()
             Path(str(marker) + ".ready").touch()
             time.sleep(60)
         time.sleep(0.05)
@@ -265,7 +258,7 @@ def produce(writer):
 Path(str(marker) + f".{{os.getpid()}}.up").touch()
 while not Path(str(marker) + ".go").exists():
     time.sleep(0.01)
-entry = cache_mod.FeatureCache(root).get_or_create(make_key(), ids(), DIM, produce)
+entry = FeatureCache(root, chunk_bytes=CHUNK_BYTES).get_or_create(make_key(), ids(), data.shape[1], produce)
 print(hashlib.sha256(entry.read_float16().tobytes()).hexdigest())
 """
 
@@ -293,17 +286,17 @@ def test_writer_killed_mid_write_leaves_nothing_that_is_used(cache, tmp_path):
     try:
         wait_for(lambda: Path(str(marker) + ".ready").exists() or child.poll() is not None, "half a write")
         assert child.poll() is None, child.stderr.read()
-        temporaries = list(cache.folder.rglob("*.h5.tmp-*"))
-        assert len(temporaries) == 1 and temporaries[0].stat().st_size > 0
+        [temporary] = cache.unfinished()
+        assert is_temporary(temporary) and temporary.name.startswith(f".{cache.path_for(make_key()).name}.")
+        assert not cache.path_for(make_key()).exists()
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
-    assert cache.load(make_key()) is None
-    assert cache.entries() == []
+    assert cache.entries() == [] and cache.unfinished() == [temporary]
     entry, producer = fill(cache)  # the dead writer's lock is gone with its process
     assert producer.calls == 1
     np.testing.assert_array_equal(entry.read(), features().astype(np.float16).astype(np.float32))
-    assert not list(cache.folder.rglob("*.h5.tmp-*"))
+    assert cache.unfinished() == []  # the next writer of the key removed the leftover
 
 
 def test_two_processes_asking_for_one_key_produce_it_once(cache, tmp_path):
@@ -325,158 +318,80 @@ def test_two_processes_asking_for_one_key_produce_it_once(cache, tmp_path):
 # --------------------------------------------------------------------------- corruption
 
 
-def test_flipped_data_byte_is_detected_and_rebuilt(cache, caplog):
+def test_flipped_data_byte_is_named_never_returned_and_rebuilt(cache, caplog):
     entry, _ = fill(cache)
     flip_byte(entry.path, data_offset(entry.path) + 100)
-    assert cache.verify(entry.path) and "checksum" in cache.verify(entry.path)[0]
+    assert "rows 64..127 fail their checksum" in cache.verify(entry.path)[0]
     with pytest.raises(CacheError, match=r"rows 64\.\.127 fail their checksum"):
-        entry.read()
-    with caplog.at_level(logging.WARNING, logger="abawbench.cache"):
-        assert cache.load(make_key()) is None
-    assert "unusable" in caplog.text and not entry.path.exists()
-    rebuilt, producer = fill(cache)
-    assert producer.calls == 1 and cache.verify(rebuilt.path) == []
+        list(entry.iter_batches(50))  # a stream cannot take back what it handed out: it fails
+    assert not entry.path.exists()  # and the file is gone, so the next request rebuilds it
+    entry, producer = fill(cache)
+    flip_byte(entry.path, data_offset(entry.path) + 100)
+    with caplog.at_level(logging.WARNING):
+        np.testing.assert_array_equal(entry.read(), features().astype(np.float16).astype(np.float32))
+    assert producer.calls == 2 and "rows 64..127 fail their checksum" in caplog.text and "rebuilt" in caplog.text
+    assert cache.verify(entry.path) == []
 
 
-def test_read_or_create_reads_once_and_rebuilds_a_corrupt_hit(cache, monkeypatch):
+def test_a_hit_reads_the_data_once_and_a_corrupt_hit_is_rebuilt(cache, monkeypatch):
     data = features()
     producer = Producer(data)
-    first = cache.read_or_create(make_key(), ids(), DIM, producer)
+    first = cache.get_or_create(make_key(), ids(), DIM, producer).read()
     np.testing.assert_array_equal(first, data.astype(np.float16).astype(np.float32))
-    scans = []
-    real_scan = abawbench.cache._verified_chunks
-    monkeypatch.setattr(abawbench.cache, "_verified_chunks", lambda *a, **k: scans.append(1) or real_scan(*a, **k))
-    np.testing.assert_array_equal(cache.read_or_create(make_key(), ids(), DIM, producer), first)
-    assert producer.calls == 1 and len(scans) == 1  # a hit passes over the data once
+    bytes_read = []
+    real_preadv = os.preadv
+    monkeypatch.setattr(os, "preadv", lambda fd, buffers, offset: bytes_read.append(
+        real_preadv(fd, buffers, offset)) or bytes_read[-1])
+    np.testing.assert_array_equal(cache.get_or_create(make_key(), ids(), DIM, producer).read(), first)
+    assert producer.calls == 1 and sum(bytes_read) == ROWS * DIM * 2  # every stored byte, once
     flip_byte(cache.path_for(make_key()), data_offset(cache.path_for(make_key())) + 100)
-    np.testing.assert_array_equal(cache.read_or_create(make_key(), ids(), DIM, producer), first)
+    np.testing.assert_array_equal(cache.get_or_create(make_key(), ids(), DIM, producer).read(), first)
     assert producer.calls == 2  # the corrupt hit was rebuilt, never returned
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3, 4])
-def test_many_chunk_file_reads_everything_and_names_the_first_bad_rows(cache, monkeypatch, threads):
-    """A file of many chunks reads back exactly (both readers), whatever number of threads
-    share its chunks, and a corrupt chunk anywhere fails the read, naming its rows; with two
-    bad chunks in different threads, the lower one is named whichever thread fails first."""
-    monkeypatch.setattr(abawbench.cache, "_read_threads", lambda num_chunks: threads)
+def test_many_chunk_file_reads_back_exactly_and_names_the_first_bad_rows(cache, caplog):
+    """A file of many chunks (split over as many reading threads as this machine gives) reads
+    back exactly, and with two corrupt chunks the lower one is named, by verification, by a
+    stream and by the rebuilding read."""
     rows = 64 * 20  # 20 chunks of 64 rows
     data = features(rows)
-    entry = cache.get_or_create(make_key(), ids(rows), DIM, Producer(data))
+    producer = Producer(data)
+    entry = cache.get_or_create(make_key(), ids(rows), DIM, producer)
     np.testing.assert_array_equal(entry.read(), data.astype(np.float16).astype(np.float32))
     np.testing.assert_array_equal(entry.read_float16(), data.astype(np.float16))
     flip_byte(entry.path, data_offset(entry.path, 15) + 60 * DIM * 2 + 8)  # near the end of chunk 15
-    with pytest.raises(CacheError, match=r"rows 960\.\.1023 fail their checksum"):
-        entry.read()
-    flip_byte(entry.path, data_offset(entry.path, 4) + 8)  # an earlier one, read by another thread
-    if threads > 1:  # hold chunk 4's thread on its previous chunk until chunk 15 has failed
-        chunk_15_failed = threading.Event()
-        real_pread, real_check = abawbench.cache._pread_rows, abawbench.cache._check_digest
-
-        def wait_before_chunk_4(fd, rows, offset, start, end):
-            if start == (4 - threads) * 64:
-                assert chunk_15_failed.wait(10)
-                chunk_15_failed.clear()  # the next read waits again
-            real_pread(fd, rows, offset, start, end)
-
-        def check_and_signal(layout, chunk, digest):
-            try:
-                real_check(layout, chunk, digest)
-            finally:
-                if chunk == 15:
-                    chunk_15_failed.set()
-
-        monkeypatch.setattr(abawbench.cache, "_pread_rows", wait_before_chunk_4)
-        monkeypatch.setattr(abawbench.cache, "_check_digest", check_and_signal)
-    with pytest.raises(CacheError, match=r"rows 256\.\.319 fail their checksum"):
-        entry.read_float16()
-    with pytest.raises(CacheError, match=r"rows 256\.\.319 fail their checksum"):
-        entry.read()
-    assert cache.load(make_key()) is None and not entry.path.exists()
+    assert "rows 960..1023 fail their checksum" in cache.verify(entry.path)[0]
+    flip_byte(entry.path, data_offset(entry.path, 4) + 8)
+    assert "rows 256..319 fail their checksum" in cache.verify(entry.path)[0]
+    with caplog.at_level(logging.WARNING):
+        np.testing.assert_array_equal(entry.read_float16(), data.astype(np.float16))
+    assert "rows 256..319 fail their checksum" in caplog.text and producer.calls == 2
 
 
-def test_reading_threads_share_the_work_and_pass_on_any_error(cache, monkeypatch):
-    """Chunks really are read by several threads, and anything a reading thread raises (not
-    only bad rows) is raised by read() itself."""
-    import torch
-
-    monkeypatch.setattr(abawbench.cache, "_read_threads", lambda num_chunks: 3)
-    rows = 64 * 20
-    entry = cache.get_or_create(make_key(), ids(rows), DIM, Producer(features(rows)))
-    readers = set()
-    real_from_numpy = torch.from_numpy
-    monkeypatch.setattr(torch, "from_numpy",
-                        lambda array: readers.add(threading.current_thread()) or real_from_numpy(array))
-    entry.read()
-    assert len(readers) == 3
-    real_check = abawbench.cache._check_digest
-
-    def failing_check(layout, chunk, digest):
-        if chunk == 7:
-            raise MemoryError("simulated")
-        real_check(layout, chunk, digest)
-
-    monkeypatch.setattr(abawbench.cache, "_check_digest", failing_check)
-    with pytest.raises(MemoryError, match="simulated"):
-        entry.read()
-
-
-def test_a_read_that_cannot_start_all_its_threads_reads_their_chunks_itself(cache, monkeypatch):
-    """No thread to be had (a pids limit) costs speed, not the read: the calling thread reads
-    the chunks of the thread that did not start; the one that did is joined before read()
-    returns (the caller closes the file next)."""
-    monkeypatch.setattr(abawbench.cache, "_read_threads", lambda num_chunks: 3)
-    rows = 64 * 20
-    data = features(rows)
-    entry = cache.get_or_create(make_key(), ids(rows), DIM, Producer(data))
-    started = []
-    real_start = threading.Thread.start
-
-    def start_one_then_fail(thread):
-        if started:
-            raise RuntimeError("can't start new thread")
-        started.append(thread)
-        real_start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", start_one_then_fail)
-    np.testing.assert_array_equal(entry.read(), data.astype(np.float16).astype(np.float32))
-    assert len(started) == 1 and not started[0].is_alive()
-
-
-def test_failure_ranking_puts_interrupts_then_errors_then_the_first_bad_rows():
-    from abawbench.cache import _BadRows, _failure_rank
-
-    failures = [_BadRows(640, 704, "x"), UnicodeDecodeError("utf-8", b"", 5, 6, "a start that is no row"),
-                _BadRows(64, 128, "y"), KeyboardInterrupt()]
-    ranked = sorted(failures, key=_failure_rank)
-    assert [type(exc) for exc in ranked] == [KeyboardInterrupt, UnicodeDecodeError, _BadRows, _BadRows]
-    assert ranked[2].start == 64
-
-
-def test_read_restores_torch_threads_and_turns_io_errors_into_cache_errors(cache, monkeypatch):
+def test_a_read_that_fails_for_good_names_the_rows_and_restores_torch_threads(cache, monkeypatch):
+    """An I/O error is bad rows too: the entry is rebuilt once, and if reading still fails the
+    error names the file and rows; torch's thread setting is restored either way."""
     import errno
 
     import torch
 
-    entry, _ = fill(cache)
+    entry, producer = fill(cache)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         entry.read()
         assert torch.get_num_threads() == 2
-        flip_byte(entry.path, data_offset(entry.path) + 100)
-        with pytest.raises(CacheError, match="checksum"):
+
+        def failing_disk(*args):
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(os, "preadv", failing_disk)
+        with pytest.raises(CacheError, match=r"\.h5: rows 0\.\.63 cannot be read: Input/output error"):
             entry.read()
         assert torch.get_num_threads() == 2  # restored after a failed read too
+        assert producer.calls == 2  # rebuilt once, then the error
     finally:
         torch.set_num_threads(before)
-    rebuilt, _ = fill(cache)
-
-    def failing_disk(*args):
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr("abawbench.cache.os.preadv", failing_disk)
-    with pytest.raises(CacheError, match=r"rows 0\.\.63 cannot be read: Input/output error"):
-        rebuilt.read()
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.95, 0.0])
@@ -486,7 +401,6 @@ def test_truncated_file_is_detected_and_rebuilt(cache, keep):
     with open(entry.path, "r+b") as fh:
         fh.truncate(int(size * keep))
     assert cache.verify(entry.path)
-    assert cache.load(make_key()) is None
     rebuilt, producer = fill(cache)
     assert producer.calls == 1
     np.testing.assert_array_equal(rebuilt.read(), features().astype(np.float16).astype(np.float32))
@@ -497,12 +411,13 @@ def test_incomplete_or_foreign_files_are_not_used(cache):
     with h5py.File(entry.path, "r+") as f:
         f.attrs["complete"] = False
     assert "not marked complete" in cache.verify(entry.path)[0]
-    assert cache.load(make_key()) is None
+    assert fill(cache)[1].calls == 1
 
     other, _ = fill(cache, make_key(split="validation"))
     target = cache.path_for(make_key())
     os.replace(other.path, target)  # a file under the wrong name: its stored key decides
-    assert cache.load(make_key()) is None and not target.exists()
+    again, producer = fill(cache)
+    assert producer.calls == 1 and again.key == make_key() and cache.verify(target) == []
 
 
 def test_old_format_version_is_rebuilt(cache):
@@ -528,7 +443,6 @@ def test_corrupt_sample_ids_are_detected_with_or_without_the_callers_ids(cache):
         ids_offset = f["sample_ids"].id.get_offset()
     flip_byte(entry.path, ids_offset + 3)  # "video0/..." becomes another, valid-looking id
     assert "sample ids fail their checksum" in cache.verify(entry.path)[0]
-    assert cache.load(make_key(), ids()) is None and not entry.path.exists()
     _, producer = fill(cache)
     assert producer.calls == 1  # rebuilt
 
@@ -558,13 +472,111 @@ def test_chunk_checksum_sees_small_changes():
     assert chunk_checksum(data[:-1]) != base
 
 
+# --------------------------------------------------------------------------- reading threads
+
+
+def bad_rows(chunk: int) -> BadRows:
+    return BadRows(chunk * 64, chunk * 64 + 64, "fail their checksum")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_chunks_are_shared_out_once_each_and_the_first_bad_rows_are_named(threads):
+    """Every chunk is done exactly once whatever the number of threads; with two bad chunks in
+    different threads, the lower is named even when the higher fails first (its thread is
+    held on its previous chunk until then) and the lower one's thread must go on to find it."""
+    done: list[int] = []
+
+    def make_worker():
+        return done.append
+
+    for_each_chunk(20, make_worker, threads=threads)
+    assert sorted(done) == list(range(20))
+
+    chunk_15_failed = threading.Event()
+
+    def make_failing_worker():
+        def work(chunk: int) -> None:
+            if threads > 1 and chunk == 4 - threads:
+                assert chunk_15_failed.wait(10)
+            if chunk == 15:
+                chunk_15_failed.set()
+            if chunk in (4, 15):
+                raise bad_rows(chunk)
+
+        return work
+
+    with pytest.raises(BadRows, match=r"rows 256\.\.319"):
+        for_each_chunk(20, make_failing_worker, threads=threads)
+
+
+def test_reading_threads_share_the_work_and_pass_on_any_error():
+    """Chunks really are done by several threads, and anything a thread raises (not only bad
+    rows) reaches the caller."""
+    workers = set()
+    for_each_chunk(20, lambda: lambda chunk: workers.add(threading.current_thread()), threads=3)
+    assert len(workers) == 3
+
+    def make_worker():
+        def work(chunk: int) -> None:
+            if chunk == 7:
+                raise MemoryError("simulated")
+
+        return work
+
+    with pytest.raises(MemoryError, match="simulated"):
+        for_each_chunk(20, make_worker, threads=3)
+
+
+def test_a_read_that_cannot_start_all_its_threads_does_their_chunks_itself(monkeypatch):
+    """No thread to be had (a pids limit) costs speed, not the read: the calling thread does
+    the chunks of the thread that did not start; the one that did is joined before returning
+    (the caller closes the file next)."""
+    started = []
+    real_start = threading.Thread.start
+
+    def start_one_then_fail(thread):
+        if started:
+            raise RuntimeError("can't start new thread")
+        started.append(thread)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_one_then_fail)
+    done: list[int] = []
+    for_each_chunk(20, lambda: done.append, threads=3)
+    assert sorted(done) == list(range(20))
+    assert len(started) == 1 and not started[0].is_alive()
+
+
+def test_interrupts_come_first_then_other_errors_then_the_first_bad_rows():
+    def failing(errors: dict[int, BaseException]):
+        barrier = threading.Barrier(len(errors))
+
+        def make_worker():
+            def work(chunk: int) -> None:
+                barrier.wait(10)  # every thread is inside its first chunk before any fails
+                raise errors[chunk]
+
+            return work
+
+        return make_worker
+
+    mixed = {0: bad_rows(0), 1: UnicodeDecodeError("utf-8", b"", 5, 6, "no row"), 2: bad_rows(2),
+             3: KeyboardInterrupt()}
+    with pytest.raises(KeyboardInterrupt):
+        for_each_chunk(4, failing(mixed), threads=4)
+    with pytest.raises(UnicodeDecodeError):
+        for_each_chunk(3, failing({i: mixed[i] for i in range(3)}), threads=3)
+    with pytest.raises(BadRows, match=r"rows 0\.\.63"):
+        for_each_chunk(3, failing({i: bad_rows(i) for i in range(3)}), threads=3)
+
+
 # --------------------------------------------------------------------------- torch
 
 
 def test_dataloader_workers_read_every_row(cache):
     import torch  # imported here so that the subprocess children above stay torch-free
 
-    entry, _ = fill(cache)
+    entry, producer = fill(cache)
     dataset = entry.torch_dataset()
     assert len(dataset) == ROWS and dataset[3][0] == 3  # parent opens a handle before forking
     loader = torch.utils.data.DataLoader(dataset, batch_size=50, num_workers=2, shuffle=False)
@@ -572,9 +584,13 @@ def test_dataloader_workers_read_every_row(cache):
     np.testing.assert_array_equal(torch.cat(rows).numpy(), np.arange(ROWS))
     np.testing.assert_array_equal(torch.cat(feats).numpy(), entry.read())
     clone = pickle.loads(pickle.dumps(dataset))
-    assert clone._handle is None and torch.equal(clone[7][1], dataset[7][1])
+    assert torch.equal(clone[7][1], dataset[7][1])
     with pytest.raises(IndexError):
         dataset[ROWS]
+    flip_byte(entry.path, data_offset(entry.path) + 100)
+    rebuilt = entry.torch_dataset()  # verified before it serves a row: rebuilt, not served corrupt
+    assert producer.calls == 2
+    np.testing.assert_array_equal(rebuilt[70][1].numpy(), entry.read()[70])
 
 
 # --------------------------------------------------------------------------- CLI
@@ -604,7 +620,7 @@ def test_cli_ls_verify_clear(cache, capsys):
     assert code == 2 and "BAD" in out and "1 ok, 1 bad" in out
 
     code, _, err = run_cli(capsys, "cache", "clear", "--cache-dir", root)
-    assert code == 2 and "--backbone NAME, --bad or --all" in err
+    assert code == 2 and "--backbone NAME, --pixel-packs, --bad or --all" in err
     code, _, err = run_cli(capsys, "cache", "clear", "--all", "--cache-dir", root)
     assert code == 2 and "--yes" in err and len(cache.entries()) == 2
     code, out, _ = run_cli(capsys, "cache", "clear", "--backbone", "timm:vit_tiny", "--yes",
@@ -639,3 +655,69 @@ def test_cli_defaults_to_the_environment_cache(monkeypatch, tmp_path, capsys):
     fill(FeatureCache(tmp_path / "envcache"))
     code, out, _ = run_cli(capsys, "cache", "ls")
     assert code == 0 and "timm:resnet18" in out
+
+
+def make_pack(root: Path):
+    from abawbench.features.pixel_packs import PixelPackStore, pack_key
+
+    key = pack_key({"input_size": (3, 2, 2), "interpolation": "bilinear", "crop_pct": 1.0}, "fp-1", "train")
+    return PixelPackStore(root).get_or_create(key, ["a.jpg", "b.jpg"], 12,
+                                              lambda w: w.write(0, np.ones((2, 12), np.uint8)))
+
+
+def test_cli_lists_pixel_packs_as_pixel_packs_and_clears_them_on_their_own(cache, capsys):
+    root = str(cache.root)
+    fill(cache)
+    pack = make_pack(cache.root)
+    code, out, _ = run_cli(capsys, "cache", "ls", "--cache-dir", root)
+    features_table, packs_table = out.split("pixel packs in")
+    assert code == 0 and "timm:resnet18" in features_table and "pixel" not in features_table
+    assert "2x2-bilinear-crop1-center" in packs_table and "train" in packs_table
+    listed = json.loads(run_cli(capsys, "cache", "ls", "--json", "--cache-dir", root)[1])
+    assert sorted(e["kind"] for e in listed) == ["features", "pixel-pack"]
+    assert run_cli(capsys, "cache", "verify", "--cache-dir", root)[1].endswith("2 ok, 0 bad\n")
+
+    code, out, _ = run_cli(capsys, "cache", "clear", "--backbone", "pixels", "--yes", "--cache-dir", root)
+    assert code == 0 and "removed 0 file(s)" in out and pack.path.exists()  # a pack is no backbone's
+    code, out, _ = run_cli(capsys, "cache", "clear", "--pixel-packs", "--yes", "--cache-dir", root)
+    assert code == 0 and "removed 1 file(s)" in out and not pack.path.exists()
+    assert [e.key.backbone for e in cache.entries()] == ["timm:resnet18"]
+    make_pack(cache.root)
+    assert run_cli(capsys, "cache", "clear", "--all", "--yes", "--cache-dir", root)[1] == "removed 2 file(s)\n"
+
+
+def test_a_pixel_pack_among_the_features_is_never_taken_for_features(cache, capsys):
+    """As an older abawbench kept packs (under the backbone name "pixels"): such a file is
+    listed with its problem, fails verification and goes with ``clear --bad``."""
+    import shutil
+
+    pack = make_pack(cache.root)
+    stray = cache.folder / "pixels" / pack.path.name
+    stray.parent.mkdir(parents=True)
+    shutil.copy(pack.path, stray)
+    [entry] = cache.entries()
+    assert entry.key is None and "holds uint8 rows, not the float16 rows" in entry.problem
+    assert cache.verify(stray)
+    code, out, _ = run_cli(capsys, "cache", "clear", "--bad", "--yes", "--cache-dir", str(cache.root))
+    assert code == 0 and "removed 1 file(s)" in out and not stray.exists() and pack.path.exists()
+
+
+def test_cli_reports_unfinished_writes_and_clears_those_no_writer_holds(cache, capsys):
+    from filelock import FileLock
+
+    from abawbench.atomic import temporary_name
+
+    root = str(cache.root)
+    entry, _ = fill(cache)
+    orphan = temporary_name(cache.path_for(make_key(split="test")))  # a writer killed on a first extraction
+    beside = temporary_name(entry.path)  # a writer killed while rebuilding an entry
+    for path in (orphan, beside):
+        path.write_bytes(b"partial")
+    assert cache.unfinished() == sorted([orphan, beside]) and len(cache.entries()) == 1
+    assert "2 unfinished write(s)" in run_cli(capsys, "cache", "ls", "--cache-dir", root)[1]
+    with FileLock(f"{cache.path_for(make_key(split='test'))}.lock"):  # that write is still running
+        code, out, err = run_cli(capsys, "cache", "clear", "--bad", "--yes", "--cache-dir", root)
+    assert code == 0 and "removed 1 file(s)" in out and "busy" in err
+    assert cache.unfinished() == [orphan] and entry.path.exists()
+    run_cli(capsys, "cache", "clear", "--bad", "--yes", "--cache-dir", root)
+    assert cache.unfinished() == [] and entry.path.exists()

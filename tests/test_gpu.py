@@ -14,7 +14,7 @@ import torch
 
 from abawbench import cli
 from abawbench.plugins import load_plugins
-from abawbench.preprocess import Preprocessing
+from abawbench.features.preprocess import Preprocessing
 from abawbench.protocol import Runner
 from abawbench.specs import ModelOptions
 

@@ -3,15 +3,22 @@ shares it, with the same features as decoding the files and the feature cache's 
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
-import abawbench.preprocess
+import abawbench.features.preprocess
 import abawbench.protocol
-from abawbench.cache import FeatureCache
 from abawbench.errors import CacheError
-from abawbench.pixels import pack_key, with_pixel_pack
+from abawbench.features.cached import CachedFeatures
+from abawbench.features.entry import EntryWriter
+from abawbench.features.pixel_packs import PixelPackStore, pack_key, with_pixel_pack
+from abawbench.features.store import FeatureCache
 from abawbench.protocol import Runner, prepare_data
 from abawbench.specs import ModelOptions
 
@@ -38,7 +45,7 @@ def tiny(host, seed=0):
 
 def count_decodes(monkeypatch) -> list[int]:
     calls = [0]
-    real = abawbench.preprocess.load_image
+    real = abawbench.features.preprocess.load_image
 
     def counting(path):
         calls[0] += 1
@@ -50,7 +57,7 @@ def count_decodes(monkeypatch) -> list[int]:
 
 def test_pack_gives_the_features_of_the_files_and_later_backbones_decode_nothing(split, tiny_host, tmp_path,
                                                                                  monkeypatch):
-    cache = FeatureCache(tmp_path / "cache")
+    cache = PixelPackStore(tmp_path / "cache")
     decodes = count_decodes(monkeypatch)
     from_files = extract(tiny(tiny_host), split)
     assert decodes[0] == len(split)
@@ -61,8 +68,9 @@ def test_pack_gives_the_features_of_the_files_and_later_backbones_decode_nothing
     assert decodes[0] == 2 * len(split)  # read from the pack
     assert np.array_equal(first, from_files)
     assert np.array_equal(second, extract(other_backbone, split))
-    [pack] = [e for e in cache.entries() if e.key.backbone == "pixels"]
-    assert pack.num_rows == len(split) and pack.feature_dim == 3 * 32 * 32
+    [pack] = cache.entries()
+    assert pack.num_rows == len(split) and pack.row_dim == 3 * 32 * 32
+    assert FeatureCache(tmp_path / "cache").entries() == []  # packs are not features
 
 
 def test_pack_key_is_the_geometry_not_the_normalisation():
@@ -97,55 +105,55 @@ def collect(into: list):
     return consume
 
 
-def test_with_pixel_pack_streams_verified_batches_and_stores_nothing_on_failure(tmp_path, monkeypatch):
-    monkeypatch.setattr("abawbench.cache.CHUNK_BYTES", 3 * 60)  # 3 rows of 60 bytes per chunk
-    cache = FeatureCache(tmp_path / "cache")
+def test_with_pixel_pack_streams_verified_batches_and_stores_nothing_on_failure(tmp_path):
+    store = PixelPackStore(tmp_path / "cache", chunk_bytes=3 * 60)  # 3 rows of 60 bytes per chunk
     key = pack_key({"input_size": (3, 4, 5), "interpolation": "bilinear", "crop_pct": 1.0}, "fp", "train")
     ids = [f"img{i}.jpg" for i in range(50)]
     images, decode = fake_batches()
     _, failing = fake_batches(fail_at=24)
     with pytest.raises(RuntimeError, match="decoder failed"):
-        with_pixel_pack(cache, key, ids, failing, collect([]), batch_size=8)
-    assert cache.load(key) is None  # a half-decoded split is never stored
+        with_pixel_pack(store, key, ids, failing, collect([]), batch_size=8)
+    assert store.entries() == [] and store.unfinished() == []  # a half-decoded split is never stored
     seen: list = []
-    with_pixel_pack(cache, key, ids, decode, collect(seen), batch_size=8)
+    with_pixel_pack(store, key, ids, decode, collect(seen), batch_size=8)
     assert [s for s, _ in seen] == list(range(0, 50, 8))
     read_back: list = []
-    with_pixel_pack(cache, key, ids, lambda row: pytest.fail("must not decode"), collect(read_back),
+    with_pixel_pack(store, key, ids, lambda row: pytest.fail("must not decode"), collect(read_back),
                     batch_size=7)  # batches that cut across the 3-row chunks
     assert [s for s, _ in read_back] == list(range(0, 50, 7))
     assert np.array_equal(torch.cat([b for _, b in read_back]).numpy(), images)
-    # A chunk corrupted after the pack was verified: nothing of it is handed out.
-    entry = cache.load(key)
+    # A chunk corrupted after the pack was checked: nothing of it is handed out.
+    entry = store.get_or_create(key, ids, 60, lambda writer: pytest.fail("the pack exists"))
     flip_byte(entry.path, data_offset(entry.path, 5) + 10)  # chunk 5: rows 15..17
     handed: list = []
     with pytest.raises(CacheError, match=r"rows 15\.\.17 fail their checksum"):
         for start, batch in entry.iter_batches(4):
             handed.append((start, batch))
     assert handed and sum(len(b) for _, b in handed) <= 15
+    assert not entry.path.exists()  # removed, to be rebuilt by the next extraction
+    with_pixel_pack(store, key, ids, decode, collect([]), batch_size=8)  # rebuilt
+    flip_byte(entry.path, data_offset(entry.path, 5) + 10)
     # Through with_pixel_pack the damage costs a decode of the rest, never a wrong row.
     calls: list = []
     _, decode_rest = fake_batches(calls=calls)
     mended: list = []
-    with_pixel_pack(cache, key, ids, decode_rest, collect(mended), batch_size=4)
+    with_pixel_pack(store, key, ids, decode_rest, collect(mended), batch_size=4)
     assert calls == [12]  # rows 0..11 came from the pack, the batch holding row 15 was not handed out
     assert [s for s, _ in mended][:3] == [0, 4, 8] and mended[3][0] == 12
     assert np.array_equal(torch.cat([b for _, b in mended]).numpy(), images)
-    assert not entry.path.exists()  # removed, to be rebuilt by the next extraction
+    assert not entry.path.exists()
 
 
 def test_pixel_rows_are_not_features(tmp_path):
-    cache = FeatureCache(tmp_path / "cache")
+    store = PixelPackStore(tmp_path / "cache")
     key = pack_key({"input_size": (3, 2, 2), "interpolation": "bilinear", "crop_pct": 1.0}, "fp", "train")
     with pytest.raises(CacheError, match="pixel rows must be uint8"):
-        cache.get_or_create(key, ["a", "b"], 12, lambda w: w.write(0, np.zeros((2, 12), np.float32)), dtype="uint8")
-    entry = cache.get_or_create(key, ["a", "b"], 12, lambda w: w.write(0, np.ones((2, 12), np.uint8)), dtype="uint8")
-    with pytest.raises(CacheError, match="pixels"):
-        entry.read()
-    with pytest.raises(CacheError, match="pixels"):
-        entry.read_float16()
-    with pytest.raises(CacheError, match="cannot store rows of type 'int64'"):
-        cache.get_or_create(key, ["a", "b"], 12, lambda w: None, dtype="int64")
+        store.get_or_create(key, ["a", "b"], 12, lambda w: w.write(0, np.zeros((2, 12), np.float32)))
+    pack = store.get_or_create(key, ["a", "b"], 12, lambda w: w.write(0, np.ones((2, 12), np.uint8)))
+    assert not isinstance(pack, CachedFeatures) and not hasattr(pack, "read")  # rows to stream, not features
+    assert pack.path.is_relative_to(tmp_path / "cache" / "pixel-packs")
+    assert FeatureCache(tmp_path / "cache").entries() == []
+    assert "pixel-pack" in key.canonical().values()  # no features key can ever digest like it
 
 
 def test_run_with_pixel_cache_scores_the_same(tmp_path, lsd_tree, tiny_host):  # noqa: F811
@@ -158,32 +166,51 @@ def test_run_with_pixel_cache_scores_the_same(tmp_path, lsd_tree, tiny_host):  #
     assert b.status == "completed", b.error
     assert a.entry == b.entry  # the pixel cache is not a setting that changes scores
     assert a.primary == b.primary and a.per_class == b.per_class and a.cache_keys == b.cache_keys
-    packs = [e for e in FeatureCache(tmp_path / "c2").entries() if e.key.backbone == "pixels"]
+    packs = PixelPackStore(tmp_path / "c2").entries()
     assert sorted(e.key.split for e in packs) == sorted(b.cache_keys)  # one pack per extracted split
+    features = [FeatureCache(tmp_path / root).entries() for root in ("c1", "c2")]
+    assert [e.path.name for e in features[0]] == [e.path.name for e in features[1]]  # the same features
 
 
-def test_a_pack_written_by_another_process_meanwhile_is_read_not_decoded(tmp_path, monkeypatch):
-    """The first look misses, but by the time this process holds the lock another one has
-    written the pack: get_or_create then returns it without calling produce, and the batches
-    must still reach the consumer (from the pack)."""
-    cache = FeatureCache(tmp_path / "cache")
+def test_a_pack_written_by_another_process_meanwhile_is_read_not_decoded(tmp_path, caplog):
+    """The first look misses and the reader waits for the key's lock, held by another writer;
+    once that writer has stored the pack, get_or_create returns it without calling produce,
+    and the batches must still reach the consumer (from the pack)."""
+    store = PixelPackStore(tmp_path / "cache")
     key = pack_key({"input_size": (3, 4, 5), "interpolation": "bilinear", "crop_pct": 1.0}, "fp", "train")
     ids = [f"img{i}.jpg" for i in range(50)]
     images, decode = fake_batches()
-    with_pixel_pack(cache, key, ids, decode, collect([]), batch_size=8)  # "the other process"
-    real_load = FeatureCache.load
-    first_look = [True]
-
-    def load_missing_once(self, *args, **kwargs):
-        if first_look[0]:
-            first_look[0] = False
-            return None
-        return real_load(self, *args, **kwargs)
-
-    monkeypatch.setattr(FeatureCache, "load", load_missing_once)
     seen: list = []
-    with_pixel_pack(cache, key, ids, lambda row: pytest.fail("must not decode"), collect(seen),
-                    batch_size=16)
+    problems: list = []
+    waiting = threading.Event()
+
+    def read_pack() -> None:
+        try:
+            with_pixel_pack(store, key, ids, lambda row: problems.append("decoded"), collect(seen), batch_size=16)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            problems.append(exc)
+
+    reader = threading.Thread(target=read_pack)
+
+    class WaitingForTheLock(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if threading.current_thread() is reader and "not cached" in record.getMessage():
+                waiting.set()
+
+    caplog.set_level(logging.DEBUG, logger="abawbench.features.store")
+    handler = WaitingForTheLock()
+    logging.getLogger("abawbench.features.store").addHandler(handler)
+    try:
+        with FileLock(f"{store.path_for(key)}.lock"):  # the other writer is at work
+            reader.start()
+            assert waiting.wait(30), "the reader never missed"
+            other = PixelPackStore(tmp_path / "elsewhere")
+            with_pixel_pack(other, key, ids, decode, collect([]), batch_size=8)
+            os.replace(other.path_for(key), store.path_for(key))  # ... and stores the pack
+        reader.join(30)
+    finally:
+        logging.getLogger("abawbench.features.store").removeHandler(handler)
+    assert not reader.is_alive() and problems == []
     assert np.array_equal(torch.cat([b for _, b in seen]).numpy(), images)
 
 
@@ -225,32 +252,35 @@ def test_finetune_with_pixel_cache_decodes_validation_once_and_predicts_the_same
 
 
 def test_a_pack_that_cannot_be_written_is_skipped_and_every_batch_still_arrives(tmp_path, monkeypatch, caplog):
-    cache = FeatureCache(tmp_path / "cache")
+    store = PixelPackStore(tmp_path / "cache")
     key = pack_key({"input_size": (3, 4, 5), "interpolation": "bilinear", "crop_pct": 1.0}, "fp", "train")
     ids = [f"img{i}.jpg" for i in range(50)]
     images, decode = fake_batches()
-    real_write = abawbench.cache.FeatureWriter.write
+    real_write = EntryWriter.write
 
     def disk_full_at_row_16(self, start_row, rows):
         if start_row >= 16:
             raise OSError(28, "No space left on device")
         return real_write(self, start_row, rows)
 
-    monkeypatch.setattr(abawbench.cache.FeatureWriter, "write", disk_full_at_row_16)
-    seen: list = []
-    with_pixel_pack(cache, key, ids, decode, collect(seen), batch_size=8)
+    with monkeypatch.context() as patched:
+        patched.setattr(EntryWriter, "write", disk_full_at_row_16)
+        seen: list = []
+        with_pixel_pack(store, key, ids, decode, collect(seen), batch_size=8)
     assert np.array_equal(torch.cat([b for _, b in seen]).numpy(), images)
     assert "not stored" in caplog.text and "No space left" in caplog.text
-    assert cache.load(key) is None and not list((tmp_path / "cache").rglob("*.tmp-*"))
-    # a cache that cannot give a pack at all (here: its lock times out) decodes without one
-    monkeypatch.setattr(FeatureCache, "get_or_create", lambda *a, **k: (_ for _ in ()).throw(CacheError("lock")))
+    assert store.entries() == [] and store.unfinished() == []
+    # a store that cannot give a pack at all (here: another writer holds its lock) decodes without one
     seen.clear()
-    with_pixel_pack(cache, key, ids, decode, collect(seen), batch_size=8)
+    with FileLock(f"{store.path_for(key)}.lock"):
+        assert not with_pixel_pack(PixelPackStore(tmp_path / "cache", lock_timeout=0), key, ids, decode,
+                                   collect(seen), batch_size=8)
     assert np.array_equal(torch.cat([b for _, b in seen]).numpy(), images)
+    assert "held the cache lock" in caplog.text
 
 
 def test_an_error_of_the_consumer_is_not_mistaken_for_a_pack_problem(tmp_path):
-    cache = FeatureCache(tmp_path / "cache")
+    store = PixelPackStore(tmp_path / "cache")
     key = pack_key({"input_size": (3, 4, 5), "interpolation": "bilinear", "crop_pct": 1.0}, "fp", "train")
     _, decode = fake_batches()
 
@@ -260,20 +290,19 @@ def test_an_error_of_the_consumer_is_not_mistaken_for_a_pack_problem(tmp_path):
                 raise CacheError("features of row 17 are NaN")
 
     with pytest.raises(CacheError, match="NaN"):
-        with_pixel_pack(cache, key, [f"img{i}.jpg" for i in range(50)], decode, failing_consumer,
+        with_pixel_pack(store, key, [f"img{i}.jpg" for i in range(50)], decode, failing_consumer,
                         batch_size=8)
-    assert cache.load(key) is None
+    assert store.entries() == []
 
 
-def test_damaged_pack_with_loader_workers_gives_the_features_of_the_files(split, tiny_host, tmp_path, monkeypatch):
-    monkeypatch.setattr("abawbench.cache.CHUNK_BYTES", 10 * 3 * 32 * 32)  # 10 images per chunk
-    cache = FeatureCache(tmp_path / "cache")
+def test_damaged_pack_with_loader_workers_gives_the_features_of_the_files(split, tiny_host, tmp_path):
+    store = PixelPackStore(tmp_path / "cache", chunk_bytes=10 * 3 * 32 * 32)  # 10 images per chunk
     backbone = tiny(tiny_host)
     expected = extract(backbone, split)
-    extract(backbone, split, cache)  # writes the pack
-    [pack] = [e for e in cache.entries() if e.key.backbone == "pixels"]
+    extract(backbone, split, store)  # writes the pack
+    [pack] = store.entries()
     flip_byte(pack.path, data_offset(pack.path, 3) + 100)
-    sink = extract_into_sink(backbone, split, batch_size=16, num_workers=2, pixel_pack=(cache, "train"))
+    sink = extract_into_sink(backbone, split, batch_size=16, num_workers=2, pixel_pack=(store, "train"))
     assert np.array_equal(sink, expected)
     assert not pack.path.exists()
 

@@ -14,7 +14,7 @@ from PIL import Image
 from timm.data import create_transform
 
 from abawbench.errors import ConfigError, DataFormatError
-from abawbench.preprocess import Preprocessing, flip_horizontally, load_image, to_pil_rgb
+from abawbench.features.preprocess import Preprocessing, flip_horizontally, load_image, to_pil_rgb
 
 CONFIGS = {
     "timm-default-bicubic": {"input_size": [3, 40, 40], "interpolation": "bicubic", "crop_pct": 0.875,
@@ -96,7 +96,7 @@ def test_identity_geometry_skips_pillow_but_not_when_it_resamples(monkeypatch):
     def no_pillow(image):
         raise AssertionError("an image the geometry keeps must not go through Pillow")
 
-    monkeypatch.setattr("abawbench.preprocess.to_pil_rgb", no_pillow)
+    monkeypatch.setattr("abawbench.features.preprocess.to_pil_rgb", no_pillow)
     assert torch.equal(identity.pixels(tensor), tensor)
     with pytest.raises(AssertionError, match="must not go through Pillow"):
         identity.pixels(tensor[:, :, :39].contiguous())  # another size does
@@ -122,7 +122,7 @@ def _write_jpeg(path: Path, pixels: np.ndarray, mode: str = "RGB", quality: int 
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
 def test_load_image_decodes_jpeg_like_pillow(tmp_path, monkeypatch, mode, decoder):
     if decoder == "pillow-only":  # a torchvision without image codecs (deprecated since 0.29)
-        monkeypatch.setattr("abawbench.preprocess._fast_jpeg_decoder", lambda: None)
+        monkeypatch.setattr("abawbench.features.preprocess._fast_jpeg_decoder", lambda: None)
     path = tmp_path / "face.jpg"
     _write_jpeg(path, random_pixels(37, 29, seed=3), mode=mode)
     decoded = load_image(path)
@@ -158,7 +158,7 @@ def test_flip_is_the_same_for_tensors_and_pillow():
 
 
 def test_fast_decoder_is_used_only_where_it_agrees_with_pillow(monkeypatch):
-    from abawbench import preprocess
+    from abawbench.features import preprocess
 
     preprocess._fast_jpeg_decoder.cache_clear()
     try:

@@ -279,7 +279,7 @@ def test_feature_dim_counts_post_pool_head_layers(host):
 
 
 def test_eval_transform_is_deterministic_and_input_kind_agnostic(host):
-    from abawbench.preprocess import Preprocessing
+    from abawbench.features.preprocess import Preprocessing
 
     config = _build(host, "timm:test_resnet", image_size=SMALL).data_config
     transform = Preprocessing(config)

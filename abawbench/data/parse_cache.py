@@ -38,8 +38,8 @@ def parse_key(raw: bytes, *context: str) -> str:
 
 def cache_path(key: str, cache_dir: Path | None = None) -> Path:
     if cache_dir is None:
-        # Imported here: abawbench.cache is the feature cache, heavier than a reader needs.
-        from abawbench.cache import default_cache_root
+        # Imported here: a reader needs nothing else of the features package.
+        from abawbench.features.key import default_cache_root
 
         cache_dir = default_cache_root()
     return Path(cache_dir) / "parsed" / f"{key[:40]}.npz"

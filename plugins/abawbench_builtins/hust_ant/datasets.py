@@ -44,8 +44,8 @@ def read_official(root: Path, track, split: str, options: ReadOptions):
 
 def read_oversampled(root: Path, track, split: str, options: ReadOptions):
     """``train`` from the cached oversampled copy of ``root``; other splits from ``root``."""
-    from abawbench.cache import default_cache_root
     from abawbench.data.official import read_split
+    from abawbench.features.key import default_cache_root
 
     from abawbench_builtins.hust_ant.oversample import materialise
 

@@ -9,17 +9,17 @@ the work is split where it is cheapest:
   timm's geometry steps (resize, crop) on uint8 pixels, returning a uint8 ``[3, H, W]`` tensor;
 - :meth:`Preprocessing.normalize`, per batch where the model runs: timm's ``ToTensor`` and
   ``Normalize`` (``x / 255``, minus mean, over std). On the CPU as those very float32 ops, in
-  place, by NumPy (single-threaded SIMD loops: ~22 us per 112 px image, where a gather from a
-  3 x 256 table took ~100-180 us and torch's OpenMP passes stall when the other core is busy);
+  place, by NumPy (single-threaded SIMD loops, several times faster than a gather from a
+  3 x 256 table, and free of torch's OpenMP passes, which stall when another core is busy);
   they are checked once against the table for all 256 values of each channel, which falls back
   to the table where they would differ. On a GPU as a gather from the table, after copying a
   batch a quarter the size of a float one.
 
-On a 2-core machine with cheap backbones, float conversion and normalisation per image cost as
-much as the forward pass (docs/bench/protocol.md); JPEG files are decoded with
-``torchvision.io.decode_jpeg`` (libjpeg-turbo, about twice as fast as Pillow on small faces)
-where it decodes probe images to exactly Pillow's pixels; images go through Pillow only where a
-geometry step must resample them.
+With cheap backbones on few cores, float conversion and normalisation per image cost as much
+as the forward pass (docs/bench/protocol.md has the figures); JPEG files are decoded with
+``torchvision.io.decode_jpeg`` (libjpeg-turbo, faster than Pillow on small faces) where it
+decodes probe images to exactly Pillow's pixels; images go through Pillow only where a geometry
+step must resample them.
 """
 
 from __future__ import annotations
@@ -251,8 +251,8 @@ def _chw_array(image: torch.Tensor) -> np.ndarray:
     """A uint8 ``[3, H, W]`` NumPy view of a CHW image tensor (grey broadcast to 3 channels).
 
     Per-image copies go through NumPy, never torch: torch hands copies above 32k elements (one
-    112 px image) to its OpenMP pool, and in a process whose other core is busy the pool's
-    spin-waiting made a 37 KB copy take ~5 ms instead of ~20 us (measured here).
+    112 px image) to its OpenMP pool, whose spin-waiting, when another core is busy, makes such
+    a copy hundreds of times slower (docs/bench/protocol.md).
     """
     _check_tensor(image)
     return image.expand(3, -1, -1).numpy()
