@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from abawbench.data import official
 from abawbench.errors import CacheError, ConfigError
+from abawbench_builtins.abaw4 import layout
 from abawbench_builtins.synthface.domains import DOMAINS, face_jpeg
 from abawbench_builtins.synthface.facs import LABELLED_AUS, sample_expression
 from abawbench_builtins.synthface.identities import Identity, make_identity
@@ -112,7 +112,7 @@ def _mtl_annotation(jobs: list[Job], labels: list[Labels], present: dict[str, np
         va = f"{_number(valence)},{_number(arousal)}" if present["va"][row] else "-5,-5"
         expr = str(job.mtl_class) if present["expr"][row] else "-1"
         au = ",".join(map(str, aus)) if present["au"][row] else missing_aus
-        lines.append(f"{job.path.removeprefix(official.MTL_IMAGES + '/')},{va},{expr},{au}")
+        lines.append(f"{job.path.removeprefix(layout.MTL_IMAGES + '/')},{va},{expr},{au}")
     return "\n".join(lines) + "\n"
 
 
@@ -128,14 +128,14 @@ def _write_track(root: Path, track: str, sizes: dict[str, int], seed: int, image
         summary[split] = {"images": n, "mtl_class_counts": counts}
         if split == "test":
             header, prefix, release = (
-                (official.LSD_TEST_HEADER, official.LSD_TEST_IMAGES, official.LSD_TEST_RELEASE) if track == "lsd"
-                else (official.MTL_TEST_HEADER, official.MTL_IMAGES, official.MTL_TEST_RELEASE)
+                (layout.LSD_TEST_HEADER, layout.LSD_TEST_IMAGES, layout.LSD_TEST_RELEASE) if track == "lsd"
+                else (layout.MTL_TEST_HEADER, layout.MTL_IMAGES, layout.MTL_TEST_RELEASE)
             )
             names = [job.path.removeprefix(prefix + "/") for job in jobs]
             (root / release).write_text("\n".join([",".join(header), *names]) + "\n", encoding="utf-8")
         elif track == "mtl":
             present = mtl_presence(split, n, seed)
-            (root / official.MTL_ANNOTATIONS[split]).write_text(_mtl_annotation(jobs, labels, present), encoding="utf-8")
+            (root / layout.MTL_ANNOTATIONS[split]).write_text(_mtl_annotation(jobs, labels, present), encoding="utf-8")
             summary[split]["present"] = {task: int(mask.sum()) for task, mask in present.items()}
     return summary
 
