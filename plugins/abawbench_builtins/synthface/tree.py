@@ -45,13 +45,14 @@ Labels = tuple[list[int], float, float]
 
 
 def seeded_rng(key: Sequence[int]) -> np.random.Generator:
-    """``np.random.default_rng(list(key))``, in the same state, for a third of its cost.
+    """``np.random.default_rng(list(key))``, in the same state, at a fraction of its cost.
 
     numpy turns a list seed into 32-bit words, each integer into its little-endian 32-bit
     chunks (0 into one zero word), in ``_coerce_to_uint32_array``, and seeds from those words;
     given as a uint32 array they are used as they are. Building the words here skips numpy's
-    per-integer arrays and concatenation: about 20 us of the 35 seeding cost per image (a
-    test compares the states). Negative keys are left to numpy, which refuses them."""
+    per-integer arrays and concatenation, most of the seeding cost per image
+    (docs/bench/synthface.md; a test compares the states). Negative keys are left to numpy,
+    which refuses them."""
     words = []
     for value in key:
         value = int(value)
