@@ -82,7 +82,7 @@ def prepare_batch(batch: "torch.Tensor", device: "torch.device",
                   normalize: "Callable[[torch.Tensor], torch.Tensor] | None" = None) -> "torch.Tensor":
     """Move an image batch ``[N, C, H, W]`` to ``device`` in the layout :func:`prepare_module` chose.
 
-    ``normalize`` (a :meth:`abawbench.preprocess.Preprocessing.normalize`) turns a uint8 batch
+    ``normalize`` (a :meth:`abawbench.features.preprocess.Preprocessing.normalize`) turns a uint8 batch
     into model input after the copy, so a GPU receives a quarter of the bytes and does the
     float arithmetic itself.
     """

@@ -1,10 +1,8 @@
 """Labels and predictions as the core sees them: values plus boolean masks, keyed by task.
 
-Sentinel values of the file formats (-5, -1) never get past the readers: a reader turns them
-into ``mask == False``. Everything downstream (losses, metrics, caches) reads masks only.
-
-Task names used by the built-in tracks: ``"va"`` (regression, ``[N, 2]`` valence/arousal),
-``"expr"`` (multiclass, ``[N]`` class index), ``"au"`` (multilabel, ``[N, 12]`` 0/1).
+Sentinel values of the file formats (e.g. -5 or -1 for "no label") never get past the readers:
+a reader turns them into ``mask == False``. Everything downstream (losses, metrics, caches)
+reads masks only. Task names and widths are the track's (:class:`TaskSpec`), never the core's.
 """
 
 from __future__ import annotations

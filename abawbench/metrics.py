@@ -1,7 +1,9 @@
-"""The ABAW4 scores as pure, vectorised torch functions with explicit masks.
+"""Masked metrics as pure, vectorised torch functions: CCC, confusion and F1, multilabel F1
+(named after action units, the multilabel task they were written for) and threshold tuning.
+A track combines them into its score; nothing here knows a track.
 
 Every function takes tensors (or anything ``torch.as_tensor`` accepts) and an optional boolean
-row mask; rows with ``mask == False`` are ignored, as the challenge computes each term only over
+row mask; rows with ``mask == False`` are ignored, so each term of a score is computed only over
 rows where that label is present. Sums run in float64 or int64 so that a score over a million
 rows is the same number scikit-learn gives.
 
@@ -9,7 +11,7 @@ Degenerate cases, one rule for all, matching scikit-learn's ``zero_division=0``:
 
 * F1 of a class whose denominator ``2 TP + FP + FN`` is 0 (absent from labels and predictions,
   or no row at all) is 0, and it still counts in the macro average over the track's fixed class
-  list (scikit-learn with ``labels=range(C)``; the challenge averages over all classes).
+  list (scikit-learn with ``labels=range(C)``: a macro average over all classes).
 * CCC whose denominator ``var(x) + var(y) + (mean(x) - mean(y))^2`` is 0 is 0. That happens
   only when predictions and labels are one and the same constant (or there is no row at all);
   CCC is undefined there, and 0 keeps "no information" from scoring as a perfect 1.
@@ -28,7 +30,7 @@ import torch
 from abawbench.errors import MetricInputError
 
 DEFAULT_THRESHOLD = 0.5
-"""AU decision threshold used when none is tuned: ``probability >= 0.5`` is a positive."""
+"""Multilabel (AU) decision threshold when none is tuned: ``probability >= 0.5`` is a positive."""
 
 DEFAULT_GRID = tuple(round(0.01 * i, 2) for i in range(1, 100))
 """Thresholds tried by :func:`tune_au_thresholds`: 0.01, 0.02, ..., 0.99."""
@@ -368,7 +370,7 @@ def per_au_f1(pred: Any, target: Any, mask: Any = None) -> torch.Tensor:
 
 
 def mean_au_f1(pred: Any, target: Any, mask: Any = None) -> torch.Tensor:
-    """Mean over the AU columns of their binary F1 (the challenge's ``F1_AU``, 0-d float64)."""
+    """Mean over the AU columns of their binary F1 (0-d float64), the usual ``F1_AU`` term."""
     return per_au_f1(pred, target, mask).mean()
 
 
@@ -443,62 +445,6 @@ def tune_au_thresholds(
     pick = torch.where(f1 == best, distance, torch.full_like(distance, float("inf"))).argmin(1)
     fixed = au_f1(p, y.to(p.dtype))
     return AUThresholds(thresholds=g[pick], f1_tuned=best.squeeze(1), f1_fixed=fixed)
-
-
-# --------------------------------------------------------------------------- track scores
-
-
-@dataclass(frozen=True)
-class MTLTerms:
-    """The terms of P_MTL, each over the rows where its label is present."""
-
-    ccc_valence: float
-    ccc_arousal: float
-    f1_expr: float
-    f1_au: float
-
-    @property
-    def ccc_mean(self) -> float:
-        return (self.ccc_valence + self.ccc_arousal) / 2
-
-    @property
-    def p_mtl(self) -> float:
-        return self.ccc_mean + self.f1_expr + self.f1_au
-
-
-def p_mtl(
-    va_pred: Any,
-    va_target: Any,
-    expr_pred: Any,
-    expr_target: Any,
-    au_probs: Any,
-    au_target: Any,
-    *,
-    va_mask: Any = None,
-    expr_mask: Any = None,
-    au_mask: Any = None,
-    au_thresholds: Any = None,
-    expr_classes: int = 8,
-) -> MTLTerms:
-    """``P_MTL = (CCC_V + CCC_A) / 2 + F1_expr + F1_AU`` (maximum 3).
-
-    ``va_*`` ``[N, 2]`` (valence, arousal); ``expr_pred`` probabilities ``[N, 8]`` or indices;
-    ``au_probs`` ``[N, 12]`` probabilities thresholded at ``au_thresholds`` (default 0.5).
-    """
-    va = ccc(va_pred, va_target, va_mask)
-    if va.shape != (2,):
-        raise MetricInputError(f"va: expected [N, 2] valence/arousal, got {tuple(va.shape)} columns")
-    return MTLTerms(
-        ccc_valence=float(va[0]),
-        ccc_arousal=float(va[1]),
-        f1_expr=float(macro_f1(expr_pred, expr_target, expr_classes, expr_mask)),
-        f1_au=float(au_f1(au_probs, au_target, au_mask, au_thresholds).mean()),
-    )
-
-
-def lsd_score(pred: Any, target: Any, mask: Any = None, num_classes: int = 6) -> float:
-    """The LSD track score: macro F1 over the 6 expression classes."""
-    return float(macro_f1(pred, target, num_classes, mask))
 
 
 # --------------------------------------------------------------------------- labels of a task

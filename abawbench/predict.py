@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from abawbench.config import RunConfig
-from abawbench.data.official import write_lsd_submission, write_mtl_submission
 from abawbench.device import prepare_module
 from abawbench.errors import ConfigError, DataFormatError
 from abawbench.heads import BackboneWithHeads, TaskHeads, build_heads, to_probabilities
@@ -68,15 +67,10 @@ def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split
 
 def write_submission(track: str, path: Path, names: list[str], preds: dict[str, np.ndarray],
                      au_thresholds: np.ndarray | None = None) -> None:
-    """The official submission file of ``track`` (see ../shared/ABAW4.md)."""
-    if track == "lsd":
-        write_lsd_submission(path, names, preds["expr"].argmax(axis=1))
-    elif track == "mtl":
-        thresholds = 0.5 if au_thresholds is None else np.asarray(au_thresholds)[None, :]
-        au = (preds["au"] >= thresholds).astype(np.int64)
-        write_mtl_submission(path, names, np.clip(preds["va"], -1.0, 1.0), preds["expr"].argmax(axis=1), au)
-    else:
-        raise ConfigError(f"no official submission format is known for track {track!r}")
+    """The official submission file of ``track``: the track writes its own."""
+    from abawbench.plugins import get_host
+
+    get_host().tracks.get(track).write_submission(path, names, preds, au_thresholds=au_thresholds)
 
 
 def predict_entry(result_file: Path, out: Path, data: Path | None = None, tuned_thresholds: bool = False,

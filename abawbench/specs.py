@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from abawbench.data.index import SampleIndex
+    from abawbench.data.problems import Problem
     from abawbench.tracks import Predictions, Track
 
 
@@ -111,7 +112,7 @@ class DatasetSpec:
     (``"train"``, ``"validation"`` or ``"test"``). ``default_root(track_name, cache_dir)``, when
     set, materialises an embedded copy of the dataset (generating it once) and returns its root:
     a dataset with it can run without any ``--data`` path. ``generate(track_name, out_dir,
-    size, seed)``, when set, writes a fresh tree in the official layout (``abawbench data
+    size, seed)``, when set, writes a fresh tree in the dataset's own layout (``abawbench data
     synth``); ``size`` None means the dataset's default size.
     """
 
@@ -124,6 +125,15 @@ class DatasetSpec:
     auto_select: bool = True
     """False for a variant of another dataset (e.g. an oversampled copy): it is used only when
     a run names it with ``--dataset``, so it never makes the automatic choice ambiguous."""
+    scan_split: Callable[[Path, "Track", str, ReadOptions], "tuple[SampleIndex | None, list[Problem]]"] | None = None
+    """Optional: ``read_split`` in collect-all mode, for ``abawbench data check``: the index with
+    bad rows dropped (None when the split cannot be read at all) and every problem found, in
+    file order, never raising for bad data; raises
+    :class:`~abawbench.data.problems.SplitMissing` when the split is absent. Without it, the
+    check reports only the first problems a strict ``read_split`` names."""
+    split_domains: Mapping[tuple[str, str], str] = field(default_factory=dict, hash=False)
+    """What kind of images a split holds, by ``(track_name, split)``, where the dataset says
+    (e.g. synthetic training and real validation faces); shown by ``abawbench data preview``."""
 
 
 # --------------------------------------------------------------------------- losses

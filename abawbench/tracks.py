@@ -1,8 +1,9 @@
 """The track contract: label spaces and scoring, one source of truth per challenge track.
 
-A concrete track (``mtl``, ``lsd``) is a plugin registered through
-``abawbench_register_tracks``. Everything that needs class names, orders, value ranges or the
-score of a track asks the :class:`Track` object, never hard-codes them.
+A concrete track is a plugin registered through ``abawbench_register_tracks`` (the built-in
+ones are ABAW4's, docs/abaw4.md). Everything that needs class names, orders, value ranges, the
+score or the submission file of a track asks the :class:`Track` object, never hard-codes them
+and never compares a track's name.
 """
 
 from __future__ import annotations

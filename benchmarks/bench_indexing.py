@@ -23,7 +23,7 @@ from pathlib import Path
 
 from abawbench.data import parse_cache
 from abawbench.data.fingerprint import list_folder
-from abawbench.data.official import read_split
+from abawbench_builtins.abaw4.reader import read_split
 from abawbench.plugins import get_host
 from abawbench.specs import ReadOptions
 

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from abawbench import metrics
+from abawbench_builtins.tracks.scoring import p_mtl
 
 
 def make_data(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -39,7 +39,7 @@ def make_data(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def ours(d: dict[str, np.ndarray]) -> float:
-    return metrics.p_mtl(
+    return p_mtl(
         d["va_pred"], d["va"], d["expr_probs"], d["expr"], d["au_probs"], d["au"],
         va_mask=d["va_mask"], expr_mask=d["expr_mask"], au_mask=d["au_mask"],
     ).p_mtl

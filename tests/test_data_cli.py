@@ -97,6 +97,64 @@ def test_preview_sheet(host, tmp_path, capsys):
     assert abs(train_tile[1] - 100) < 20 and abs(validation_tile[1] - 200) < 20  # domains in their columns
 
 
+def test_check_and_preview_read_with_the_dataset_named(host, tmp_path, capsys):
+    write_lsd_tree(tmp_path)
+    assert main(["data", "check", str(tmp_path), "--track", "lsd", "--dataset", "synthface"]) == 0
+    assert "result: ok" in capsys.readouterr().out
+    assert main(["data", "check", str(tmp_path), "--track", "mtl", "--dataset", "abaw4-oversampled"]) == 2
+    assert "dataset 'abaw4-oversampled' has no 'mtl' data" in capsys.readouterr().err
+    out = tmp_path / "sheet.png"
+    assert main(["data", "preview", str(tmp_path), "--track", "mtl", "--out", str(out), "--dataset", "nope"]) == 2
+    assert "unknown dataset 'nope'" in capsys.readouterr().err
+
+
+def test_preview_headers_name_the_domains_the_dataset_declares(host, tmp_path):
+    from dataclasses import replace
+
+    from abawbench.data.preview import HEADER_HEIGHT, contact_sheet
+
+    root = write_lsd_tree(tmp_path / "data")
+    lsd, abaw4 = host.tracks.get("lsd"), host.datasets.get("abaw4")
+    assert abaw4.split_domains[("lsd", "train")] == "synthetic"
+    with_domains, _ = contact_sheet(root, lsd, abaw4, per_class=1, thumb=16)
+    without, _ = contact_sheet(root, lsd, replace(abaw4, split_domains={}), per_class=1, thumb=16)
+    assert with_domains.size == without.size
+    header = (0, 0, with_domains.width, HEADER_HEIGHT)
+    assert with_domains.crop(header).tobytes() != without.crop(header).tobytes()
+    body = (0, HEADER_HEIGHT, with_domains.width, with_domains.height)
+    assert with_domains.crop(body).tobytes() == without.crop(body).tobytes()
+
+
+def test_preview_rows_are_the_classes_of_any_track(tmp_path):
+    """No task name is assumed: the rows are the classes of the track's multiclass task."""
+    import numpy as np
+
+    from abawbench.data.index import SampleIndex
+    from abawbench.data.preview import contact_sheet
+    from abawbench.labels import TaskLabels, TaskSpec
+    from abawbench.specs import DatasetSpec
+    from abawbench.tracks import Track
+
+    class Moods(Track):
+        name, description, primary_metric, default_loss = "moods", "", "f1", "cross-entropy"
+        tasks = (TaskSpec("valence", "regression", ("v",)), TaskSpec("mood", "multiclass", ("calm", "tense", "sad")))
+
+        def score(self, predictions, labels, *, au_thresholds=None):
+            raise NotImplementedError
+
+    Image.new("RGB", (20, 20), (0, 0, 255)).save(tmp_path / "a.jpg")
+
+    def read_split(root, track, split, options):
+        labels = {"mood": TaskLabels(np.array([1, 1]), np.array([True, True]))}
+        return SampleIndex(root, track.name, split, ["a.jpg", "a.jpg"], labels, fingerprint="f")
+
+    dataset = DatasetSpec(name="moods", tracks=("moods",), read_split=read_split)
+    sheet, notes = contact_sheet(tmp_path, Moods(), dataset, per_class=2, thumb=16, splits=("train",))
+    assert sheet.size == (120 + 2 * 18 + 8, 22 + 3 * 18) and notes == []
+    assert sheet.getpixel((120 + 8, 22 + 18 + 8))[2] > 200  # class 1 ("tense"): the blue images
+    assert sheet.getpixel((120 + 8, 22 + 8)) == (255, 255, 255)  # class 0: none
+
+
 # --------------------------------------------------------------------------- synth
 
 GENERATOR = """

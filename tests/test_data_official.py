@@ -1,4 +1,5 @@
-"""The official-format readers and writers on tiny trees written by the tests themselves."""
+"""The official ABAW4 readers and submission files (the ``abaw4`` plugin), and the core's
+whole-dataset check, on tiny trees written by the tests themselves."""
 
 from __future__ import annotations
 
@@ -8,16 +9,15 @@ import numpy as np
 import pytest
 
 from abawbench.data.check import check_dataset
-from abawbench.data.official import (
+from abawbench.errors import ConfigError, DataFormatError
+from abawbench.specs import DatasetSpec, ReadOptions
+from abawbench_builtins.abaw4.reader import read_split, scan_split
+from abawbench_builtins.abaw4.submission import (
     read_lsd_submission,
     read_mtl_submission,
-    read_split,
-    scan_split,
     write_lsd_submission,
     write_mtl_submission,
 )
-from abawbench.errors import ConfigError, DataFormatError
-from abawbench.specs import ReadOptions
 
 STRICT = ReadOptions()
 SKIP = ReadOptions(skip_bad=True)
@@ -35,6 +35,11 @@ def mtl(host):
 @pytest.fixture
 def lsd(host):
     return host.tracks.get("lsd")
+
+
+@pytest.fixture
+def abaw4(host):
+    return host.datasets.get("abaw4")
 
 
 def write_mtl(root: Path, lines: list[str], split: str = "train", images: bool = True) -> Path:
@@ -279,9 +284,9 @@ def test_skipped_rows_change_the_fingerprint(tmp_path, mtl):
 # --------------------------------------------------------------------------- check_dataset
 
 
-def test_check_dataset_counts_and_problems(tmp_path, mtl):
+def test_check_dataset_counts_and_problems(tmp_path, mtl, abaw4):
     write_mtl(tmp_path, GOOD + [f"v1/00009.jpg,3,0,1,{AUS_OK}"])
-    report = check_dataset(tmp_path, mtl)
+    report = check_dataset(tmp_path, mtl, abaw4)
     train, validation, test = report.splits
     assert train.present and not validation.present and not test.present
     assert train.rows == 4 and train.skipped == 1
@@ -290,8 +295,24 @@ def test_check_dataset_counts_and_problems(tmp_path, mtl):
     assert train.class_counts["au"]["AU2"] == 2 and "va" not in train.class_counts
     assert report.failed(skip_bad=False) and not report.failed(skip_bad=True)
     assert [p.severity for p in report.problems] == ["error", "warning", "warning"]
-    empty = check_dataset(tmp_path / "nothing", mtl)
+    empty = check_dataset(tmp_path / "nothing", mtl, abaw4)
     assert empty.failed(skip_bad=True) and empty.problems[-1].severity == "fatal"
+
+
+def test_check_dataset_without_a_collecting_reader(tmp_path, mtl, abaw4):
+    """A dataset plugin that offers only ``read_split`` is still checked: its strict refusal
+    is reported, and the counts come from a read that skips the bad rows."""
+    strict_only = DatasetSpec(name="strict-only", tracks=("mtl",), read_split=abaw4.read_split)
+    write_mtl(tmp_path, GOOD + [f"v1/00009.jpg,3,0,1,{AUS_OK}"])
+    report = check_dataset(tmp_path, mtl, strict_only)
+    train = report.splits[0]
+    assert train.present and train.rows == 4 and train.skipped == 1
+    errors = [p for p in report.problems if p.severity == "error"]
+    assert len(errors) == 1 and "out-of-range valence '3'" in errors[0].message
+    assert report.failed(skip_bad=False) and not report.failed(skip_bad=True)
+    (tmp_path / "training_set_annotations.txt").write_text("no header\n", encoding="utf-8")
+    report = check_dataset(tmp_path, mtl, strict_only)
+    assert report.splits[0].present and report.failed(skip_bad=True)
 
 
 # --------------------------------------------------------------------------- submissions
@@ -360,31 +381,40 @@ def test_submission_readers_name_file_and_line(tmp_path):
 
 
 def test_parse_cache_gives_the_same_index_and_never_hides_file_changes(tmp_path, mtl, monkeypatch):
-    from abawbench.data import official, parse_cache
+    from abawbench.data import parse_cache
 
     monkeypatch.setattr(parse_cache, "MIN_LINES", 1)
     lines = GOOD + [f"v1/00001.jpg,0,0,1,{AUS_OK}", f"v3/1.jpg,9,0,1,{AUS_OK}"]
     path = write_mtl(tmp_path, lines)
     fresh_index, fresh_problems = scan_split(tmp_path, mtl, "train")
-    assert len(list((tmp_path / "abawbench-cache" / "parsed").glob("*.npz"))) == 1
-
-    def no_parsing(*args):
-        raise AssertionError("parsed again although the bytes did not change")
-
-    parse = official._parse_mtl
-    monkeypatch.setattr(official, "_parse_mtl", no_parsing)
+    entries = list((tmp_path / "abawbench-cache" / "parsed").glob("*.npz"))
+    assert len(entries) == 1
     cached_index, cached_problems = scan_split(tmp_path, mtl, "train")
     assert cached_problems == fresh_problems
     assert cached_index.paths == fresh_index.paths and cached_index.fingerprint == fresh_index.fingerprint
     for task, labels in fresh_index.labels.items():
         np.testing.assert_array_equal(cached_index.labels[task].values, labels.values)
         np.testing.assert_array_equal(cached_index.labels[task].mask, labels.mask)
+    # A second read takes the parse from the entry: a value changed in it shows up; an entry
+    # whose arrays no longer agree with each other is parsed again.
+    with np.load(entries[0]) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+
+    def rewrite_entry(**changed):
+        with open(entries[0], "wb") as handle:
+            np.savez(handle, **(arrays | changed))
+
+    rewrite_entry(va=np.where(arrays["va"] == -0.25, 0.75, arrays["va"]))
+    assert scan_split(tmp_path, mtl, "train")[0].labels["va"].values[0, 1] == 0.75
+    rewrite_entry(va=arrays["va"][:1])
+    reparsed_index, reparsed_problems = scan_split(tmp_path, mtl, "train")
+    assert reparsed_problems == fresh_problems
+    np.testing.assert_array_equal(reparsed_index.labels["va"].values, fresh_index.labels["va"].values)
     # Images are listed afresh: a deleted image is found although the parse is cached.
     (tmp_path / "cropped_aligned/v2/00001.jpg").unlink()
     _, problems = scan_split(tmp_path, mtl, "train")
     assert any("image not found" in p.message and p.line == 4 for p in problems)
     # A changed byte is a new key; a corrupt entry is parsed again.
-    monkeypatch.setattr(official, "_parse_mtl", parse)
     path.write_text(path.read_text(encoding="utf-8").replace("0.5,-0.25", "0.5,-0.5"), encoding="utf-8")
     assert read_split(tmp_path, mtl, "train", SKIP).labels["va"].values[0, 1] == -0.5
     for entry in (tmp_path / "abawbench-cache" / "parsed").glob("*.npz"):

@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from abawbench.config import load_config
-from abawbench.data.official import LSD_FOLDERS, read_split
 from abawbench.errors import ConfigError
 from abawbench.labels import TaskSpec
 from abawbench.plugins import load_plugins, set_host
 from abawbench.protocol import Runner
 from abawbench.specs import LossContext, ModelOptions, ReadOptions
+from abawbench_builtins.abaw4.layout import LSD_FOLDERS
+from abawbench_builtins.abaw4.reader import read_split
 
 PACKAGE = Path(__file__).resolve().parents[1] / "plugins" / "abawbench_builtins" / "hust_ant"
 

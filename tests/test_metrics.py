@@ -92,26 +92,6 @@ def test_ccc_matches_numpy_float64(seed, n, missing):
         assert float(got[k]) == pytest.approx(numpy_ccc(pred[mask, k], target[mask, k]), abs=1e-12)
 
 
-def test_p_mtl_is_the_sum_of_its_terms_each_over_its_own_rows():
-    rng = np.random.default_rng(3)
-    n = 200
-    va, va_pred = rng.uniform(-1, 1, (n, 2)), rng.uniform(-1, 1, (n, 2))
-    expr, expr_probs = rng.integers(0, 8, n), rng.random((n, 8))
-    au, au_probs = rng.integers(0, 2, (n, 12)), rng.random((n, 12))
-    va_mask, expr_mask, au_mask = rng.random(n) > 0.2, rng.random(n) > 0.5, rng.random(n) > 0.1
-    terms = metrics.p_mtl(va_pred, va, expr_probs, expr, au_probs, au,
-                          va_mask=va_mask, expr_mask=expr_mask, au_mask=au_mask)
-    ccc_v = numpy_ccc(va_pred[va_mask, 0], va[va_mask, 0])
-    ccc_a = numpy_ccc(va_pred[va_mask, 1], va[va_mask, 1])
-    f1_e = f1_score(expr[expr_mask], expr_probs[expr_mask].argmax(1), labels=range(8), average="macro",
-                    zero_division=0)
-    f1_a = np.mean([f1_score(au[au_mask, k], au_probs[au_mask, k] >= 0.5, zero_division=0) for k in range(12)])
-    assert terms.p_mtl == pytest.approx((ccc_v + ccc_a) / 2 + f1_e + f1_a, abs=1e-12)
-    assert terms.ccc_mean == pytest.approx((ccc_v + ccc_a) / 2, abs=1e-12)
-    assert metrics.lsd_score(expr_probs[:, :6], np.minimum(expr, 5)) == pytest.approx(
-        f1_score(np.minimum(expr, 5), expr_probs[:, :6].argmax(1), average="macro", zero_division=0))
-
-
 # ----------------------------------------------------------------- degenerate cases
 
 
@@ -169,8 +149,6 @@ def test_values_under_a_false_mask_are_ignored_even_when_out_of_range():
         (lambda: metrics.per_au_f1(np.ones((2, 3)), np.full((2, 3), 2.0)), "0 or 1"),
         (lambda: metrics.per_au_f1(np.full((2, 3), 0.7), np.ones((2, 3))), "binarize"),
         (lambda: metrics.binarize(np.zeros((2, 3)), [0.5, 0.5]), "thresholds"),
-        (lambda: metrics.p_mtl(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros(2, dtype=int),
-                               np.zeros(2, dtype=int), np.zeros((2, 12)), np.zeros((2, 12))), "va"),
     ],
 )
 def test_bad_input_raises_metric_input_error(call, message):

@@ -288,12 +288,14 @@ def test_lsd_layout_is_official(trees):
 
 
 def test_official_reader_reads_both_trees(host, trees):
-    pytest.importorskip("abawbench.data.official", reason="the official reader is not written yet")
+    from abawbench.data.check import check_dataset
+
     spec = host.datasets.get("synthface")
     assert set(spec.tracks) == {"mtl", "lsd"}
     for track_name, root in trees.items():
         track = host.tracks.get(track_name)
         manifest = json.loads((root / tree.MANIFEST).read_text())
+        assert check_dataset(root, track, spec).problems == []  # a generated tree is clean
         for split in ("train", "validation", "test"):
             index = spec.read_split(root, track, split, ReadOptions())
             assert len(index) == manifest["splits"][split]["images"]

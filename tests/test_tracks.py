@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from sklearn.metrics import f1_score
+
 from abawbench.evaluation import score_with_intervals
-from abawbench.errors import MetricInputError
+from abawbench.errors import ConfigError, MetricInputError
 from abawbench.labels import TaskLabels
+from abawbench.tracks import Track
+from abawbench_builtins.abaw4.submission import read_lsd_submission, read_mtl_submission
+from abawbench_builtins.tracks.scoring import lsd_score, p_mtl
+from test_metrics import numpy_ccc
 
 
 def mtl_case():
@@ -132,3 +138,84 @@ def test_bootstrap_of_a_track_score_is_seeded(host):
     assert (a.ci_low, a.ci_high) != (c.ci_low, c.ci_high)  # the seed decides the draws
     assert a.value == pytest.approx(track.score(predictions, labels).primary)
     assert a.ci_low <= a.value <= a.ci_high
+
+
+# --------------------------------------------------------------------------- scores as functions
+
+
+def test_p_mtl_is_the_sum_of_its_terms_each_over_its_own_rows():
+    rng = np.random.default_rng(3)
+    n = 200
+    va, va_pred = rng.uniform(-1, 1, (n, 2)), rng.uniform(-1, 1, (n, 2))
+    expr, expr_probs = rng.integers(0, 8, n), rng.random((n, 8))
+    au, au_probs = rng.integers(0, 2, (n, 12)), rng.random((n, 12))
+    va_mask, expr_mask, au_mask = rng.random(n) > 0.2, rng.random(n) > 0.5, rng.random(n) > 0.1
+    terms = p_mtl(va_pred, va, expr_probs, expr, au_probs, au,
+                  va_mask=va_mask, expr_mask=expr_mask, au_mask=au_mask)
+    ccc_v = numpy_ccc(va_pred[va_mask, 0], va[va_mask, 0])
+    ccc_a = numpy_ccc(va_pred[va_mask, 1], va[va_mask, 1])
+    f1_e = f1_score(expr[expr_mask], expr_probs[expr_mask].argmax(1), labels=range(8), average="macro",
+                    zero_division=0)
+    f1_a = np.mean([f1_score(au[au_mask, k], au_probs[au_mask, k] >= 0.5, zero_division=0) for k in range(12)])
+    assert terms.p_mtl == pytest.approx((ccc_v + ccc_a) / 2 + f1_e + f1_a, abs=1e-12)
+    assert terms.ccc_mean == pytest.approx((ccc_v + ccc_a) / 2, abs=1e-12)
+    assert lsd_score(expr_probs[:, :6], np.minimum(expr, 5)) == pytest.approx(
+        f1_score(np.minimum(expr, 5), expr_probs[:, :6].argmax(1), average="macro", zero_division=0))
+
+
+def test_p_mtl_needs_valence_and_arousal():
+    with pytest.raises(MetricInputError, match="va"):
+        p_mtl(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros(2, dtype=int), np.zeros(2, dtype=int),
+              np.zeros((2, 12)), np.zeros((2, 12)))
+
+
+# --------------------------------------------------------------------------- submission files
+
+
+def mtl_test_predictions():
+    """Two test images: VA outside [-1, 1] on one side each, AU1 exactly at 0.5, AU2 at 0.45."""
+    va = np.array([[1.5, -0.25], [-2.0, 0.3]])
+    expr = np.full((2, 8), 0.1)
+    expr[0, 3], expr[1, 7] = 0.9, 0.8
+    au = np.full((2, 12), 0.2)
+    au[0, 0], au[1, 1] = 0.5, 0.45
+    return {"va": va, "expr": expr, "au": au}
+
+
+def test_mtl_track_writes_its_submission(host, tmp_path):
+    track = host.tracks.get("mtl")
+    path = tmp_path / "out" / "mtl.txt"
+    ids = ["cropped_aligned/v1/00001.jpg", "cropped_aligned/v1/00002.jpg"]
+    track.write_submission(path, ids, mtl_test_predictions())
+    back = read_mtl_submission(path)
+    assert back.names == ["v1/00001.jpg", "v1/00002.jpg"]  # as the release list names them
+    np.testing.assert_allclose(back.va, [[1.0, -0.25], [-1.0, 0.3]], atol=1e-6)  # clipped
+    assert back.expr.tolist() == [3, 7]  # argmax
+    assert back.au[:, :2].tolist() == [[1, 0], [0, 0]] and back.au[:, 2:].sum() == 0  # p >= 0.5
+    tuned = np.full(12, 0.5)
+    tuned[1] = 0.4
+    track.write_submission(path, ids, mtl_test_predictions(), au_thresholds=tuned)
+    assert read_mtl_submission(path).au[:, :2].tolist() == [[1, 0], [0, 1]]
+    assert [p.name for p in path.parent.iterdir()] == ["mtl.txt"]  # no temporary left behind
+
+
+def test_lsd_track_writes_its_submission(host, tmp_path):
+    path = tmp_path / "lsd.txt"
+    probs = np.eye(6)[[5, 0, 3]] * 0.8 + 0.02
+    host.tracks.get("lsd").write_submission(path, ["test_set_images/0.jpg", "test_set_images/1.jpg", "2.jpg"],
+                                            {"expr": probs})
+    assert path.read_text(encoding="utf-8") == "image,expression\n0.jpg,5\n1.jpg,0\n2.jpg,3\n"
+    names, labels = read_lsd_submission(path)
+    assert names == ["0.jpg", "1.jpg", "2.jpg"] and labels.tolist() == [5, 0, 3]
+
+
+def test_a_track_without_a_submission_format_refuses(tmp_path):
+    class NoFormat(Track):
+        name, description, tasks, primary_metric, default_loss = "plain", "", (), "x", "cross-entropy"
+
+        def score(self, predictions, labels, *, au_thresholds=None):
+            raise NotImplementedError
+
+    with pytest.raises(ConfigError, match="track 'plain' defines no submission file format"):
+        NoFormat().write_submission(tmp_path / "x.txt", [], {})
+    assert not (tmp_path / "x.txt").exists()

@@ -1,5 +1,7 @@
-"""``abawbench data check|synth|preview``: look at, generate and preview data trees in the
-official ABAW4 layout.
+"""``abawbench data check|synth|preview``: look at, generate and preview data trees.
+
+A tree is read by a dataset plugin: the one named with ``--dataset``, else the one that reads
+the track's data from a path (as ``abawbench run --data`` chooses).
 
 ``check`` exits 0 when the tree is clean (warnings such as duplicate names allowed), 2 when
 problems were found; with ``--skip-bad`` only problems that skipping cannot fix (a missing
@@ -13,11 +15,16 @@ import json
 from pathlib import Path
 
 
+TRACK_HELP = "track name (see 'abawbench list tracks')"
+DATASET_HELP = ("dataset plugin to read PATH with (default: the one that reads the track's data "
+                "from a path; see 'abawbench list datasets')")
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "data",
-        help="check, generate or preview a dataset in the official ABAW4 layout",
-        description="Work with data trees in the official ABAW4 layout (see 'abawbench list datasets').",
+        help="check, generate or preview a dataset tree",
+        description="Work with data trees, read by dataset plugins (see 'abawbench list datasets').",
     )
     actions = parser.add_subparsers(dest="data_action", metavar="ACTION", required=True)
 
@@ -31,7 +38,8 @@ def add_parser(subparsers) -> None:
         ),
     )
     check.add_argument("path", type=Path, help="root of the dataset tree")
-    check.add_argument("--track", required=True, help="mtl or lsd")
+    check.add_argument("--track", required=True, help=TRACK_HELP)
+    check.add_argument("--dataset", default=None, help=DATASET_HELP)
     check.add_argument("--skip-bad", action="store_true",
                        help="only fail on problems that skipping bad rows cannot fix")
     check.add_argument("--no-images", dest="check_images", action="store_false",
@@ -41,10 +49,10 @@ def add_parser(subparsers) -> None:
 
     synth = actions.add_parser(
         "synth",
-        help="write a synthetic dataset in the official layout",
+        help="write a synthetic dataset tree",
         description="Write a fresh tree with the generator of a registered dataset.",
     )
-    synth.add_argument("--track", required=True, help="lsd or mtl")
+    synth.add_argument("--track", required=True, help=TRACK_HELP)
     synth.add_argument("--out", required=True, type=Path, help="folder to write the tree into")
     synth.add_argument("--size", type=_positive, default=None, help="number of images (default: the dataset's)")
     synth.add_argument("--seed", type=int, default=0)
@@ -58,7 +66,8 @@ def add_parser(subparsers) -> None:
         description="Save a PNG contact sheet of PATH: one row per class, one column group per labelled split.",
     )
     preview.add_argument("path", type=Path, help="root of the dataset tree")
-    preview.add_argument("--track", required=True, help="lsd or mtl")
+    preview.add_argument("--track", required=True, help=TRACK_HELP)
+    preview.add_argument("--dataset", default=None, help=DATASET_HELP)
     preview.add_argument("--out", required=True, type=Path, help="image file to write (e.g. sheet.png)")
     preview.add_argument("--per-class", type=_positive, default=4, help="images per class and split")
     preview.add_argument("--thumb", type=_positive, default=64, help="thumbnail size in pixels")
@@ -78,6 +87,28 @@ def _track(name: str):
     return get_host().tracks.get(name)
 
 
+def _reader(name: str | None, track):
+    """The dataset plugin that reads a tree of ``track`` at a path: the one named, else the
+    only automatic choice that serves the track without an embedded default (any automatic
+    choice when none is without one)."""
+    from abawbench.errors import ConfigError
+    from abawbench.plugins import get_host
+
+    datasets = get_host().datasets
+    if name is not None:
+        spec = datasets.get(name)
+        if track.name not in spec.tracks:
+            raise ConfigError(f"dataset {spec.name!r} has no {track.name!r} data; its tracks: {', '.join(spec.tracks)}")
+        return spec
+    serving = [e.item for e in datasets.entries() if track.name in e.item.tracks and e.item.auto_select]
+    from_path = [spec for spec in serving if spec.default_root is None] or serving
+    if len(from_path) != 1:
+        found = ", ".join(spec.name for spec in from_path) or "none"
+        raise ConfigError(f"cannot choose a dataset to read {track.name!r} data from a path "
+                          f"(candidates: {found}); name one with --dataset")
+    return from_path[0]
+
+
 # --------------------------------------------------------------------------- check
 
 
@@ -85,7 +116,7 @@ def handle_check(args) -> int:
     from abawbench.data.check import check_dataset
 
     track = _track(args.track)
-    report = check_dataset(args.path, track, check_images=args.check_images)
+    report = check_dataset(args.path, track, _reader(args.dataset, track), check_images=args.check_images)
     failed = report.failed(args.skip_bad)
     if args.json:
         print(json.dumps({**report.as_dict(), "ok": not failed}, indent=2))
@@ -160,7 +191,9 @@ def handle_synth(args) -> int:
 def handle_preview(args) -> int:
     from abawbench.data.preview import contact_sheet
 
-    sheet, notes = contact_sheet(args.path, _track(args.track), per_class=args.per_class, thumb=args.thumb)
+    track = _track(args.track)
+    sheet, notes = contact_sheet(args.path, track, _reader(args.dataset, track),
+                                 per_class=args.per_class, thumb=args.thumb)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out)
     for note in notes:

@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="submission file to write")
     parser.add_argument("--data", type=Path, help="dataset root whose test split to predict (default: stored predictions)")
     parser.add_argument("--tuned-thresholds", action="store_true",
-                        help="mtl: use the per-AU thresholds tuned on validation instead of 0.5")
+                        help="use the per-AU thresholds tuned on validation instead of 0.5 (tracks with AUs)")
     parser.set_defaults(handler=handle)
 
 

@@ -1,85 +1,30 @@
-"""Problem records for the official-format readers, and the whole-dataset check behind
-``abawbench data check``.
+"""The whole-dataset check behind ``abawbench data check``.
 
-Readers never stop at the first bad row: they collect every problem as a :class:`Problem`
-and only then decide (strict: raise one :class:`DataFormatError` naming the first problems;
-``skip_bad``: drop the rows and count them). That one collection is what ``data check``
-prints, so the check and the reader can never disagree about what is wrong.
-
-Severities:
-
-- ``warning``: reported, never fatal (duplicate image names: the first line is kept).
-- ``error``: a bad row or file; strict reading refuses the split, ``skip_bad`` drops it.
-- ``fatal``: the split cannot be read at all (missing annotation file, wrong header);
-  ``skip_bad`` cannot help.
+The check reads every split through the dataset plugin, in collect-all mode where the plugin
+offers one (:attr:`~abawbench.specs.DatasetSpec.scan_split`), so it reports exactly the
+problems a strict read would refuse, every one of them as ``file:line: problem``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any
 
+from abawbench.data.index import SPLITS, SampleIndex
+from abawbench.data.problems import Problem, SplitMissing, errors_of
 from abawbench.errors import DataFormatError
+from abawbench.specs import ReadOptions
 
 if TYPE_CHECKING:
-    from abawbench.data.index import SampleIndex
+    from abawbench.specs import DatasetSpec
     from abawbench.tracks import Track
-
-Severity = Literal["warning", "error", "fatal"]
-
-SPLITS = ("train", "validation", "test")
-MAX_LISTED = 10
-"""How many problems a DataFormatError message lists (all of them are in ``data check``)."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the input. ``line`` is 1-based (the header is line 1); None for
-    problems of a whole file or folder."""
-
-    file: str
-    line: int | None
-    message: str
-    severity: Severity = "error"
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        prefix = "" if self.severity == "error" else f"{self.severity}: "
-        return f"{where}: {prefix}{self.message}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def errors_of(problems: Iterable[Problem]) -> list[Problem]:
-    """Problems that make a strict read fail (errors and fatal ones)."""
-    return [p for p in problems if p.severity != "warning"]
-
-
-def raise_for_problems(problems: list[Problem], *, skip_bad: bool, what: str) -> None:
-    """Raise one DataFormatError listing the first problems, when the read must fail.
-
-    A fatal problem always fails; row errors fail only when ``skip_bad`` is off.
-    """
-    fatal = [p for p in problems if p.severity == "fatal"]
-    failing = fatal if skip_bad else errors_of(problems)
-    if not failing:
-        return
-    listed = "\n  ".join(str(p) for p in failing[:MAX_LISTED])
-    more = len(failing) - MAX_LISTED
-    tail = f"\n  ... and {more} more (run 'abawbench data check' to see all)" if more > 0 else ""
-    hint = "" if fatal or skip_bad else "\n(use --skip-bad to drop bad rows and go on)"
-    raise DataFormatError(f"{what}: {len(failing)} problem(s):\n  {listed}{tail}{hint}")
-
-
-# --------------------------------------------------------------------------- the whole check
 
 
 @dataclass
 class SplitReport:
     """Counts of one split as read with bad rows dropped. ``label_counts[task]`` counts rows
-    whose label is present; ``class_counts[task]`` maps class (or AU) name to its count."""
+    whose label is present; ``class_counts[task]`` maps class (or label) name to its count."""
 
     split: str
     present: bool
@@ -115,7 +60,7 @@ class CheckReport:
         }
 
 
-def summarise(index: "SampleIndex", track: "Track") -> SplitReport:
+def summarise(index: SampleIndex, track: "Track") -> SplitReport:
     """Counts per label availability and per class, from the index alone."""
     report = SplitReport(
         split=index.split,
@@ -139,21 +84,41 @@ def summarise(index: "SampleIndex", track: "Track") -> SplitReport:
     return report
 
 
-def check_dataset(root: Path, track: "Track", *, check_images: bool = True) -> CheckReport:
-    """Read every split of ``root`` collecting all problems, never raising for bad data.
+def scan_with(
+    dataset: "DatasetSpec", root: Path, track: "Track", split: str, options: ReadOptions
+) -> tuple[SampleIndex | None, list[Problem]]:
+    """One split read collecting its problems: the plugin's own collect-all reader, or else a
+    strict read whose refusal becomes one problem (then a ``skip_bad`` read for the counts)."""
+    if dataset.scan_split is not None:
+        return dataset.scan_split(root, track, split, options)
+    try:
+        return dataset.read_split(root, track, split, options), []
+    except SplitMissing:
+        raise
+    except DataFormatError as refused:
+        problem = Problem(str(root), None, str(refused))
+    try:
+        return dataset.read_split(root, track, split, ReadOptions(
+            skip_bad=True, check_images=options.check_images, cache_dir=options.cache_dir)), [problem]
+    except DataFormatError:
+        return None, [Problem(problem.file, None, problem.message, "fatal")]
+
+
+def check_dataset(
+    root: Path, track: "Track", dataset: "DatasetSpec", *, check_images: bool = True
+) -> CheckReport:
+    """Read every split of ``root`` with ``dataset`` collecting all problems, never raising
+    for bad data.
 
     A split whose files are absent is reported as a warning (a tree may hold only the
-    labelled splits); a root with no split at all is an error.
+    labelled splits); a root with no split at all is fatal.
     """
-    # Imported here: the readers import this module for Problem, so a top-level import
-    # would be circular.
-    from abawbench.data.official import SplitMissing, scan_split
-
+    options = ReadOptions(check_images=check_images)
     reports: list[SplitReport] = []
     problems: list[Problem] = []
     for split in SPLITS:
         try:
-            index, found = scan_split(root, track, split, check_images=check_images)
+            index, found = scan_with(dataset, Path(root), track, split, options)
         except SplitMissing as missing:
             problems.append(Problem(missing.path, None, f"split {split!r} not found", "warning"))
             reports.append(SplitReport(split=split, present=False))

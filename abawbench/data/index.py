@@ -7,6 +7,10 @@ from pathlib import Path
 
 from abawbench.labels import TaskLabels
 
+SPLITS = ("train", "validation", "test")
+"""The splits a dataset may hold: training, validation (model selection, reported scores) and
+an unlabelled test split (submission files)."""
+
 
 @dataclass
 class SampleIndex:

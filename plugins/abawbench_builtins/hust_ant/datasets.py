@@ -37,15 +37,15 @@ def synthface_oversampled_root(track_name: str, cache_dir: Path) -> Path:
 
 
 def read_official(root: Path, track, split: str, options: ReadOptions):
-    from abawbench.data.official import read_split
+    from abawbench_builtins.abaw4.reader import read_split
 
     return read_split(root, track, split, options)
 
 
 def read_oversampled(root: Path, track, split: str, options: ReadOptions):
     """``train`` from the cached oversampled copy of ``root``; other splits from ``root``."""
-    from abawbench.data.official import read_split
     from abawbench.features.key import default_cache_root
+    from abawbench_builtins.abaw4.reader import read_split
 
     from abawbench_builtins.hust_ant.oversample import materialise
 

@@ -28,10 +28,11 @@ from typing import Sequence
 
 import numpy as np
 
-from abawbench.data.official import LSD_FOLDERS, LSD_TEST_IMAGES, LSD_TEST_RELEASE, read_split
 from abawbench.errors import CacheError, ConfigError, DataFormatError
 from abawbench.specs import ReadOptions
 from abawbench.tracks import Track
+from abawbench_builtins.abaw4.layout import LSD_FOLDERS, LSD_TEST_IMAGES, LSD_TEST_RELEASE
+from abawbench_builtins.abaw4.reader import read_split
 
 FORMAT_VERSION = "hust-ant-oversample/2"
 MANIFEST = "hust_ant_oversampling.json"

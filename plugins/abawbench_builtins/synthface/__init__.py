@@ -19,15 +19,28 @@ from abawbench.specs import DatasetSpec, ReadOptions
 
 if TYPE_CHECKING:
     from abawbench.data.index import SampleIndex
+    from abawbench.data.problems import Problem
     from abawbench.tracks import Track
+
+SPLIT_DOMAINS = {("lsd", "train"): "synthetic", ("lsd", "validation"): "real"}
+"""The LSD tree trains on the clean synthetic domain and validates on the degraded real one."""
 
 
 def read_split(root: Path, track: "Track", split: str, options: ReadOptions) -> "SampleIndex":
     """The official-layout reader: synthface trees are exactly the official format. Imported
-    here, not at module level, so this plugin still loads if that module is broken."""
-    from abawbench.data.official import read_split as official_read_split
+    here, not at module level, so this plugin still loads if that plugin is broken."""
+    from abawbench_builtins.abaw4.reader import read_split as official_read_split
 
     return official_read_split(root, track, split, options)
+
+
+def scan_split(
+    root: Path, track: "Track", split: str, options: ReadOptions
+) -> "tuple[SampleIndex | None, list[Problem]]":
+    """The official-layout reader in collect-all mode (``abawbench data check``)."""
+    from abawbench_builtins.abaw4.reader import scan_split as official_scan_split
+
+    return official_scan_split(root, track, split, options)
 
 
 def generate(track_name: str, out_dir: Path, size: int | None, seed: int) -> Path:
@@ -49,6 +62,8 @@ def abawbench_register_datasets(register) -> None:
             name="synthface",
             tracks=("mtl", "lsd"),
             read_split=read_split,
+            scan_split=scan_split,
+            split_domains=SPLIT_DOMAINS,
             description=(
                 "embedded procedural faces driven by 12 FACS AUs: MTL videos with s-Aff-Wild2 "
                 "label missingness; LSD synthetic renders -> degraded 'real' photos"

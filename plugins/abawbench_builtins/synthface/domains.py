@@ -131,8 +131,8 @@ def _interleaved_noise_banks(size: int) -> tuple[np.ndarray, ...]:
 @lru_cache(maxsize=8)
 def _workspace(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Two float32 image buffers, a uint8 one and a float32 row of channel gains, reused by
-    every call of :func:`degrade` in this process. Fresh 150 kB arrays per image cost more in
-    page faults than the arithmetic (measured: the degrade step halved with buffers reused).
+    every call of :func:`degrade` in this process. Fresh arrays per image cost more in page
+    faults than the arithmetic (docs/bench/synthface.md).
     Not thread-safe; the generator is one thread per process."""
     n = size * size * 3
     return np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.uint8), np.empty(3 * size, np.float32)
@@ -147,9 +147,9 @@ def degrade(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     of the buffer (the wrap-around at the left edge touches one column); the lighting map is
     computed per channel (each x three times) and the colour cast is a row of the three gains
     repeated, so no operation broadcasts along a short trailing axis of 3 (numpy's inner loop
-    would then be three elements long: 220 us of 480 once). Interleaved rather than planar
-    because the pixels come from and go back to PIL interleaved: planar needed a transposing
-    copy in and a merge of three planes out. Each pixel value goes through the same float32
+    would then be three elements long, once most of this step: docs/bench/synthface.md).
+    Interleaved rather than planar because the pixels come from and go back to PIL
+    interleaved: planar needed a transposing copy in and a merge of three planes out. Each pixel value goes through the same float32
     operations, in the same order, as in the planar version that generated the pinned
     renders (tests/test_synthface.py), so the bytes are the same."""
     size = image.size[0]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from abawbench.data.official import LSD_FOLDERS, LSD_TEST_IMAGES, MTL_IMAGES
+from abawbench_builtins.abaw4.layout import LSD_FOLDERS, LSD_TEST_IMAGES, MTL_IMAGES
 from abawbench_builtins.synthface.facs import LSD_CLASSES, LSD_TO_MTL
 
 TRACK_CODES = {"lsd": 1, "mtl": 2}

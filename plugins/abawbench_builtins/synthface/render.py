@@ -1,7 +1,7 @@
 """Rasterise a scene with PIL and encode it as JPEG.
 
-PIL's polygon fill is C code and a 112 px face is a few dozen primitives, so one image costs
-well under a millisecond. Drawing at twice the size and halving (``Image.reduce``, a box
+PIL's polygon fill is C code and a face is a few dozen primitives, so drawing is cheap
+(docs/bench/synthface.md). Drawing at twice the size and halving (``Image.reduce``, a box
 filter) gives anti-aliased edges for a small fraction of that cost.
 """
 
@@ -49,8 +49,7 @@ def rasterise(
       ``polygon(xy, fill=colour)`` and ``line(xy, fill=colour, width=w)`` make for an RGB
       image, fill only and no joints (Pillow 13.0's ImageDraw): ``draw_ink(colour)``, then
       ``draw_polygon(xy, ink, 1)`` or ``draw_lines(xy, ink, w)``. The Python wrappers cost
-      about 30 of the 240 us this step took per real-domain image (measured side by side);
-      a test checks that both routes draw the same pixels, so a Pillow that changes either
+      a noticeable share of this step (docs/bench/synthface.md); a test checks that both routes draw the same pixels, so a Pillow that changes either
       shows up there."""
     big = size * supersample
     coords: list[float] = []

@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from abawbench.data import official
 from abawbench.errors import CacheError, ConfigError
+from abawbench_builtins.abaw4 import layout
 from abawbench_builtins.synthface.domains import DOMAINS, face_jpeg
 from abawbench_builtins.synthface.facs import LABELLED_AUS, sample_expression
 from abawbench_builtins.synthface.identities import Identity, make_identity
@@ -45,13 +45,14 @@ Labels = tuple[list[int], float, float]
 
 
 def seeded_rng(key: Sequence[int]) -> np.random.Generator:
-    """``np.random.default_rng(list(key))``, in the same state, for a third of its cost.
+    """``np.random.default_rng(list(key))``, in the same state, at a fraction of its cost.
 
     numpy turns a list seed into 32-bit words, each integer into its little-endian 32-bit
     chunks (0 into one zero word), in ``_coerce_to_uint32_array``, and seeds from those words;
     given as a uint32 array they are used as they are. Building the words here skips numpy's
-    per-integer arrays and concatenation: about 20 us of the 35 seeding cost per image (a
-    test compares the states). Negative keys are left to numpy, which refuses them."""
+    per-integer arrays and concatenation, most of the seeding cost per image
+    (docs/bench/synthface.md; a test compares the states). Negative keys are left to numpy,
+    which refuses them."""
     words = []
     for value in key:
         value = int(value)
@@ -112,7 +113,7 @@ def _mtl_annotation(jobs: list[Job], labels: list[Labels], present: dict[str, np
         va = f"{_number(valence)},{_number(arousal)}" if present["va"][row] else "-5,-5"
         expr = str(job.mtl_class) if present["expr"][row] else "-1"
         au = ",".join(map(str, aus)) if present["au"][row] else missing_aus
-        lines.append(f"{job.path.removeprefix(official.MTL_IMAGES + '/')},{va},{expr},{au}")
+        lines.append(f"{job.path.removeprefix(layout.MTL_IMAGES + '/')},{va},{expr},{au}")
     return "\n".join(lines) + "\n"
 
 
@@ -128,14 +129,14 @@ def _write_track(root: Path, track: str, sizes: dict[str, int], seed: int, image
         summary[split] = {"images": n, "mtl_class_counts": counts}
         if split == "test":
             header, prefix, release = (
-                (official.LSD_TEST_HEADER, official.LSD_TEST_IMAGES, official.LSD_TEST_RELEASE) if track == "lsd"
-                else (official.MTL_TEST_HEADER, official.MTL_IMAGES, official.MTL_TEST_RELEASE)
+                (layout.LSD_TEST_HEADER, layout.LSD_TEST_IMAGES, layout.LSD_TEST_RELEASE) if track == "lsd"
+                else (layout.MTL_TEST_HEADER, layout.MTL_IMAGES, layout.MTL_TEST_RELEASE)
             )
             names = [job.path.removeprefix(prefix + "/") for job in jobs]
             (root / release).write_text("\n".join([",".join(header), *names]) + "\n", encoding="utf-8")
         elif track == "mtl":
             present = mtl_presence(split, n, seed)
-            (root / official.MTL_ANNOTATIONS[split]).write_text(_mtl_annotation(jobs, labels, present), encoding="utf-8")
+            (root / layout.MTL_ANNOTATIONS[split]).write_text(_mtl_annotation(jobs, labels, present), encoding="utf-8")
             summary[split]["present"] = {task: int(mask.sum()) for task, mask in present.items()}
     return summary
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
 import torch
 
 from abawbench.labels import LabelSet, TaskSpec
@@ -37,3 +41,13 @@ class LSDTrack(Track):
             per_class={"expr": result.per_class},
             confusion={"expr": result.confusion or []},
         )
+
+    def write_submission(self, path: Path, sample_ids: Sequence[str], predictions: Mapping[str, np.ndarray],
+                         *, au_thresholds: np.ndarray | None = None) -> None:
+        """The LSD submission file: the expression by argmax, images named as the test release
+        list names them. The track has no AUs: ``au_thresholds`` is ignored."""
+        from abawbench_builtins.abaw4.layout import release_name
+        from abawbench_builtins.abaw4.submission import write_lsd_submission
+
+        names = [release_name(sample) for sample in sample_ids]
+        write_lsd_submission(path, names, np.asarray(predictions["expr"]).argmax(axis=1))

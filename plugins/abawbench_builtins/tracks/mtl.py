@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
 import torch
 
 from abawbench.labels import LabelSet, TaskSpec
-from abawbench.metrics import MTLTerms
+from abawbench.metrics import DEFAULT_THRESHOLD
 from abawbench.tracks import Predictions, Track, TrackScore
 
-from abawbench_builtins.tracks.scoring import score_tasks
+from abawbench_builtins.tracks.scoring import MTLTerms, score_tasks
 
 MTL_EXPRESSIONS = (
     "Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other",
@@ -59,4 +63,19 @@ class MTLTrack(Track):
             },
             per_class={"expr": results["expr"].per_class, "au": results["au"].per_class},
             confusion={"expr": results["expr"].confusion or []},
+        )
+
+    def write_submission(self, path: Path, sample_ids: Sequence[str], predictions: Mapping[str, np.ndarray],
+                         *, au_thresholds: np.ndarray | None = None) -> None:
+        """The MTL submission file: VA clipped to [-1, 1], expression by argmax, an AU is
+        present when its probability reaches its threshold (0.5 unless ``au_thresholds``, one
+        per AU, are given). Images are named as the test release list names them."""
+        from abawbench_builtins.abaw4.layout import release_name
+        from abawbench_builtins.abaw4.submission import write_mtl_submission
+
+        thresholds = DEFAULT_THRESHOLD if au_thresholds is None else np.asarray(au_thresholds)[None, :]
+        va, expr, au = (np.asarray(predictions[task]) for task in ("va", "expr", "au"))
+        write_mtl_submission(
+            path, [release_name(sample) for sample in sample_ids],
+            np.clip(va, -1.0, 1.0), expr.argmax(axis=1), (au >= thresholds).astype(np.int64),
         )

@@ -1,8 +1,9 @@
-"""Per-task scoring shared by the built-in tracks: one result per task kind.
+"""Per-task scoring shared by the built-in tracks, and the ABAW4 track scores (docs/abaw4.md).
 
 A track's score is a combination of task results (P_MTL adds three, LSD takes one), so each
 task is scored once here, with its per-class numbers and confusion matrix, and the tracks only
-combine.
+combine. :func:`p_mtl` and :func:`lsd_score` are the same scores as plain functions of arrays,
+for callers that hold no label set.
 """
 
 from __future__ import annotations
@@ -83,3 +84,56 @@ def score_tasks(
         pred = prediction(predictions, spec, values.shape[0])
         results[spec.name] = score_task(spec, pred, values, mask, au_thresholds)
     return results
+
+
+@dataclass(frozen=True)
+class MTLTerms:
+    """The terms of P_MTL, each over the rows where its label is present."""
+
+    ccc_valence: float
+    ccc_arousal: float
+    f1_expr: float
+    f1_au: float
+
+    @property
+    def ccc_mean(self) -> float:
+        return (self.ccc_valence + self.ccc_arousal) / 2
+
+    @property
+    def p_mtl(self) -> float:
+        return self.ccc_mean + self.f1_expr + self.f1_au
+
+
+def p_mtl(
+    va_pred: Any,
+    va_target: Any,
+    expr_pred: Any,
+    expr_target: Any,
+    au_probs: Any,
+    au_target: Any,
+    *,
+    va_mask: Any = None,
+    expr_mask: Any = None,
+    au_mask: Any = None,
+    au_thresholds: Any = None,
+    expr_classes: int = 8,
+) -> MTLTerms:
+    """``P_MTL = (CCC_V + CCC_A) / 2 + F1_expr + F1_AU`` (maximum 3).
+
+    ``va_*`` ``[N, 2]`` (valence, arousal); ``expr_pred`` probabilities ``[N, 8]`` or indices;
+    ``au_probs`` ``[N, 12]`` probabilities thresholded at ``au_thresholds`` (default 0.5).
+    """
+    va = metrics.ccc(va_pred, va_target, va_mask)
+    if va.shape != (2,):
+        raise MetricInputError(f"va: expected [N, 2] valence/arousal, got {tuple(va.shape)} columns")
+    return MTLTerms(
+        ccc_valence=float(va[0]),
+        ccc_arousal=float(va[1]),
+        f1_expr=float(metrics.macro_f1(expr_pred, expr_target, expr_classes, expr_mask)),
+        f1_au=float(metrics.au_f1(au_probs, au_target, au_mask, au_thresholds).mean()),
+    )
+
+
+def lsd_score(pred: Any, target: Any, mask: Any = None, num_classes: int = 6) -> float:
+    """The LSD track score: macro F1 over the 6 expression classes."""
+    return float(metrics.macro_f1(pred, target, num_classes, mask))
