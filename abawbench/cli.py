@@ -16,7 +16,7 @@ from typing import Sequence
 from abawbench import __version__
 from abawbench.errors import AbawbenchError
 
-# Order is the order in --help.
+# The modules under abawbench/commands/, in the order --help lists their commands.
 COMMAND_MODULES = (
     "run",
     "predict",
@@ -35,10 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="abawbench",
         description=(
-            "Benchmark models on the ABAW4 tracks: mtl (valence/arousal, 8 expressions, 12 AUs; "
-            "scored by P_MTL) and lsd (train on synthetic faces, 6 expressions on real ones; "
-            "macro F1). With no --data, runs use the embedded synthetic-face default."
+            "Benchmark models on a challenge's tracks under one fixed protocol. Tracks, datasets, "
+            "models, losses and ensembles are plugins: 'abawbench list tracks' shows the tracks "
+            "installed (built in: the ABAW4 challenge's). With no --data, a run uses the embedded "
+            "default dataset."
         ),
+        epilog="'abawbench COMMAND --help' describes a command and its flags.",
     )
     parser.add_argument("--version", action="version", version=f"abawbench {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -49,19 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        module = _command_module(name)
-        if module is not None:
-            module.add_parser(subparsers)
+        importlib.import_module(f"abawbench.commands.{name}").add_parser(subparsers)
     return parser
-
-
-def _command_module(name: str):
-    try:
-        return importlib.import_module(f"abawbench.commands.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"abawbench.commands.{name}":
-            return None  # command not built yet in this checkout
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,9 @@
 """Run configuration: pydantic models at the boundary, loadable from TOML, overridable by flags.
 
-An invalid configuration raises one :class:`ConfigError` that lists every bad field.
-``abawbench config schema`` prints :func:`config_json_schema` for editors.
+The models are the one description of a run: ``abawbench run`` generates one flag per field
+from them (:mod:`abawbench.commands.config_flags`), and ``abawbench config schema`` prints
+:func:`config_json_schema` for editors, so every field's description is its help text in both.
+An invalid configuration raises one :class:`ConfigError` that names every bad field.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from abawbench.errors import ConfigError
+from abawbench.registry import suggest
 
 ProtocolName = Literal["linear-probe", "finetune"]
 HeadName = Literal["linear", "mlp"]
@@ -29,16 +32,16 @@ class ProtocolConfig(_Strict):
     """How heads (or whole networks) are trained and selected."""
 
     name: ProtocolName = Field("linear-probe", description="linear-probe: frozen backbone, cached features; finetune: end to end")
-    head: HeadName = Field("linear", description="head on top of the backbone features")
-    epochs: int = Field(20, ge=1, le=10_000)
-    batch_size: int = Field(64, ge=1, le=65_536)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    head: HeadName = Field("linear", description="head on top of the backbone features: linear, or mlp (one hidden layer)")
+    epochs: int = Field(20, ge=1, le=10_000, description="training epochs; the best validation epoch is kept")
+    batch_size: int = Field(64, ge=1, le=65_536, description="batch size for training and for feature extraction")
+    lr: float = Field(1e-3, gt=0, description="initial learning rate, cosine-annealed over the epochs")
+    weight_decay: float = Field(0.0, ge=0, description="the optimizer's weight decay")
     optimizer: OptimizerName = Field("adamw", description="adamw, adam, or sgd (momentum 0.9)")
     augmentation: AugmentationName = Field("flip", description="finetune training augmentation: none, flip, or paper (1.02x resize, random crop, colour jitter p0.8, flip); validation never gets any")
     feature_fusion: Literal["concat", "mean"] = Field("concat", description="how a fused model 'a+b' combines its backbones' cached features (linear-probe only); mean needs equal widths")
-    patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better validation score")
-    image_size: int | None = Field(112, ge=16, le=1024, description="input size in pixels (112: the size ABAW teams use and the embedded default is drawn at); None: the model's native size")
+    patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better validation score; unset: train every epoch")
+    image_size: int | None = Field(112, ge=16, le=1024, description="input size in pixels (112: the size the embedded default is drawn at, common for face crops); unset (--image-size none): each model's native size")
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader workers for image decoding")
     pixel_cache: bool = Field(False, description="keep each split's decoded, resized eval pixels in the cache folder (3*H*W bytes per image): later extractions with the same geometry, and fine-tuning's validation passes after the first, decode nothing; features and scores are the same either way")
     bootstrap: int = Field(200, ge=0, le=100_000, description="bootstrap resamples for confidence intervals (0: none)")
@@ -47,18 +50,18 @@ class ProtocolConfig(_Strict):
 class RunConfig(_Strict):
     """One ``abawbench run``: every entry is a (model, loss, protocol) combination, run per seed."""
 
-    track: str = Field("lsd", description="track name, e.g. lsd or mtl")
-    data: Path | None = Field(None, description="dataset root in the official layout; None: the embedded default")
-    dataset: str | None = Field(None, description="dataset plugin; None: the one providing the embedded default (or reading the official layout when --data is given)")
-    models: list[str] = Field(default_factory=list, description="model names; empty: the models plugins mark for the default run")
-    weights: str = Field("random", description="random, hub, or a path to a local weights file")
-    losses: list[str] = Field(default_factory=list, description="loss names; empty: the track's default loss")
+    track: str = Field("lsd", description="track to run (see 'abawbench list tracks')")
+    data: Path | None = Field(None, description="dataset root in the official layout; unset: the embedded default")
+    dataset: str | None = Field(None, description="dataset plugin to read the data with (see 'abawbench list datasets'); unset: the one providing the embedded default, or the one reading the official layout when data is given")
+    models: list[str] = Field(default_factory=list, description="model names, e.g. resnet18,timm:convnext_atto (see 'abawbench list models'); empty: the models plugins mark for the default run")
+    weights: str = Field("random", description="random, hub (downloaded when online), or a path to a local weights file (.safetensors / .pth)")
+    losses: list[str] = Field(default_factory=list, description="loss names (see 'abawbench list losses'); empty: the track's default loss")
     loss_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per loss name, its options, e.g. {cross-entropy = {label_smoothing = 0.1}}")
-    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
-    output: Path = Field(Path("runs"), description="folder for result files")
-    cache_dir: Path | None = Field(None, description="feature/data cache folder; None: $ABAWBENCH_CACHE or ~/.cache/abawbench")
+    protocol: ProtocolConfig = Field(default_factory=ProtocolConfig, description="how heads (or whole networks) are trained and selected")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="seeds, each entry runs once per seed (mean and std reported)")
+    device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N, or mps")
+    output: Path = Field(Path("runs"), description="folder for result files (one JSON per entry and seed under <output>/<track>/)")
+    cache_dir: Path | None = Field(None, description="feature and data cache folder; unset: $ABAWBENCH_CACHE, else ~/.cache/abawbench")
     skip_bad: bool = Field(False, description="drop bad annotation rows instead of refusing the data")
 
     @field_validator("device")
@@ -77,12 +80,26 @@ class RunConfig(_Strict):
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
-    """One message listing every bad field, as ``field.path: problem``."""
-    lines = [f"invalid configuration ({source}): {error.error_count()} problem(s)"]
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
-    return "\n".join(lines)
+    """One message naming every bad field as ``field.path: problem``: a single problem on one
+    line (what a user fixing one typo wants to read), several as one line each under a count."""
+    problems = [f"{'.'.join(str(part) for part in item['loc']) or '(top level)'}: {_problem(item)}"
+                for item in error.errors()]
+    if len(problems) == 1:
+        return f"invalid configuration ({source}): {problems[0]}"
+    return "\n".join([f"invalid configuration ({source}): {len(problems)} problem(s)",
+                      *(f"  {problem}" for problem in problems)])
+
+
+def _problem(item: Mapping[str, Any]) -> str:
+    if item["type"] != "extra_forbidden":
+        return item["msg"]
+    # A typo is the usual reason for an unknown key: suggest the fields of the table it is in.
+    model: Any = RunConfig
+    for part in item["loc"][:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        model = field.annotation if field is not None else None
+    known = list(getattr(model, "model_fields", {}))
+    return "unknown key" + suggest(str(item["loc"][-1]), known)
 
 
 def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,23 +112,31 @@ def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]
     return merged
 
 
-def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """Read ``path`` (TOML) if given, apply ``overrides`` (flags; None values ignored), validate."""
+def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None, *,
+                drop_none: bool = True) -> RunConfig:
+    """Read ``path`` (TOML) if given, apply ``overrides`` (nested like the model), validate.
+
+    By default a None override means "not given" and is ignored. The command line passes only
+    the flags a user gave, so there None is a deliberate ``none`` (e.g. ``--image-size none``:
+    the model's native size, which TOML, having no null, cannot say) and ``drop_none=False``
+    keeps it."""
     raw: dict[str, Any] = {}
-    source = "flags"
     if path is not None:
-        source = str(path)
         try:
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: configuration file not found") from None
-        except tomllib.TOMLDecodeError as exc:
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    cleaned = _drop_none(dict(overrides or {}))
+    cleaned = _drop_none(dict(overrides or {})) if drop_none else dict(overrides or {})
     try:
         return RunConfig.model_validate(_merge(raw, cleaned))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        # Name where the values came from, so a bad flag is not blamed on the file.
+        sources = ([str(path)] if path is not None else []) + (["flags"] if cleaned else [])
+        raise ConfigError(format_validation_error(exc, " with ".join(sources) or "defaults")) from None
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
