@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+import abawbench.features.extract
 import abawbench.preprocess
-import abawbench.protocol
+import abawbench.training.finetune
 from abawbench.cache import FeatureCache
 from abawbench.errors import CacheError
 from abawbench.pixels import pack_key, with_pixel_pack
-from abawbench.protocol import Runner, prepare_data
+from abawbench.run.plan import prepare_data
+from abawbench.run.runner import Runner
 from abawbench.specs import ModelOptions
 
 from test_cache import data_offset, flip_byte
@@ -44,7 +46,7 @@ def count_decodes(monkeypatch) -> list[int]:
         calls[0] += 1
         return real(path)
 
-    monkeypatch.setattr(abawbench.protocol, "load_image", counting)
+    monkeypatch.setattr(abawbench.features.extract, "load_image", counting)
     return calls
 
 
@@ -196,7 +198,7 @@ def test_finetune_with_pixel_cache_decodes_validation_once_and_predicts_the_same
                        protocol={"name": "finetune", "epochs": 3, "batch_size": 16, "bootstrap": 0,
                                  "augmentation": "flip", "pixel_cache": pixel_cache})
 
-    real_predict = abawbench.protocol.predict_images
+    real_predict = abawbench.training.finetune.predict_images
     calls: dict[str, list] = {"plain": [], "packed": []}
 
     def run(name, pixel_cache):
@@ -205,7 +207,7 @@ def test_finetune_with_pixel_cache_decodes_validation_once_and_predicts_the_same
             calls[name].append({task: value.clone() for task, value in out.items()})
             return out
 
-        monkeypatch.setattr(abawbench.protocol, "predict_images", recording)
+        monkeypatch.setattr(abawbench.training.finetune, "predict_images", recording)
         return Runner(finetune_config(name, pixel_cache), host=tiny_host, progress=False).run().results[0]
 
     plain = run("plain", False)

@@ -66,7 +66,7 @@ def add_parser(subparsers) -> None:
 
 def handle(args) -> int:
     from abawbench.config import load_config
-    from abawbench.protocol import Runner
+    from abawbench.run.runner import Runner
 
     overrides = {
         "track": args.track, "data": args.data, "dataset": args.dataset, "models": args.models,
@@ -86,7 +86,7 @@ def handle(args) -> int:
 def render_summary(track, config, summary) -> str:
     from tabulate import tabulate
 
-    from abawbench.protocol import mean_std
+    from abawbench.run.runner import mean_std
 
     folder = Path(config.output) / track.name
     by_entry: dict[str, list] = {}
