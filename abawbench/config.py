@@ -34,7 +34,7 @@ class ProtocolConfig(_Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     optimizer: OptimizerName = Field("adamw", description="adamw, adam, or sgd (momentum 0.9)")
-    augmentation: str = Field("flip", description="finetune training augmentation: none, flip, or one a plugin registers (abawbench list augmentations, e.g. paper); validation never gets any")
+    augmentation: str = Field("flip", description="finetune training augmentation: none, flip, or one a plugin registers (see abawbench list augmentations); validation never gets any")
     feature_fusion: Literal["concat", "mean"] = Field("concat", description="how a fused model 'a+b' combines its backbones' cached features (linear-probe only); mean needs equal widths")
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better validation score")
     image_size: int | None = Field(112, ge=16, le=1024, description="input size in pixels (112: the size ABAW teams use and the embedded default is drawn at); None: the model's native size")
