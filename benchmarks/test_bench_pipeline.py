@@ -20,7 +20,7 @@ CACHE_ROWS, CACHE_DIM = 20_000, 512
 def host():
     from abawbench.plugins import load_plugins
 
-    return load_plugins(strict=True, allowed={"tracks", "losses"})
+    return load_plugins(strict=True, allowed={"builtin.tracks", "builtin.losses"})
 
 
 # --------------------------------------------------------------------------- cache read
