@@ -25,7 +25,8 @@ from abawbench.training.finetune import predict_with_network
 from abawbench.training.probe import PROBE_KIND, predict_with_probe
 
 
-def recompute_predictions(result: RunResult, result_dir: Path, data: Path, split: str) -> tuple[list[str], dict[str, np.ndarray]]:
+def recompute_predictions(result: RunResult, result_dir: Path, data: Path,
+                          split: str) -> tuple[list[str], dict[str, np.ndarray]]:
     """Rebuild the trained entry and predict ``split`` of the dataset at ``data``."""
     from abawbench.cache import FeatureCache
 

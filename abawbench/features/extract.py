@@ -1,10 +1,11 @@
-"""Image batches in, features or predictions out: the evaluation side of every backbone.
+"""Image batches in, features out: the evaluation side of every backbone.
 
 Extraction (linear probe) and prediction (fine-tuning's validation and test passes, and
-``abawbench predict``: :func:`abawbench.training.finetune.predict_images`) read a split the same way: decoded, resized uint8 images in row order,
-from the image files or from a pixel pack (:mod:`abawbench.pixels`), normalised per batch on
-the device the model runs on. Never augmented: evaluation sees exactly timm's eval transform.
-Where the time goes, and the contract extraction is held to: docs/bench/protocol.md.
+``abawbench predict``: :func:`abawbench.training.finetune.predict_images`) read a split the
+same way: decoded, resized uint8 images in row order, from the image files or from a pixel
+pack (:mod:`abawbench.pixels`), normalised per batch on the device the model runs on. Never
+augmented: evaluation sees exactly timm's eval transform. Where the time goes, and the
+contract extraction is held to: docs/bench/protocol.md.
 """
 
 from __future__ import annotations

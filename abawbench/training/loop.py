@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 Targets = dict[str, tuple[torch.Tensor, torch.Tensor]]
 """Per task, ``(values, mask)`` of a batch's rows, as losses take them."""
 
+MakeLoss = Callable[[], LossFunction]
+"""Builds the entry's loss. Trainers call it after building their heads, so that a loss that
+draws random numbers when built draws them at the same point of the seeded stream every time."""
+
 
 @dataclass
 class Outcome:
@@ -147,8 +151,3 @@ def batches_of_rows(order: torch.Tensor, batch_size: int) -> Iterator[torch.Tens
     """Consecutive slices of ``order`` of ``batch_size`` rows (the last one may be shorter)."""
     for start in range(0, len(order), batch_size):
         yield order[start:start + batch_size]
-
-
-MakeLoss = Callable[[], LossFunction]
-"""Builds the entry's loss. Trainers call it after building their heads, so that a loss that
-draws random numbers when built draws them at the same point of the seeded stream every time."""
