@@ -21,7 +21,6 @@ from abawbench.registry import suggest
 ProtocolName = Literal["linear-probe", "finetune"]
 HeadName = Literal["linear", "mlp"]
 OptimizerName = Literal["adamw", "adam", "sgd"]
-AugmentationName = Literal["none", "flip", "paper"]
 
 
 class _Strict(BaseModel):
@@ -38,7 +37,7 @@ class ProtocolConfig(_Strict):
     lr: float = Field(1e-3, gt=0, description="initial learning rate, cosine-annealed over the epochs")
     weight_decay: float = Field(0.0, ge=0, description="the optimizer's weight decay")
     optimizer: OptimizerName = Field("adamw", description="adamw, adam, or sgd (momentum 0.9)")
-    augmentation: AugmentationName = Field("flip", description="finetune training augmentation: none, flip, or paper (1.02x resize, random crop, colour jitter p0.8, flip); validation never gets any")
+    augmentation: str = Field("flip", description="finetune training augmentation: none, flip, or one a plugin registers (see abawbench list augmentations); validation never gets any")
     feature_fusion: Literal["concat", "mean"] = Field("concat", description="how a fused model 'a+b' combines its backbones' cached features (linear-probe only); mean needs equal widths")
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better validation score; unset: train every epoch")
     image_size: int | None = Field(112, ge=16, le=1024, description="input size in pixels (112: the size the embedded default is drawn at, common for face crops); unset (--image-size none): each model's native size")

@@ -2,7 +2,7 @@
 
 An ensemble is an entry like any other: it ends as a :class:`RunResult` with a predictions file
 at ``<runs>/<track>/<entry folder>/seed<k>.json``, so the leaderboard, ``compare`` and
-``predict`` treat it exactly as a trained entry. Members are read from the files the protocol
+``predict`` treat it exactly as a trained entry. Members are read from the files the runner
 wrote (``seed<k>.predictions.npz`` holds validation ids, probabilities and labels), so no data,
 model or cache is needed to ensemble.
 
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 
 from abawbench.errors import ConfigError, DataFormatError
@@ -30,6 +29,8 @@ from abawbench.results import (
     EntrySpecModel,
     RunResult,
     entry_dir,
+    git_commit,
+    package_versions,
     read_prediction_labels,
     read_predictions,
     read_result,
@@ -186,7 +187,6 @@ def run_ensemble(
 ) -> tuple[Path, RunResult]:
     """Ensemble ``member_entries`` (their ``seed`` runs) and write the result; returns its path."""
     from abawbench.evaluation import score_with_intervals, tuned_threshold_report
-    from abawbench.protocol import git_commit, package_versions
 
     started = time.perf_counter()
     options = dict(options or {})

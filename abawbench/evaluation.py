@@ -1,5 +1,6 @@
-"""Scoring predictions for a result file: official scores, bootstrap intervals, tuned AU
-thresholds. Pure functions over predictions and labels; the track does the scoring."""
+"""Scoring predictions for a result file: official scores, bootstrap intervals, thresholds of
+multilabel tasks tuned on validation. Pure functions over predictions and labels; the track
+does the scoring."""
 
 from __future__ import annotations
 

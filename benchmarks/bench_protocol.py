@@ -51,11 +51,13 @@ def main() -> None:
     from abawbench.features.pixel_packs import PixelPackStore
     from abawbench.config import load_config
     from abawbench.device import autocast_context, prepare_batch, prepare_module, resolve_device
-    from abawbench.heads import TaskHeads
+    from abawbench.features.extract import decoded_batches, eval_transform, extract_features
     from abawbench.plugins import load_plugins
-    from abawbench.protocol import (Runner, decoded_batches, eval_transform, extract_features, labels_as_tensors,
-                                    loss_context, prepare_data)
+    from abawbench.run.features import RunFeatures
+    from abawbench.run.plan import prepare_data
     from abawbench.specs import ModelOptions
+    from abawbench.training.heads import TaskHeads
+    from abawbench.training.loop import labels_as_tensors, loss_context
 
     torch.manual_seed(0)
     host = load_plugins(strict=True)
@@ -66,11 +68,11 @@ def main() -> None:
                                 "cache_dir": work / "cache", "device": args.device,
                                 "protocol": {"epochs": args.epochs, "image_size": args.image_size,
                                              "batch_size": args.batch_size, "bootstrap": 0}})
-    runner = Runner(config, host=host, progress=False)
-    runner.data = prepare_data(host, config, runner.track, runner.cache_root)
+    track = host.tracks.get(config.track)
+    data = prepare_data(host, config, track, work / "cache")
     backbone = host.models.get(args.model).build(ModelOptions(image_size=args.image_size, extra={"seed": 0}))
     backbone.module.eval()
-    train = runner.data.splits["train"]
+    train = data.splits["train"]
     device = resolve_device(args.device)
 
     def sync() -> None:
@@ -156,7 +158,6 @@ def main() -> None:
         return
 
     # 2. cached linear probe vs recompute-every-epoch probe (same head, same epochs)
-    track = runner.track
     loss_fn = host.losses.get(track.default_loss).build(track, loss_context(track, train.labels, {}))
     targets = labels_as_tensors(train.labels)
 
@@ -170,7 +171,8 @@ def main() -> None:
             optimiser.step()
 
     t0 = time.perf_counter()  # the protocol's own path: key, miss, extraction, HDF5 write, read
-    features = torch.from_numpy(runner.features(args.model, "train"))
+    run_features = RunFeatures(host, config, data.splits, device, work / "cache", progress=False)
+    features = torch.from_numpy(run_features.features(args.model, "train"))
     heads = TaskHeads(backbone.feature_dim, track.tasks)
     optimiser = torch.optim.AdamW(heads.parameters(), lr=1e-3)
     for _ in range(args.epochs):

@@ -20,7 +20,7 @@ CACHE_ROWS, CACHE_DIM = 20_000, 512
 def host():
     from abawbench.plugins import load_plugins
 
-    return load_plugins(strict=True, allowed={"tracks", "losses"})
+    return load_plugins(strict=True, allowed={"builtin.tracks", "builtin.losses"})
 
 
 # --------------------------------------------------------------------------- cache read
@@ -89,7 +89,7 @@ def image_index(tmp_path_factory):
 
 
 def test_extract_256_images_64px(benchmark, image_index):
-    from abawbench.protocol import extract_features
+    from abawbench.features.extract import extract_features
     from abawbench.specs import Backbone
 
     torch.manual_seed(0)
@@ -113,9 +113,9 @@ def test_train_linear_heads_lsd_2k(benchmark, host):
     from abawbench.config import ProtocolConfig
     from abawbench.data.index import SampleIndex
     from abawbench.labels import TaskLabels
-    from abawbench.protocol import loss_context, train_heads
-    from abawbench.heads import TaskHeads
-    from abawbench.results import EntrySpecModel
+    from abawbench.training.heads import TaskHeads
+    from abawbench.training.loop import loss_context, train_network
+    from abawbench.training.probe import FeatureFeed
 
     lsd = host.tracks.get("lsd")
     gen = np.random.default_rng(0)
@@ -128,14 +128,14 @@ def test_train_linear_heads_lsd_2k(benchmark, host):
         splits[split] = SampleIndex(root=Path("."), track="lsd", split=split, paths=[f"{i}" for i in range(rows)],
                                     labels={"expr": TaskLabels(classes.astype(np.int64), np.ones(rows, bool))},
                                     fingerprint=split)
-    entry = EntrySpecModel(model="bench", loss="cross-entropy",
-                           protocol=ProtocolConfig(epochs=3, batch_size=128, lr=1e-2, bootstrap=0))
+    protocol = ProtocolConfig(epochs=3, batch_size=128, lr=1e-2, bootstrap=0)
     loss = host.losses.get("cross-entropy").build(lsd, loss_context(lsd, splits["train"].labels, {}))
 
     def train():
         torch.manual_seed(0)
         heads = TaskHeads(128, lsd.tasks, kind="linear")
-        return train_heads(heads, features, splits, lsd, loss, entry, seed=0, progress=False)
+        feed = FeatureFeed(features, splits, lsd.tasks, protocol.batch_size, seed=0)
+        return train_network(heads, feed, lsd, loss, protocol, progress=False)
 
     outcome = benchmark.pedantic(train, rounds=3, iterations=1)
     assert lsd.score(outcome.validation, splits["validation"].labels).primary > 0.6

@@ -298,7 +298,7 @@ def test_protocol_entries_and_fused_features_ensemble_and_rank(tmp_path, tiny_ho
     """A real run (backbone 'tiny' and the fused-feature model 'tiny+tiny'), then a
     prediction-level ensemble of the two entries, all ranked in one section."""
     from abawbench.config import load_config
-    from abawbench.protocol import Runner
+    from abawbench.run.runner import Runner
     from abawbench.results import iter_results
 
     tree = tiny_host.datasets.get("synthface").generate("lsd", tmp_path / "tree", 36, 5)

@@ -15,7 +15,7 @@ import torch
 from abawbench import cli
 from abawbench.plugins import load_plugins
 from abawbench.features.preprocess import Preprocessing
-from abawbench.protocol import Runner
+from abawbench.run.runner import Runner
 from abawbench.specs import ModelOptions
 
 from test_protocol import _config, extract_into_sink, lsd_tree, mtl_tree, tiny_host, train_split  # noqa: F401 (fixtures)

@@ -18,8 +18,9 @@ from abawbench.config import load_config
 from abawbench.errors import ConfigError
 from abawbench.labels import TaskSpec
 from abawbench.plugins import load_plugins, set_host
-from abawbench.protocol import Runner
+from abawbench.run.runner import Runner
 from abawbench.specs import LossContext, ModelOptions, ReadOptions
+from abawbench.training.augmentation import resolve_augmentation
 from abawbench_builtins.abaw4.layout import LSD_FOLDERS
 from abawbench_builtins.abaw4.reader import read_split
 
@@ -99,8 +100,8 @@ def test_dln_shapes_and_gradients_reach_only_the_trained_copy(host):
 
 
 def test_dln_frozen_copy_stays_frozen_through_training(host):
-    from abawbench.heads import BackboneWithHeads, TaskHeads
-    from abawbench.protocol import make_optimizer
+    from abawbench.training.heads import BackboneWithHeads, TaskHeads
+    from abawbench.training.loop import make_optimizer
 
     track = host.tracks.get("lsd")
     backbone = host.models.get("dln:resnet10t").build(SMALL)
@@ -162,6 +163,28 @@ def test_hust_ant_mtl_loss_refuses_options(host):
     with pytest.raises(ConfigError, match="no options"):
         host.losses.get("hust-ant-mtl").build(host.tracks.get("lsd"), LossContext(
             class_counts={"expr": np.ones(6)}, options={"label_smoothing": 0.2}))
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def test_paper_augmentation_is_the_plugins_and_keeps_the_image_size(host):
+    assert host.augmentations.entry("paper").plugin == "builtin.hust_ant"
+    base = lambda image: torch.from_numpy(np.asarray(image).transpose(2, 0, 1).copy())  # noqa: E731
+    augment = resolve_augmentation("paper", host.augmentations)(base)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8))
+    torch.manual_seed(3)
+    first = augment(image)
+    torch.manual_seed(3)
+    assert first.shape == (3, 40, 30) and torch.equal(augment(image), first)  # seeded: reproducible
+    assert any(not torch.equal(augment(image), first) for _ in range(5))  # but random
+
+
+def test_unknown_augmentation_is_refused_with_close_names(host):
+    from abawbench.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="did you mean 'paper'"):
+        resolve_augmentation("papr", host.augmentations)
 
 
 # --------------------------------------------------------------------------- oversampling
@@ -253,6 +276,7 @@ def test_configuration_is_valid_and_names_registered_things(host, path):
         host.models.get(model)
     for loss in config.losses:
         host.losses.get(loss)
+    resolve_augmentation(config.protocol.augmentation, host.augmentations)
     if config.dataset:
         assert track.name in host.datasets.get(config.dataset).tracks
     if any(m.startswith(("smm-", "dln:")) for m in config.models):

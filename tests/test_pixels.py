@@ -12,14 +12,16 @@ import pytest
 import torch
 from filelock import FileLock
 
+import abawbench.features.extract
 import abawbench.features.preprocess
-import abawbench.protocol
+import abawbench.training.finetune
 from abawbench.errors import CacheError
 from abawbench.features.cached import CachedFeatures
 from abawbench.features.entry import EntryWriter
 from abawbench.features.pixel_packs import PixelPackStore, pack_key, with_pixel_pack
 from abawbench.features.store import FeatureCache
-from abawbench.protocol import Runner, prepare_data
+from abawbench.run.plan import prepare_data
+from abawbench.run.runner import Runner
 from abawbench.specs import ModelOptions
 
 from test_cache import data_offset, flip_byte
@@ -51,7 +53,7 @@ def count_decodes(monkeypatch) -> list[int]:
         calls[0] += 1
         return real(path)
 
-    monkeypatch.setattr(abawbench.protocol, "load_image", counting)
+    monkeypatch.setattr(abawbench.features.extract, "load_image", counting)
     return calls
 
 
@@ -223,7 +225,7 @@ def test_finetune_with_pixel_cache_decodes_validation_once_and_predicts_the_same
                        protocol={"name": "finetune", "epochs": 3, "batch_size": 16, "bootstrap": 0,
                                  "augmentation": "flip", "pixel_cache": pixel_cache})
 
-    real_predict = abawbench.protocol.predict_images
+    real_predict = abawbench.training.finetune.predict_images
     calls: dict[str, list] = {"plain": [], "packed": []}
 
     def run(name, pixel_cache):
@@ -232,7 +234,7 @@ def test_finetune_with_pixel_cache_decodes_validation_once_and_predicts_the_same
             calls[name].append({task: value.clone() for task, value in out.items()})
             return out
 
-        monkeypatch.setattr(abawbench.protocol, "predict_images", recording)
+        monkeypatch.setattr(abawbench.training.finetune, "predict_images", recording)
         return Runner(finetune_config(name, pixel_cache), host=tiny_host, progress=False).run().results[0]
 
     plain = run("plain", False)

@@ -12,7 +12,9 @@ import pytest
 from abawbench import cli
 from abawbench.config import load_config
 from abawbench.plugins import load_plugins, set_host
-from abawbench.protocol import Runner, extract_features, prepare_data
+from abawbench.features.extract import extract_features
+from abawbench.run.plan import prepare_data
+from abawbench.run.runner import Runner
 from abawbench.results import read_result
 
 from plugin_helpers import make_module
@@ -26,11 +28,17 @@ from abawbench.specs import Backbone, ModelSpec
 CONFIG = {"input_size": [3, 32, 32], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
           "interpolation": "bilinear", "crop_pct": 1.0}
 
+FORWARD_PASSES = [0]
+
+def count_forward(module, inputs):
+    FORWARD_PASSES[0] += 1
+
 def build_tiny(options):
     torch.manual_seed(int(options.extra.get("seed", 0)))
     module = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
                            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
                            nn.AdaptiveAvgPool2d(2), nn.Flatten())
+    module.register_forward_pre_hook(count_forward)
     return Backbone(name="tiny", module=module, feature_dim=64, data_config=dict(CONFIG),
                     weights_digest="random:tiny:seed0")
 
@@ -113,15 +121,12 @@ def test_linear_probe_writes_complete_result(tmp_path, lsd_tree, tiny_host):
     assert on_disk == result
 
 
-def test_second_run_hits_cache_and_is_identical(tmp_path, lsd_tree, tiny_host, monkeypatch):
+def test_second_run_hits_cache_and_is_identical(tmp_path, lsd_tree, tiny_host):
     first = Runner(_config(tmp_path, lsd_tree, output=tmp_path / "a"), host=tiny_host, progress=False).run()
-    import abawbench.protocol as protocol
-
-    def must_not_extract(*args, **kwargs):
-        raise AssertionError("features should come from the cache")
-
-    monkeypatch.setattr(protocol, "extract_features", must_not_extract)
+    counter = tiny_host.pm.get_plugin("tiny-models").FORWARD_PASSES  # the tiny backbone's forward passes
+    before = counter[0]
     second = Runner(_config(tmp_path, lsd_tree, output=tmp_path / "b"), host=tiny_host, progress=False).run()
+    assert counter[0] == before, "features should come from the cache, not from the backbone"
     a, b = first.results[0], second.results[0]
     assert b.status == "completed", b.error
     assert a.primary == b.primary and a.per_class == b.per_class and a.cache_keys == b.cache_keys
@@ -129,9 +134,7 @@ def test_second_run_hits_cache_and_is_identical(tmp_path, lsd_tree, tiny_host, m
 
 def test_resume_skips_completed_entries(tmp_path, lsd_tree, tiny_host, monkeypatch):
     config = _config(tmp_path, lsd_tree, seeds=[0, 1])
-    import abawbench.protocol as protocol
-
-    real = protocol.Runner.run_entry
+    real = Runner.run_entry
     calls = []
 
     def crash_on_second(self, entry, seed):
@@ -140,10 +143,10 @@ def test_resume_skips_completed_entries(tmp_path, lsd_tree, tiny_host, monkeypat
             raise KeyboardInterrupt
         return real(self, entry, seed)
 
-    monkeypatch.setattr(protocol.Runner, "run_entry", crash_on_second)
+    monkeypatch.setattr(Runner, "run_entry", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         Runner(config, host=tiny_host, progress=False).run()
-    monkeypatch.setattr(protocol.Runner, "run_entry", real)
+    monkeypatch.setattr(Runner, "run_entry", real)
     summary = Runner(config, host=tiny_host, progress=False).run()
     assert summary.skipped == [f"{summary.results[0].entry} seed 0"]
     assert [r.seed for r in summary.results] == [1]
@@ -219,11 +222,14 @@ def test_finetune_runs_and_is_deterministic(tmp_path, lsd_tree, tiny_host):
 
 
 def test_fused_feature_ensemble_concatenates_cached_features(tmp_path, lsd_tree, tiny_host):
+    from abawbench.results import read_weights
+
     config = _config(tmp_path, lsd_tree, models=["tiny+tiny"], protocol={"epochs": 2, "bootstrap": 0})
-    runner = Runner(config, host=tiny_host, progress=False)
-    [result] = runner.run().results
+    [result] = Runner(config, host=tiny_host, progress=False).run().results
     assert result.status == "completed", result.error
-    assert runner._features[("tiny+tiny", "train")].shape[1] == 128
+    state = read_weights(tmp_path / "runs" / "lsd" / result.entry / result.weights_file)
+    assert state["feature_mean"].shape[1] == 128  # one head on both backbones' 64 features
+    assert {"train:tiny", "validation:tiny"} <= set(result.cache_keys)
 
 
 def test_unknown_model_is_a_usage_error_with_suggestion(tmp_path, lsd_tree, tiny_host, capsys):
@@ -241,3 +247,13 @@ def test_extraction_with_loader_workers_equals_in_process(lsd_tree, tiny_host, t
     backbone = tiny_host.models.get("tiny").build(ModelOptions(extra={"seed": 0}))
     features = [extract_into_sink(backbone, train, batch_size=16, num_workers=workers) for workers in (0, 2)]
     assert np.isfinite(features[0]).all() and np.array_equal(features[0], features[1])
+
+
+def test_unknown_augmentation_fails_before_training_with_suggestion(tmp_path, lsd_tree, tiny_host, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('[protocol]\nname = "finetune"\naugmentation = "papr"\n')
+    code = cli.main(["run", "--config", str(config), "--data", str(lsd_tree), "--models", "tiny",
+                     "--output", str(tmp_path / "runs"), "--no-progress"])
+    assert code == 2
+    assert "did you mean 'paper'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # refused before any entry ran

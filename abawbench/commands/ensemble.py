@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--track", required=True, help="track: lsd or mtl")
+    parser.add_argument("--track", required=True, help="track name (see 'abawbench list tracks')")
     parser.add_argument("--method", required=True, help="ensemble method (see 'abawbench list ensembles')")
     parser.add_argument("--members", required=True,
                         help="comma-separated entries (folder names under RUNS/TRACK, or their entry names)")

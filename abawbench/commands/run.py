@@ -48,7 +48,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def handle(args) -> int:
-    from abawbench.protocol import Runner
+    from abawbench.run.runner import Runner
 
     config = config_from_args(args)
     runner = Runner(config, progress=not args.no_progress)
@@ -60,7 +60,7 @@ def handle(args) -> int:
 def render_summary(track, config, summary) -> str:
     from tabulate import tabulate
 
-    from abawbench.protocol import mean_std
+    from abawbench.run.runner import mean_std
 
     folder = Path(config.output) / track.name
     by_entry: dict[str, list] = {}

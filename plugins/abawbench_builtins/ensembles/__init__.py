@@ -3,7 +3,7 @@
 ``mean-prob``, ``weighted-prob`` and ``majority-vote`` combine the probabilities that finished
 runs saved beside their result files (``abawbench ensemble``). The feature-vector ensemble
 (one head on several backbones' fused features, model name ``a+b``) is not here: it trains a
-new head, so it is part of the protocol (:mod:`abawbench.protocol`).
+new head, so it is part of the run (:mod:`abawbench.run.features`).
 """
 
 from __future__ import annotations

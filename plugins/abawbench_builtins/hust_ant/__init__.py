@@ -7,7 +7,8 @@ Registers, lazily (nothing heavy is imported until a model is built):
   ``smm-emotionnet-featavg:<timm arch>`` (any timm CNN cut at stride 16: small ones for CPUs),
   and ``dln:<timm arch>`` (deviation learning network);
 - datasets ``synthface-oversampled`` and ``abaw4-oversampled`` (RandAugment oversampling);
-- loss ``hust-ant-mtl``.
+- loss ``hust-ant-mtl``;
+- augmentation ``paper`` (the seed paper's training transform, for fine-tuning).
 
 Label smoothing and class weights are the losses plugin's presets; the four-backbone ensemble
 is the ensembles plugin's ``mean-prob``; configurations live in ``configs/`` (see README.md).
@@ -87,5 +88,12 @@ def abawbench_register_datasets(register: Callable) -> None:
 @hookimpl
 def abawbench_register_losses(register: Callable) -> None:
     from abawbench_builtins.hust_ant.loss import SPEC
+
+    register(SPEC)
+
+
+@hookimpl
+def abawbench_register_augmentations(register: Callable) -> None:
+    from abawbench_builtins.hust_ant.augmentation import SPEC
 
     register(SPEC)

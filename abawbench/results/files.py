@@ -1,0 +1,142 @@
+"""Result and prediction files: where they live under the output folder, and reading and
+writing them.
+
+Layout under the output folder::
+
+    <output>/<track>/<entry>/seed<k>.json              RunResult (:mod:`abawbench.results.schema`)
+    <output>/<track>/<entry>/seed<k>.predictions.npz   validation (and test) probabilities
+    <output>/<track>/<entry>/seed<k>.head.pt           trained weights, for ``abawbench predict``
+
+Every file is written through :mod:`abawbench.atomic`, so a crash never leaves a result that
+looks complete. Tables (leaderboards) are views of these files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+from pydantic import ValidationError
+
+from abawbench.atomic import atomic_write_bytes
+from abawbench.errors import DataFormatError
+from abawbench.results.schema import RunResult
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from abawbench.labels import TaskLabels
+
+
+def entry_dir(output: Path, track: str, entry_id: str) -> Path:
+    return Path(output) / track / entry_id
+
+
+def result_path(output: Path, track: str, entry_id: str, seed: int) -> Path:
+    return entry_dir(output, track, entry_id) / f"seed{seed}.json"
+
+
+def write_result(path: Path, result: RunResult) -> None:
+    atomic_write_bytes(path, result.model_dump_json(indent=2).encode("utf-8"))
+
+
+def read_result(path: Path) -> RunResult:
+    """Parse one result file; a malformed file is a DataFormatError naming it."""
+    try:
+        return RunResult.model_validate_json(Path(path).read_bytes())
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise DataFormatError(f"{path}: not a valid result file: {problems}") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataFormatError(f"{path}: cannot read result file: {exc}") from None
+
+
+def iter_results(folder: Path, track: str | None = None) -> Iterator[tuple[Path, RunResult]]:
+    """Every result file below ``folder`` (optionally only one track), in a stable order."""
+    for path in sorted(Path(folder).rglob("seed*.json")):
+        result = read_result(path)
+        if track is None or result.track == track:
+            yield path, result
+
+
+def write_weights(path: Path, state: Mapping[str, Any]) -> None:
+    """Store a trained entry's state (tensors and plain values, see :mod:`abawbench.training`)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_weights(path: Path) -> dict[str, Any]:
+    """A state written by :func:`write_weights`; tensors and plain values only, so loading runs no code."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --------------------------------------------------------------------------- predictions files
+#
+# ``seed<k>.predictions.npz`` layout, written by the runner and by ensembles alike:
+#   <split>/ids                      sample ids (image paths relative to the data root), per split
+#   <split>/<task>                   probabilities (multiclass, multilabel) or values (regression)
+#   validation/labels/<task>/values  validation labels, so ensembles fit and score without data
+#   validation/labels/<task>/mask
+
+
+def write_predictions(
+    path: Path,
+    ids: Mapping[str, Sequence[str]],
+    predictions: Mapping[str, Mapping[str, Any]],
+    labels: Mapping[str, "TaskLabels"],
+) -> None:
+    """Store per-split predictions (numpy arrays or tensors) and validation labels atomically."""
+    import numpy as np
+
+    arrays: dict[str, np.ndarray] = {}
+    for split, split_predictions in predictions.items():
+        arrays[f"{split}/ids"] = np.asarray(list(ids[split]))
+        for task, values in split_predictions.items():
+            array = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+            arrays[f"{split}/{task}"] = array
+    for task, column in labels.items():
+        arrays[f"validation/labels/{task}/values"] = column.values
+        arrays[f"validation/labels/{task}/mask"] = column.mask
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_predictions(path: Path, split: str) -> tuple[list[str], dict[str, "np.ndarray"]] | None:
+    """``(ids, task -> array)`` of one split, or None when the file holds no such split."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as archive:
+        if f"{split}/ids" not in archive.files:
+            return None
+        ids = [str(name) for name in archive[f"{split}/ids"]]
+        preds = {key.split("/", 1)[1]: archive[key] for key in archive.files
+                 if key.startswith(f"{split}/") and key.count("/") == 1 and not key.endswith("/ids")}
+    return ids, preds
+
+
+def read_prediction_labels(path: Path) -> dict[str, "TaskLabels"]:
+    """Validation labels stored beside the predictions."""
+    import numpy as np
+
+    from abawbench.labels import TaskLabels
+
+    with np.load(path, allow_pickle=False) as archive:
+        tasks = sorted({key.split("/")[2] for key in archive.files if key.startswith("validation/labels/")})
+        try:
+            return {
+                task: TaskLabels(values=archive[f"validation/labels/{task}/values"],
+                                 mask=archive[f"validation/labels/{task}/mask"].astype(bool))
+                for task in tasks
+            }
+        except KeyError as exc:
+            raise DataFormatError(f"{path}: incomplete stored labels: {exc}") from None

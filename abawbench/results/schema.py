@@ -1,0 +1,140 @@
+"""The result schema: what one (entry, seed) run measured, as pydantic models serialised to JSON.
+
+A result file is data that outlives the code that wrote it: it records the run's settings as
+plain values (:class:`ProtocolRecord`), not as the current configuration model, so a result
+stays readable when the configuration gains, renames or narrows a setting, and nothing
+downstream of results (boards, ensembles, predict) needs the configuration to read one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+RESULT_SCHEMA_VERSION = 1
+
+
+class ScoreWithInterval(BaseModel):
+    """A score and its bootstrap confidence interval (None when bootstrapping was off)."""
+
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+NO_EFFECT_SETTINGS = ("num_workers", "pixel_cache")
+"""Protocol settings about how images are loaded, which change neither a score nor an interval,
+with one exception: fine-tuning's augmentation draws its random numbers in the DataLoader
+workers when there are any, so there the worker count matters (:meth:`EntrySpecModel.same_run_as`)."""
+
+
+class ProtocolRecord(BaseModel):
+    """The protocol settings a run used, as recorded: ``name`` and ``head`` name the entry,
+    every other setting is kept as the value it had (read as an attribute, e.g. ``.epochs``).
+
+    Why not the configuration's own model: a record must accept whatever an older or newer
+    configuration wrote, and results must not depend on the configuration module."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    head: str
+
+
+class EntrySpecModel(BaseModel):
+    """What defines an entry on a leaderboard: the same entry across seeds shares this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    loss: str
+    protocol: ProtocolRecord
+    weights: str = "random"
+    loss_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _settings_as_plain_data(cls, value: Any) -> Any:
+        """Accept a configuration's protocol model as well as a mapping: recorded as JSON values."""
+        if isinstance(value, BaseModel) and not isinstance(value, ProtocolRecord):
+            return value.model_dump(mode="json")
+        return value
+
+    @property
+    def settings_digest(self) -> str:
+        """A short digest of the settings that make an entry (not the worker count, the
+        bootstrap size or the pixel cache: entries that differ only there share a leaderboard
+        row), so two configurations never share an entry."""
+        settings = self.model_dump(mode="json")
+        for setting in (*NO_EFFECT_SETTINGS, "bootstrap"):
+            settings["protocol"].pop(setting, None)
+        canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:8]
+
+    def same_run_as(self, other: "EntrySpecModel") -> bool:
+        """Whether ``other`` gives the same result file, so that a completed run is reused:
+        equal but for :data:`NO_EFFECT_SETTINGS` (the worker count only outside fine-tuning,
+        whose augmentation draws its random numbers in the workers when there are any)."""
+        return self._settings_that_matter() == other._settings_that_matter()
+
+    def _settings_that_matter(self) -> dict[str, Any]:
+        settings = self.model_dump(mode="json")
+        for setting in NO_EFFECT_SETTINGS:
+            if setting == "num_workers" and self.protocol.name == "finetune":
+                continue
+            settings["protocol"].pop(setting, None)
+        return settings
+
+    @property
+    def entry_id(self) -> str:
+        """Folder-safe and readable (model, protocol, head, loss), made unique per
+        configuration by the settings digest."""
+        raw = f"{self.model}__{self.protocol.name}-{self.protocol.head}__{self.loss}__{self.settings_digest}"
+        return re.sub(r"[^A-Za-z0-9_.+-]", "-", raw)
+
+
+class RunResult(BaseModel):
+    """One (entry, seed) run: its scores, provenance and timings."""
+
+    schema_version: int = RESULT_SCHEMA_VERSION
+    status: Literal["completed", "failed"]
+    error: str | None = None
+    track: str
+    entry: str
+    spec: EntrySpecModel
+    seed: int
+    primary_metric: str
+    primary: ScoreWithInterval | None = None
+    sub_scores: dict[str, ScoreWithInterval] = Field(default_factory=dict)
+    per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
+    confusion: dict[str, list[list[int]]] = Field(default_factory=dict)
+    tuned: dict[str, Any] = Field(
+        default_factory=dict,
+        description="scores at thresholds tuned on validation, reported beside the fixed ones",
+    )
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    dataset: str
+    data_root: str
+    dataset_fingerprints: dict[str, str] = Field(default_factory=dict)
+    split_sizes: dict[str, int] = Field(default_factory=dict)
+    cache_keys: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    git_commit: str | None = None
+    device: str = "cpu"
+    timings: dict[str, float] = Field(default_factory=dict)
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    predictions_file: str | None = None
+    weights_file: str | None = None
+
+
+def without_settings_digest(entry_id: str) -> str:
+    """The readable part of an entry id (``model__protocol-head__loss``); in an ensemble's
+    name, every member's digest goes."""
+    return re.sub(r"__[0-9a-f]{8}(?![0-9A-Za-z_])", "", entry_id)

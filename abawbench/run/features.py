@@ -1,0 +1,116 @@
+"""Backbones and their features for the prepared splits of a run.
+
+A run (and ``abawbench predict`` when it recomputes a probe's predictions) asks for the
+features of a model on a split; they come from memory, else the HDF5 feature cache, else they
+are extracted and cached. A model named ``a+b`` is a feature-level ensemble: one head on the
+fused (concatenated or averaged) cached features of backbones ``a`` and ``b``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from abawbench.features.key import CacheKey
+from abawbench.features.pixel_packs import PixelPackStore
+from abawbench.features.store import FeatureCache
+from abawbench.config import RunConfig
+from abawbench.data.index import SampleIndex
+from abawbench.errors import ConfigError
+from abawbench.features.extract import extract_features, precision_of
+from abawbench.plugins import PluginHost
+from abawbench.results.provenance import package_versions
+from abawbench.specs import Backbone, ModelOptions
+
+BACKBONE_SEED = 0
+"""Random-init backbones are part of the model definition, not of the run seed: every seed of
+an entry trains on the same backbone (and the same cached features)."""
+
+FUSION_SEPARATOR = "+"
+"""``a+b``: one head on the fused cached features of backbones ``a`` and ``b``."""
+
+
+def build_backbone(host: PluginHost, model: str, weights: str, image_size: int | None) -> Backbone:
+    """A fresh backbone of ``model`` as every run builds it (random weights from :data:`BACKBONE_SEED`)."""
+    options = ModelOptions(weights=weights, image_size=image_size, extra={"seed": BACKBONE_SEED})
+    return host.models.get(model).build(options)
+
+
+def weights_identity(backbone: Backbone) -> str:
+    """The weights digest, plus the library versions when the weights are a random init
+    (the same seed may give other weights under another torch or timm)."""
+    if not backbone.weights_digest.startswith("random:"):
+        return backbone.weights_digest
+    versions = package_versions()
+    return f"{backbone.weights_digest}|torch-{versions.get('torch')}|timm-{versions.get('timm')}"
+
+
+class RunFeatures:
+    """Features of every model a run uses on its splits; backbones and features are built once
+    and shared by all the entries and seeds that use them."""
+
+    def __init__(self, host: PluginHost, config: RunConfig, splits: Mapping[str, SampleIndex],
+                 device: torch.device, cache_root: Path, *, progress: bool = True) -> None:
+        self.host = host
+        self.config = config
+        self.splits = splits
+        self.device = device
+        self.feature_cache = FeatureCache(cache_root)
+        self.pixel_packs = PixelPackStore(cache_root)
+        self.progress = progress
+        self._backbones: dict[str, Backbone] = {}
+        self._features: dict[tuple[str, str], np.ndarray] = {}
+        self._cache_keys: dict[tuple[str, str], str] = {}
+
+    def backbone(self, name: str) -> Backbone:
+        """The frozen (eval-mode) backbone of model ``name``, built on first use."""
+        if name not in self._backbones:
+            backbone = build_backbone(self.host, name, self.config.weights, self.config.protocol.image_size)
+            backbone.module.eval()
+            self._backbones[name] = backbone
+        return self._backbones[name]
+
+    def features(self, model: str, split: str) -> np.ndarray:
+        """Features of a split, from memory, else the HDF5 cache, else extracted (and cached)."""
+        if (model, split) in self._features:
+            return self._features[(model, split)]
+        if FUSION_SEPARATOR in model:
+            return self._fused_features(model, split)
+        protocol = self.config.protocol
+        backbone = self.backbone(model)
+        index = self.splits[split]
+        key = CacheKey(backbone=backbone.name, weights_digest=weights_identity(backbone),
+                       preprocessing=backbone.data_config | {"precision": precision_of(self.device)},
+                       dataset_fingerprint=index.fingerprint, split=split)
+        array = self.feature_cache.get_or_create(
+            key, sample_ids=index.paths, row_dim=backbone.feature_dim,
+            produce=lambda writer: extract_features(
+                backbone, index, self.device, writer.write, batch_size=protocol.batch_size,
+                num_workers=protocol.num_workers, progress=self.progress, desc=f"extract {model} {split}",
+                pixel_pack=(self.pixel_packs, split) if protocol.pixel_cache else None),
+        ).read()
+        self._cache_keys[(model, split)] = key.digest()
+        self._features[(model, split)] = array
+        return array
+
+    def cache_keys(self, model: str) -> dict[str, str]:
+        """The feature cache keys ``model``'s features came from, per split (per split and part
+        for a fused model), for the result file."""
+        return {split: key for (name, split), key in self._cache_keys.items() if name == model}
+
+    def _fused_features(self, model: str, split: str) -> np.ndarray:
+        parts = [self.features(part, split) for part in model.split(FUSION_SEPARATOR)]
+        for part in model.split(FUSION_SEPARATOR):
+            self._cache_keys[(model, f"{split}:{part}")] = self._cache_keys[(part, split)]
+        if self.config.protocol.feature_fusion == "mean":
+            widths = {p.shape[1] for p in parts}
+            if len(widths) != 1:
+                raise ConfigError(f"feature_fusion 'mean' needs equal feature widths, {model!r} has {sorted(widths)}")
+            fused = np.mean(parts, axis=0)
+        else:
+            fused = np.concatenate(parts, axis=1)
+        self._features[(model, split)] = fused
+        return fused

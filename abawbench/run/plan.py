@@ -1,0 +1,115 @@
+"""What a run will do, decided before anything is trained: its entries, its dataset, its data.
+
+Every name in the configuration (models, losses, the augmentation) is looked up here, so a
+typo fails at once with close names instead of after an hour of training; the data is indexed
+here too (cheap), since whether a completed result can be reused depends on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from abawbench.features.key import default_cache_root
+from abawbench.config import RunConfig
+from abawbench.data.index import SampleIndex
+from abawbench.errors import ConfigError, DataFormatError
+from abawbench.plugins import PluginHost
+from abawbench.results.schema import EntrySpecModel
+from abawbench.run.features import FUSION_SEPARATOR
+from abawbench.specs import DatasetSpec, ReadOptions
+from abawbench.tracks import Track
+from abawbench.training.augmentation import resolve_augmentation
+
+log = logging.getLogger(__name__)
+
+LABELLED_SPLITS = ("train", "validation")
+
+
+@dataclass
+class PreparedData:
+    """The indexed splits of a run and where they came from (the dataset plugin, its root)."""
+
+    dataset: str
+    root: Path
+    splits: dict[str, SampleIndex]
+
+    def fingerprints(self) -> dict[str, str]:
+        return {split: index.fingerprint for split, index in self.splits.items()}
+
+
+def cache_root_of(config: RunConfig) -> Path:
+    """The cache folder of a run: the configured one, else the default."""
+    return Path(config.cache_dir) if config.cache_dir else default_cache_root()
+
+
+def plan_entries(host: PluginHost, config: RunConfig, track: Track) -> list[EntrySpecModel]:
+    """Every (model, loss) entry of the configuration, its names checked against the plugins."""
+    models = list(config.models) or [
+        e.name for e in host.models.entries() if getattr(e.item, "default_run", False)
+    ]
+    if not models:
+        raise ConfigError("no models given and no plugin proposes a default model; use --models")
+    losses = list(config.losses) or [track.default_loss]
+    for name in models:
+        for part in name.split(FUSION_SEPARATOR):
+            host.models.get(part)  # unknown names fail now, with suggestions
+        if FUSION_SEPARATOR in name and config.protocol.name != "linear-probe":
+            raise ConfigError(f"fused model {name!r} needs --protocol linear-probe (it reads cached features)")
+    for name in losses:
+        host.losses.get(name)
+    resolve_augmentation(config.protocol.augmentation, host.augmentations)
+    return [
+        EntrySpecModel(model=m, loss=l, protocol=config.protocol, weights=config.weights,
+                       loss_options=dict(config.loss_options.get(l, {})))
+        for m in models for l in losses
+    ]
+
+
+def choose_dataset(host: PluginHost, config: RunConfig, track: Track) -> DatasetSpec:
+    """The dataset plugin for this run: the configured one, else (with --data) the one that
+    reads data from a path, else the one that provides the embedded default."""
+    if config.dataset:
+        spec = host.datasets.get(config.dataset)
+        if track.name not in spec.tracks:
+            raise ConfigError(f"dataset {spec.name!r} does not serve track {track.name!r}")
+        return spec
+    candidates = [e.item for e in host.datasets.entries()
+                  if track.name in e.item.tracks and getattr(e.item, "auto_select", True)]
+    if config.data is not None:
+        pick = [s for s in candidates if s.default_root is None] or candidates
+        what = "reads data from a path"
+    else:
+        pick = [s for s in candidates if s.default_root is not None]
+        what = "provides an embedded default"
+    if len(pick) != 1:
+        names = ", ".join(s.name for s in pick) or "none"
+        raise ConfigError(
+            f"cannot choose a dataset for track {track.name!r}: datasets that {what}: {names}; "
+            "name one with --dataset"
+        )
+    return pick[0]
+
+
+def prepare_data(host: PluginHost, config: RunConfig, track: Track, cache_root: Path) -> PreparedData:
+    """Index the labelled splits (they must not be empty) and, when the data has one, the test split."""
+    spec = choose_dataset(host, config, track)
+    if config.data is not None:
+        root = Path(config.data)
+        if not root.is_dir():
+            raise ConfigError(f"--data {root}: not a folder")
+    elif spec.default_root is None:
+        raise ConfigError(f"dataset {spec.name!r} reads data from a path: pass --data")
+    else:
+        root = spec.default_root(track.name, cache_root)
+    options = ReadOptions(skip_bad=config.skip_bad, cache_dir=cache_root)
+    splits = {split: spec.read_split(root, track, split, options) for split in LABELLED_SPLITS}
+    try:
+        splits["test"] = spec.read_split(root, track, "test", options)
+    except (DataFormatError, FileNotFoundError) as exc:
+        log.warning("no usable test split (%s); predictions cover validation only", exc)
+    for split, index in splits.items():
+        if split in LABELLED_SPLITS and len(index) == 0:
+            raise DataFormatError(f"{root}: the {split} split is empty")
+    return PreparedData(dataset=spec.name, root=root, splits=splits)

@@ -1,0 +1,206 @@
+"""The run: every (entry, seed) of a configuration trained, scored and written as a result.
+
+``linear-probe``: the backbone is frozen, its features are extracted once per split into the
+HDF5 feature cache, and heads are trained on the cached features. ``finetune``: backbone and
+heads train end to end on images (no feature cache). Both train on ``train``, select the epoch
+on ``validation`` (which never sees training augmentation) and report validation scores.
+
+Every (entry, seed) ends as a result file, completed or failed; a re-run skips entries whose
+completed result matches the configuration, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from abawbench.features.pixel_packs import PixelPackStore
+from abawbench.config import RunConfig
+from abawbench.device import resolve_device, seed_everything
+from abawbench.errors import AbawbenchError
+from abawbench.evaluation import score_with_intervals, tuned_threshold_report
+from abawbench.plugins import PluginHost, get_host
+from abawbench.results import (
+    EntrySpecModel,
+    RunResult,
+    entry_dir,
+    git_commit,
+    package_versions,
+    read_result,
+    result_path,
+    write_predictions,
+    write_result,
+    write_weights,
+)
+from abawbench.run.features import RunFeatures, build_backbone
+from abawbench.run.plan import PreparedData, cache_root_of, plan_entries, prepare_data
+from abawbench.tracks import Track
+from abawbench.training.augmentation import resolve_augmentation
+from abawbench.training.finetune import finetune
+from abawbench.training.loop import Outcome, loss_context
+from abawbench.training.probe import train_linear_probe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """This run's results, and the completed ones it found and skipped (resume)."""
+
+    results: list[RunResult] = field(default_factory=list)
+    skipped_results: list[RunResult] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> list[str]:
+        return [f"{r.entry} seed {r.seed}" for r in self.skipped_results]
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+class Runner:
+    """Runs every (entry, seed) of a configuration; shares backbones and features between them."""
+
+    def __init__(self, config: RunConfig, host: PluginHost | None = None, progress: bool = True) -> None:
+        self.config = config
+        self.host = host or get_host()
+        self.track: Track = self.host.tracks.get(config.track)
+        self.device = resolve_device(config.device)
+        self.cache_root = cache_root_of(config)
+        self.progress = progress
+        self.data: PreparedData | None = None
+        self.features: RunFeatures | None = None
+
+    def entries(self) -> list[EntrySpecModel]:
+        return plan_entries(self.host, self.config, self.track)
+
+    def run(self) -> RunSummary:
+        entries = self.entries()
+        summary = RunSummary()
+        # The data is indexed first (cheap): a completed result only counts when it was measured
+        # on exactly this data (dataset plugin, fingerprints, bad-row policy).
+        self.data = prepare_data(self.host, self.config, self.track, self.cache_root)
+        self.features = RunFeatures(self.host, self.config, self.data.splits, self.device, self.cache_root,
+                                    progress=self.progress)
+        for seed in self.config.seeds:
+            for entry in entries:
+                previous = self._completed(entry, seed)
+                if previous is not None:
+                    summary.skipped_results.append(previous)
+                else:
+                    summary.results.append(self.run_entry(entry, seed))
+        return summary
+
+    def _completed(self, entry: EntrySpecModel, seed: int) -> RunResult | None:
+        """The completed result of (entry, seed) measured on this data, if there is one."""
+        assert self.data is not None
+        path = result_path(self.config.output, self.track.name, entry.entry_id, seed)
+        if not path.exists():
+            return None
+        try:
+            previous = read_result(path)
+        except AbawbenchError:
+            return None  # an unreadable result is redone, not trusted
+        same = (previous.status == "completed" and previous.spec.same_run_as(entry)
+                and previous.dataset == self.data.dataset
+                and previous.dataset_fingerprints == self.data.fingerprints()
+                and previous.config.get("skip_bad") == self.config.skip_bad)
+        return previous if same else None
+
+    def run_entry(self, entry: EntrySpecModel, seed: int) -> RunResult:
+        """Train, score and write one (entry, seed); a failure is recorded, not raised."""
+        assert self.data is not None and self.features is not None
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        base = dict(
+            track=self.track.name, entry=entry.entry_id, spec=entry, seed=seed,
+            primary_metric=self.track.primary_metric, dataset=self.data.dataset,
+            data_root=str(self.data.root), dataset_fingerprints=self.data.fingerprints(),
+            split_sizes={s: len(i) for s, i in self.data.splits.items()},
+            config=self.config.model_dump(mode="json"), versions=package_versions(), git_commit=git_commit(),
+            device=str(self.device),
+        )
+        out_dir = entry_dir(self.config.output, self.track.name, entry.entry_id)
+        try:
+            seed_everything(seed)
+            outcome = self._train(entry, seed, timings)
+            eval_start = time.perf_counter()
+            labels = self.data.splits["validation"].labels
+            score, primary, subs = score_with_intervals(
+                self.track, outcome.validation, labels,
+                n_resamples=self.config.protocol.bootstrap, seed=seed,
+            )
+            tuned = tuned_threshold_report(self.track, outcome.validation, labels)
+            predictions_file = out_dir / f"seed{seed}.predictions.npz"
+            weights_file = out_dir / f"seed{seed}.head.pt"
+            self._save_predictions(predictions_file, outcome)
+            write_weights(weights_file, outcome.state | {"spec": entry.model_dump(mode="json")})
+            timings["evaluate_s"] = time.perf_counter() - eval_start
+            timings["total_s"] = time.perf_counter() - started
+            result = RunResult(
+                status="completed", primary=primary, sub_scores=subs, per_class=score.per_class,
+                confusion=score.confusion, tuned=tuned, best_epoch=outcome.best_epoch,
+                epochs_run=outcome.epochs_run, cache_keys=self.features.cache_keys(entry.model),
+                timings=timings, predictions_file=predictions_file.name,
+                weights_file=weights_file.name, **base,
+            )
+        except Exception as exc:
+            # One entry failing (NaN loss, bad data, out of memory, a plugin's bug) must not stop
+            # the others; KeyboardInterrupt is not an Exception and still stops the run.
+            timings["total_s"] = time.perf_counter() - started
+            log.error("entry %s seed %s failed: %s", entry.entry_id, seed, exc)
+            result = RunResult(status="failed", error=f"{type(exc).__name__}: {exc}",
+                               timings=timings, **base)
+        write_result(result_path(self.config.output, self.track.name, entry.entry_id, seed), result)
+        return result
+
+    def _train(self, entry: EntrySpecModel, seed: int, timings: dict[str, float]) -> Outcome:
+        """The entry's protocol: heads on cached features, or the whole network on images."""
+        assert self.data is not None and self.features is not None
+        protocol = self.config.protocol
+        splits = self.data.splits
+
+        def make_loss() -> Any:
+            context = loss_context(self.track, splits["train"].labels, entry.loss_options)
+            return self.host.losses.get(entry.loss).build(self.track, context)
+
+        if protocol.name == "linear-probe":
+            t0 = time.perf_counter()
+            features = {split: self.features.features(entry.model, split) for split in splits}
+            timings["features_s"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            outcome = train_linear_probe(features, splits, self.track, make_loss, protocol, seed,
+                                         progress=self.progress, desc=f"train {entry.entry_id}")
+        else:
+            backbone = build_backbone(self.host, entry.model, self.config.weights, protocol.image_size)
+            augment = resolve_augmentation(protocol.augmentation, self.host.augmentations)
+            t1 = time.perf_counter()
+            outcome = finetune(backbone, splits, self.track, make_loss, protocol, seed, self.device, augment,
+                               pixel_cache=PixelPackStore(self.cache_root) if protocol.pixel_cache else None,
+                               progress=self.progress, desc=f"finetune {entry.entry_id}")
+        timings["train_s"] = time.perf_counter() - t1
+        return outcome
+
+    def _save_predictions(self, path: Path, outcome: Outcome) -> None:
+        assert self.data is not None
+        predictions = {"validation": outcome.validation} | ({"test": outcome.test} if outcome.test else {})
+        write_predictions(path, {split: self.data.splits[split].paths for split in predictions}, predictions,
+                          self.data.splits["validation"].labels)
+
+
+def run_config(config: RunConfig, host: PluginHost | None = None, progress: bool = True) -> RunSummary:
+    """Run a whole configuration (the ``abawbench run`` command without the printing)."""
+    return Runner(config, host=host, progress=progress).run()
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) of scores across seeds."""
+    array = np.asarray(list(values), dtype=np.float64)
+    spread = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return float(array.mean()), spread

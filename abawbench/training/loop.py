@@ -1,0 +1,153 @@
+"""The one training loop, for the linear probe and for fine-tuning alike.
+
+Both protocols train the same way: epochs of mini-batches under a cosine learning-rate
+schedule, a loss that must stay finite, a validation score after every epoch, early stopping,
+and the best validation epoch's weights and predictions kept. They differ only in what a batch
+is and how a split is predicted, which a :class:`TrainingFeed` supplies: cached feature rows
+for the probe (:mod:`abawbench.training.probe`), decoded and augmented images for fine-tuning
+(:mod:`abawbench.training.finetune`). One loop means a fix to selection or stopping reaches
+both protocols at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from abawbench.errors import RunFailedError
+from abawbench.labels import TaskLabels
+from abawbench.specs import LossContext, LossFunction
+from abawbench.tracks import Track
+
+if TYPE_CHECKING:
+    from abawbench.config import ProtocolConfig
+    from abawbench.data.index import SampleIndex
+
+Targets = dict[str, tuple[torch.Tensor, torch.Tensor]]
+"""Per task, ``(values, mask)`` of a batch's rows, as losses take them."""
+
+MakeLoss = Callable[[], LossFunction]
+"""Builds the entry's loss. Trainers call it after building their heads, so that a loss that
+draws random numbers when built draws them at the same point of the seeded stream every time."""
+
+
+@dataclass
+class Outcome:
+    """What training leaves: the best epoch's validation predictions, the test predictions of
+    its weights (None without a test split), and those weights (``state``)."""
+
+    validation: dict[str, torch.Tensor]
+    test: dict[str, torch.Tensor] | None
+    best_epoch: int
+    epochs_run: int
+    state: Any = None
+
+
+class TrainingFeed(Protocol):
+    """What one protocol gives the loop: its training batches and its way to predict a split."""
+
+    splits: Mapping[str, "SampleIndex"]
+
+    def training_batches(self, epoch: int) -> Iterable[tuple[Any, Targets]]:
+        """One epoch's ``(inputs, targets)`` batches, in the order they are trained on."""
+
+    def outputs(self, network: nn.Module, inputs: Any) -> dict[str, torch.Tensor]:
+        """Raw float outputs per task (what the loss takes) of ``network`` on a training batch."""
+
+    def predict(self, network: nn.Module, split: str) -> dict[str, torch.Tensor]:
+        """Probabilities per task of ``network`` (in eval mode) on every row of ``split``."""
+
+
+def labels_as_tensors(labels: Mapping[str, TaskLabels]) -> Targets:
+    """The ``(values, mask)`` tensors of every task's labels, for indexing batches out of."""
+    return {
+        task: (torch.from_numpy(np.ascontiguousarray(column.values)),
+               torch.from_numpy(np.ascontiguousarray(column.mask)))
+        for task, column in labels.items()
+    }
+
+
+def loss_context(track: Track, labels: Mapping[str, TaskLabels], options: Mapping[str, Any]) -> LossContext:
+    """Per-task class (or positive-label) counts on the training split, for class weights."""
+    return LossContext(class_counts=track.class_counts(labels), label_counts=track.label_counts(labels),
+                       options=options)
+
+
+def make_optimizer(parameters: Iterable[nn.Parameter], protocol: "ProtocolConfig") -> torch.optim.Optimizer:
+    """The configured optimiser over the trainable parameters (frozen ones are left out, so a
+    partly frozen network, e.g. DLN's reference copy, stays frozen)."""
+    params = [p for p in parameters if p.requires_grad]
+    if protocol.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=protocol.lr, momentum=0.9, weight_decay=protocol.weight_decay)
+    if protocol.optimizer == "adam":
+        return torch.optim.Adam(params, lr=protocol.lr, weight_decay=protocol.weight_decay)
+    return torch.optim.AdamW(params, lr=protocol.lr, weight_decay=protocol.weight_decay)
+
+
+class EarlyStopping:
+    """Keeps the best validation state and its validation predictions (so they need not be
+    computed again); says stop after ``patience`` epochs without progress."""
+
+    def __init__(self, higher_is_better: bool, patience: int | None) -> None:
+        self.sign = 1 if higher_is_better else -1
+        self.patience = patience
+        self.best_score = -math.inf
+        self.best_epoch = 0
+        self.best_state: Any = None
+        self.best_predictions: dict[str, torch.Tensor] = {}
+
+    def update(self, score: float, epoch: int, module: nn.Module, predictions: dict[str, torch.Tensor]) -> bool:
+        """Record the epoch's score; True when training should stop."""
+        if self.sign * score > self.best_score:
+            self.best_score, self.best_epoch = self.sign * score, epoch
+            self.best_state = copy.deepcopy(module.state_dict())
+            self.best_predictions = predictions
+        return self.patience is not None and epoch - self.best_epoch >= self.patience
+
+
+def train_network(network: nn.Module, feed: TrainingFeed, track: Track, loss_fn: LossFunction,
+                  protocol: "ProtocolConfig", *, progress: bool = True, desc: str = "train") -> Outcome:
+    """Train ``network`` on ``feed``'s batches for up to ``protocol.epochs`` epochs, select the
+    epoch on the validation split's official score, and predict the test split (when there is
+    one) with the selected weights, which ``network`` holds afterwards."""
+    from tqdm.auto import tqdm
+
+    optimiser = make_optimizer(network.parameters(), protocol)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=protocol.epochs)
+    stopper = EarlyStopping(track.higher_is_better, protocol.patience)
+    validation_labels = feed.splits["validation"].labels
+    epoch = 0
+    for epoch in tqdm(range(1, protocol.epochs + 1), desc=desc, disable=not progress, leave=False):
+        network.train()
+        for inputs, targets in feed.training_batches(epoch):
+            loss = loss_fn(feed.outputs(network, inputs), targets)
+            _check_finite(loss, epoch)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        scheduler.step()
+        validation = feed.predict(network, "validation")
+        score = track.score(validation, validation_labels).primary
+        if stopper.update(score, epoch, network, validation):
+            break
+    network.load_state_dict(stopper.best_state)
+    test = feed.predict(network, "test") if "test" in feed.splits else None
+    return Outcome(validation=stopper.best_predictions, test=test, best_epoch=stopper.best_epoch,
+                   epochs_run=epoch, state=stopper.best_state)
+
+
+def _check_finite(loss: torch.Tensor, epoch: int) -> None:
+    if not torch.isfinite(loss):
+        raise RunFailedError(f"loss became {float(loss)} at epoch {epoch}; lower the learning rate")
+
+
+def batches_of_rows(order: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive slices of ``order`` of ``batch_size`` rows (the last one may be shorter)."""
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
