@@ -20,7 +20,7 @@ LSD_ROWS = 4_670
 def tracks():
     from abawbench.plugins import load_plugins
 
-    host = load_plugins(strict=True, allowed={"tracks"})
+    host = load_plugins(strict=True, allowed={"builtin.tracks"})
     return host.tracks.get("mtl"), host.tracks.get("lsd")
 
 

@@ -257,3 +257,10 @@ def test_readme_commands_parse():
         if argv == ["--help"]:
             continue
         parser.parse_args(argv)  # exits 2 on a flag or command that no longer exists
+
+
+@pytest.mark.parametrize("command", ["predict", "ensemble", "leaderboard", "compare", "data check",
+                                     "data synth", "data preview", "cache ls", "cache clear"])
+def test_no_command_help_promises_a_default_of_none(command, capsys):
+    text = _help(command.split(), capsys)
+    assert "(default: None)" not in text

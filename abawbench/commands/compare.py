@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from abawbench.commands import DefaultsHelpFormatter
 from abawbench.errors import ConfigError
 
 
@@ -19,7 +20,7 @@ def add_parser(subparsers) -> None:
             "JSON files). Exit code 1 when an entry worsens by more than --tolerance (in the track's "
             "direction), disappears, newly fails or was measured on different data; 0 otherwise."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("old", type=Path, help="baseline: runs folder or leaderboard JSON")
     parser.add_argument("new", type=Path, help="candidate: runs folder or leaderboard JSON")

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from abawbench.commands import DefaultsHelpFormatter
 from abawbench.errors import ConfigError
 
 
@@ -21,7 +22,7 @@ def add_parser(subparsers) -> None:
             "scored on the held-out one. For a feature-level ensemble (one head on fused features) "
             "run a model named 'a+b' instead."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--track", required=True, help="track name (see 'abawbench list tracks')")
     parser.add_argument("--method", required=True, help="ensemble method (see 'abawbench list ensembles')")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from abawbench.commands import DefaultsHelpFormatter
+
 # The repository's reference numbers; absent in an installed copy without the source tree.
 DEFAULT_REFERENCES = Path(__file__).resolve().parents[2] / "leaderboards" / "references.json"
 
@@ -22,7 +24,7 @@ def add_parser(subparsers) -> None:
             "separate sections and ranks; failed entries are listed, not ranked; published numbers "
             "appear as 'reported', never ranked."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--track", required=True, help="a registered track ('abawbench list tracks')")
     parser.add_argument("--format", choices=formats, default="markdown")

@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="submission file to write")
     parser.add_argument("--data", type=Path, help="dataset root whose test split to predict (default: stored predictions)")
     parser.add_argument("--tuned-thresholds", action="store_true",
-                        help="use the per-AU thresholds tuned on validation instead of 0.5 (tracks with AUs)")
+                        help="use the decision thresholds of the multilabel task tuned on validation instead of 0.5 (tracks with a multilabel task)")
     parser.set_defaults(handler=handle)
 
 
