@@ -1,9 +1,8 @@
 """The measurements behind the cache format 2 choices (docs/bench/cache.md), in one run:
 
 1. ``read()`` (1 MiB chunks, each read, verified and converted in one go) against ``np.load``
-   of the same float32 array, alternating (an earlier reader that went through each chunk in
-   L2-sized pieces measured 21.8 / 20.4 / 20.0 ms for 256 KiB / 512 KiB / whole chunks in this
-   script, against 15.7 ms for ``np.load``: pieces were dropped);
+   of the same float32 array, alternating (why whole chunks rather than L2-sized pieces:
+   docs/bench/cache.md);
 2. ``preadv`` of 49 MiB from a page-aligned and from an unaligned file offset, into fresh
    (never touched) memory and into a reused buffer: why chunks are no longer page-aligned;
 3. the chunk digest's speed: XXH3-128 against zlib's crc32 on 512 KiB in cache.
