@@ -3,16 +3,21 @@
 Plugins are modules named by entry points in the ``abawbench`` group (the built-ins in
 ``plugins/`` are declared the same way in abawbench's own ``pyproject.toml``). Loading is
 robust: a plugin that fails to import, implements a hook that does not exist, or fails while
-registering is recorded as broken and left out; the rest go on. Strict mode (``strict=True`` or
-``ABAWBENCH_STRICT_PLUGINS=1``) turns the first such failure into a :class:`PluginError`.
-``ABAWBENCH_LOAD_PLUGINS=a,b`` loads only the named entry points (empty: none).
+registering is recorded as broken and left out; the rest go on. A plugin that registers nothing
+(typically: its hook functions lack ``@hookimpl``) is recorded as empty. Strict mode
+(``strict=True`` or ``ABAWBENCH_STRICT_PLUGINS=1``) turns the first such problem, or a name
+collision, into a :class:`PluginError`. ``ABAWBENCH_LOAD_PLUGINS=a,b`` loads only the named
+entry points (empty: none). :meth:`PluginHost.problems` says in one line each what a user
+should know before trusting what loaded; ``run``, ``list`` and ``plugins`` show it.
 
-Built-ins cannot be shadowed. They are the entry points ``builtin.<name>`` of the ``abawbench``
-distribution, pointing into the package ``abawbench_builtins``; both names are reserved, so a
-third-party entry point using either is refused (and reported as broken). abawbench's own entry
-points load first, so a contributor who happens to register a built-in's name gets the duplicate
-error, not the built-in; and an entry-point name already taken by one distribution is refused
-for any other, so none hides another.
+Built-ins cannot be shadowed, and no collision is settled by load order. The built-ins are the
+entry points ``builtin.<name>`` of the ``abawbench`` distribution, pointing into the package
+``abawbench_builtins``; both names are reserved, so a third-party entry point using either is
+refused (and reported as broken). A model, loss, dataset, ensemble, track or augmentation name
+registered by a built-in stays the built-in's whoever else registers it; a name two other
+plugins register is refused for both (:mod:`abawbench.registry`). Likewise an entry-point name
+declared by two distributions loads from neither. The refused registrations are reported; the
+rest of each plugin stays usable.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import pluggy
 
 from abawbench import hookspecs
 from abawbench.errors import AbawbenchError, PluginError
-from abawbench.registry import KINDS, Registry, hook_name, suggest
+from abawbench.registry import KINDS, Collision, Registry, hook_name, suggest
 
 if TYPE_CHECKING:
     from abawbench import specs
@@ -58,8 +63,14 @@ class PluginInfo:
     version: str | None
     distribution: str | None
     hooks: list[str] = field(default_factory=list)
-    status: str = "ok"  # "ok" or "broken"
-    error: str | None = None
+    status: str = "ok"  # "ok", "broken" (left out), "empty" (registered nothing), "conflict"
+    error: str | None = None  # why the status is not "ok", in one line
+
+    @property
+    def builtin(self) -> bool:
+        """Whether this is one of abawbench's own plugins, whose names no other plugin takes."""
+        return (_normalised(self.distribution) == OWN_DISTRIBUTION
+                and self.name.startswith(BUILTIN_ENTRY_POINT_PREFIX))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -123,25 +134,30 @@ class PluginHost:
     def load_entry_points(self, allowed: set[str] | None = None) -> None:
         """Load every ``abawbench`` entry point (only ``allowed`` ones when given).
 
-        abawbench's own entry points come first, then the others by name: whatever a third
-        party installs, the built-ins are loaded and their names taken before it runs.
+        abawbench's own entry points come first, then the others by name, so reports come in
+        a stable order; which plugin holds a name does not depend on it (see the module's
+        docstring). An entry-point name declared by two distributions loads from neither.
         """
-        loaded_from: dict[str, str | None] = {}  # entry-point name -> its distribution
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
-            if allowed is not None and ep.name not in allowed:
-                continue
+        candidates = [ep for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_load_order)
+                      if allowed is None or ep.name in allowed]
+        declared_by: dict[str, set[str | None]] = {}  # entry-point name -> its distributions
+        for ep in candidates:
+            if _reserved_name_used(ep) is None:
+                declared_by.setdefault(ep.name, set()).add(_distribution_name(ep))
+        loaded: set[str] = set()
+        for ep in candidates:
             reserved = _reserved_name_used(ep)
             if reserved is not None:
                 self._refuse(ep, reserved)
                 continue
-            dist = _distribution_name(ep)
-            if ep.name in loaded_from:
-                if loaded_from[ep.name] == dist:
-                    continue  # the same distribution visible twice on sys.path
-                self._refuse(ep, f"entry point name {ep.name!r} is already taken by "
-                                 f"distribution {loaded_from[ep.name]!r}")
+            if len(declared_by[ep.name]) > 1:
+                names = " and ".join(repr(d) for d in sorted(declared_by[ep.name], key=str))
+                self._refuse(ep, f"entry point name {ep.name!r} is declared by distributions "
+                                 f"{names}; none of them is loaded (uninstall one)")
                 continue
-            loaded_from[ep.name] = dist
+            if ep.name in loaded:
+                continue  # the same distribution visible twice on sys.path
+            loaded.add(ep.name)
             self._load_entry_point(ep)
 
     def _refuse(self, ep: EntryPoint, reason: str) -> None:
@@ -171,12 +187,15 @@ class PluginHost:
             return info
         try:
             staged = self._collect(name)
-            self._commit(staged, name)
+            self._commit(staged, name, info.builtin)
         except Exception as exc:
             self.pm.unregister(name=name)
             self._mark_broken(info, _describe(exc), exc)
             return info
         self.plugins[name] = info
+        if not staged:
+            self._mark_empty(info, module)
+        self._note_collisions(name)
         return info
 
     def _validated_hooks(self, module: object, name: str) -> list[str]:
@@ -207,17 +226,49 @@ class PluginHost:
                 impl.function(register=_stager(staged, self.registries[kind], plugin_name))
         return staged
 
-    def _commit(self, staged: list[tuple[str, Any]], plugin_name: str) -> None:
-        """Add staged items; on a clash nothing of this plugin stays registered."""
+    def _commit(self, staged: list[tuple[str, Any]], plugin_name: str, builtin: bool) -> None:
+        """Add staged items; if one is refused outright (a name registered twice by this
+        plugin), nothing of this plugin stays registered. A name shared with another plugin is
+        not refused here: the registry settles it and :meth:`_note_collisions` reports it."""
         added: list[tuple[str, str]] = []
         try:
             for kind, item in staged:
-                self.registries[kind].add(item, plugin_name)
+                self.registries[kind].add(item, plugin_name, builtin=builtin)
                 added.append((kind, item.name))
         except Exception:
             for kind, item_name in added:
-                self.registries[kind].remove(item_name)
+                self.registries[kind].remove(item_name, plugin_name)
             raise
+
+    def _mark_empty(self, info: PluginInfo, module: object) -> None:
+        info.status = "empty"
+        info.error = _why_empty(module, info.hooks)
+        if self.strict:
+            raise PluginError(f"plugin {info.name!r} registered nothing: {info.error}")
+
+    def collisions(self) -> list[Collision]:
+        """Every name registered by more than one plugin, in every registry."""
+        return [found for registry in self.registries.values() for found in registry.collisions()]
+
+    def _note_collisions(self, plugin_name: str) -> None:
+        """Mark each plugin that lost a name as "conflict", with the clashes in one line.
+
+        A plugin loaded earlier can lose a name to one loaded later (two third parties
+        registering it), so every plugin's status is brought up to date, not only the new
+        one's."""
+        collisions = self.collisions()
+        lost: dict[str, list[str]] = {}
+        for collision in collisions:
+            for plugin in collision.refused:
+                lost.setdefault(plugin, []).append(collision.describe())
+        for plugin, reasons in lost.items():
+            info = self.plugins.get(plugin)
+            if info is not None and info.status in ("ok", "conflict"):
+                info.status, info.error = "conflict", "; ".join(reasons)
+        if self.strict:
+            for collision in collisions:
+                if plugin_name in collision.refused or plugin_name == collision.kept_by:
+                    raise PluginError(collision.describe())
 
     def _mark_broken(self, info: PluginInfo, message: str, exc: BaseException) -> None:
         info.status = "broken"
@@ -227,7 +278,19 @@ class PluginHost:
             raise PluginError(f"plugin {info.name!r} is broken: {message}") from exc
 
     def broken(self) -> list[PluginInfo]:
-        return [info for info in self.plugins.values() if info.status != "ok"]
+        """The plugins left out entirely (failed to import, to validate or to register)."""
+        return [info for info in self.plugins.values() if info.status == "broken"]
+
+    def problems(self) -> list[str]:
+        """One line for each broken plugin, each plugin that registered nothing and each name
+        registered by more than one plugin: what a user should know before trusting a run."""
+        infos = sorted(self.plugins.values(), key=lambda info: info.name)
+        lines = [f"plugin {info.name!r} is broken and was left out: {info.error}"
+                 for info in infos if info.status == "broken"]
+        lines += [f"plugin {info.name!r} registered nothing: {info.error}"
+                  for info in infos if info.status == "empty"]
+        lines += [collision.describe() for collision in self.collisions()]
+        return lines
 
 
 def _stager(staged: list[tuple[str, Any]], registry: Registry[Any], plugin_name: str
@@ -246,8 +309,24 @@ def _load_order(ep: EntryPoint) -> tuple[bool, str, str]:
 def _distribution_name(ep: EntryPoint) -> str | None:
     """The normalised name (PEP 503) of the distribution declaring ``ep``, if known."""
     dist = getattr(ep, "dist", None)
-    name = getattr(dist, "name", None) if dist is not None else None
-    return re.sub(r"[-_.]+", "-", name).lower() if name else None
+    return _normalised(getattr(dist, "name", None) if dist is not None else None)
+
+
+def _normalised(distribution: str | None) -> str | None:
+    """A distribution name as PEP 503 compares them (``Abawbench_X`` is ``abawbench-x``)."""
+    return re.sub(r"[-_.]+", "-", distribution).lower() if distribution else None
+
+
+def _why_empty(module: object, hooks: list[str]) -> str:
+    """Why a plugin registered nothing, as a hint its author can act on."""
+    unmarked = [hook for hook in HOOK_NAMES
+                if hook not in hooks and callable(getattr(module, hook, None))]
+    if unmarked:
+        return (f"{', '.join(unmarked)} {'is' if len(unmarked) == 1 else 'are'} not decorated "
+                f"with @hookimpl (from abawbench.hookspecs import hookimpl)")
+    if hooks:
+        return f"its hooks ({', '.join(hooks)}) called register() for nothing"
+    return "it implements no abawbench hook"
 
 
 def _reserved_name_used(ep: EntryPoint) -> str | None:

@@ -12,6 +12,12 @@ why capitals, spaces, slashes and leading dots (``My_Net``, ``my net``, ``a/b``,
 refused. A model family is addressed by a prefix ending in ``:`` (``timm:``, ``dln:``;
 :data:`FAMILY_PREFIX_PATTERN`) and is listed as ``<prefix>*``; the family's ``resolve`` decides
 which names after the prefix exist.
+
+Collisions. Two plugins registering one name are never settled by the order they load in: a
+built-in plugin keeps its names whatever else is installed, and a name two other plugins both
+register is refused for both (neither is used), so installing or reinstalling a plugin can never
+silently swap which model, loss or track a name means. Each such clash is a :class:`Collision`
+that the loader reports.
 """
 
 from __future__ import annotations
@@ -77,6 +83,27 @@ class Entry(Generic[T]):
     name: str
     item: T
     plugin: str
+    builtin: bool = False
+
+
+@dataclass(frozen=True)
+class Collision:
+    """A name more than one plugin registered: who keeps it (a built-in, or nobody) and whose
+    registrations of it are refused."""
+
+    singular: str
+    name: str
+    kept_by: str | None
+    refused: tuple[str, ...]
+
+    def describe(self) -> str:
+        """The clash in one line, naming every plugin involved."""
+        refused = " and ".join(repr(plugin) for plugin in self.refused)
+        if self.kept_by is not None:
+            return (f"{self.singular} name {self.name!r} belongs to the built-in plugin "
+                    f"{self.kept_by!r}; the registration by plugin {refused} is refused")
+        return (f"{self.singular} name {self.name!r} is registered by plugins {refused}; refused "
+                f"for all of them (uninstall one, or leave one out with ABAWBENCH_LOAD_PLUGINS)")
 
 
 def close_matches(name: str, candidates: list[str], limit: int = 3) -> list[str]:
@@ -121,6 +148,9 @@ class Registry(Generic[T]):
             raise ValueError(f"unknown registry kind {kind!r}; kinds: {', '.join(KINDS)}")
         self.kind = kind
         self.hook = hook_name(kind)
+        # Every registration of every name, kept so that who holds a name can be settled the
+        # same way whatever order the plugins arrive in (see _settle).
+        self._claims: dict[str, list[Entry[T]]] = {}
         self._entries: dict[str, Entry[T]] = {}
         self._families: dict[str, Entry[T]] = {}
 
@@ -157,24 +187,56 @@ class Registry(Generic[T]):
             )
         return name
 
-    def add(self, item: T, plugin: str) -> None:
-        """Register ``item`` on behalf of ``plugin``; a wrong type, a bad name or a name taken
-        by another plugin is a :class:`PluginError`."""
-        name = self.check(item, plugin)
-        table = self._families if isinstance(item, ModelFamily) else self._entries
-        if name in table:
-            other = table[name].plugin
-            raise PluginError(
-                f"duplicate {self.singular} name {name!r}: registered by plugin {other!r} "
-                f"and by plugin {plugin!r}"
-            )
-        table[name] = Entry(name=name, item=item, plugin=plugin)
+    def add(self, item: T, plugin: str, builtin: bool = False) -> None:
+        """Register ``item`` on behalf of ``plugin`` (``builtin``: one of abawbench's own).
 
-    def remove(self, name: str) -> None:
-        """Forget ``name`` (a plain name or a family's ``<prefix>*``); unknown names are ignored.
-        Lets the loader take back what a plugin registered before it failed."""
+        A wrong type, a bad name, a plugin registering one name twice or two built-ins sharing
+        a name is a :class:`PluginError`. A name another plugin registered too is accepted
+        here and settled by :meth:`_settle`; :meth:`collisions` reports it."""
+        name = self.check(item, plugin)
+        claims = self._claims.setdefault(name, [])
+        for claim in claims:
+            if claim.plugin == plugin:
+                raise PluginError(f"plugin {plugin!r} registered the {self.singular} name "
+                                  f"{name!r} twice")
+            if claim.builtin and builtin:
+                raise PluginError(f"duplicate {self.singular} name {name!r}: registered by "
+                                  f"built-in plugins {claim.plugin!r} and {plugin!r}")
+        claims.append(Entry(name=name, item=item, plugin=plugin, builtin=builtin))
+        self._settle(name)
+
+    def remove(self, name: str, plugin: str) -> None:
+        """Forget ``plugin``'s registration of ``name`` (a plain name or a family's
+        ``<prefix>*``); unknown ones are ignored. Lets the loader take back what a plugin
+        registered before it failed."""
+        claims = [claim for claim in self._claims.get(name, []) if claim.plugin != plugin]
+        if claims:
+            self._claims[name] = claims
+        else:
+            self._claims.pop(name, None)
+        self._settle(name)
+
+    def _settle(self, name: str) -> None:
+        """Who holds ``name`` now: the built-in that registered it, else its only registrant,
+        else nobody. It depends on who registered the name, never on the order they did."""
+        claims = self._claims.get(name, [])
         self._entries.pop(name, None)
         self._families.pop(name, None)
+        holder = _holder(claims)
+        if holder is not None:
+            table = self._families if isinstance(holder.item, ModelFamily) else self._entries
+            table[name] = holder
+
+    def collisions(self) -> list[Collision]:
+        """Every name registered by more than one plugin, with its outcome."""
+        found = []
+        for name, claims in sorted(self._claims.items()):
+            if len(claims) < 2:
+                continue
+            holder = _holder(claims)
+            refused = tuple(sorted(c.plugin for c in claims if c is not holder))
+            found.append(Collision(self.singular, name, holder.plugin if holder else None, refused))
+        return found
 
     def get(self, name: str) -> T:
         """The item called ``name``; :class:`UnknownNameError` with suggestions otherwise."""
@@ -184,9 +246,23 @@ class Registry(Generic[T]):
         family = self._family_for(name)
         if family is not None:
             return self._resolve_member(family, name)
+        contested = self._contested(name)
+        if contested is not None:  # registered, but by several plugins: none of them may have it
+            raise PluginError(contested.describe())
         hint = suggest(name, list(self._entries) + list(self._families))
         known = ", ".join(sorted(self._entries)) or "none"
         raise UnknownNameError(f"unknown {self.singular} {name!r}{hint}; known: {known}")
+
+    def _contested(self, name: str) -> Collision | None:
+        """The collision that left ``name`` (or the family it would belong to) without a
+        holder, if one did."""
+        for collision in self.collisions():
+            if collision.kept_by is not None:
+                continue
+            if collision.name == name or (collision.name.endswith(":*")
+                                          and name.startswith(collision.name[:-1])):
+                return collision
+        return None
 
     def _family_for(self, name: str) -> ModelFamily | None:
         """The family whose prefix ``name`` starts with (the longest such prefix wins)."""
@@ -232,3 +308,11 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries) + len(self._families)
+
+
+def _holder(claims: list[Entry[T]]) -> Entry[T] | None:
+    """The registration that holds a name among ``claims`` (see :meth:`Registry._settle`)."""
+    builtin = [claim for claim in claims if claim.builtin]
+    if builtin:
+        return builtin[0]  # two built-ins never share a name: add() refuses it
+    return claims[0] if len(claims) == 1 else None
