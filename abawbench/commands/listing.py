@@ -21,9 +21,12 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args) -> int:
+    from abawbench.commands.plugins import warn_about_plugins
     from abawbench.plugins import get_host
 
-    registry = get_host().registries[args.kind]
+    host = get_host()
+    warn_about_plugins(host)  # on stderr: --json output stays parseable
+    registry = host.registries[args.kind]
     rows = [
         {"name": entry.name, "plugin": entry.plugin, "description": getattr(entry.item, "description", "")}
         for entry in registry.entries()

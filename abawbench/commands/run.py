@@ -48,8 +48,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def handle(args) -> int:
+    from abawbench.commands.plugins import warn_about_plugins
     from abawbench.run.runner import Runner
 
+    warn_about_plugins()
     config = config_from_args(args)
     runner = Runner(config, progress=not args.no_progress)
     summary = runner.run()
