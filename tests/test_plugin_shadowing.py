@@ -114,24 +114,128 @@ def test_third_party_entry_point_into_the_builtin_package_is_refused(site, monke
     assert [info.name for info in host.broken()] == [refused.name]
 
 
+CROSS_ENTROPY_AND_FOCAL_EXTRA = FOCAL_EXTRA.replace(
+    '    register(LossSpec(name="focal-extra"',
+    '    register(LossSpec(name="cross-entropy", build=_build))\n'
+    '    register(LossSpec(name="focal-extra"')
+
+
 def test_builtin_names_stay_with_the_builtins_whatever_loads_first(site, monkeypatch):
     """An entry point sorting before every ``builtin.*`` that registers a built-in's loss name
-    is the one refused; the built-in plugin keeps all its losses."""
-    install_by_the_recipe(site, "acme", FOCAL_EXTRA.replace('"focal-extra"', '"cross-entropy"'))
+    has that registration refused; the built-in keeps all its losses, the contributor keeps
+    its other ones."""
+    install_by_the_recipe(site, "acme", CROSS_ENTROPY_AND_FOCAL_EXTRA)
     host = _load_builtins_and(monkeypatch, "acme")
     assert host.plugins["builtin.losses"].status == "ok"
     assert host.losses.entry("cross-entropy").plugin == "builtin.losses"
     acme = host.plugins["acme"]
-    assert acme.status == "broken" and "duplicate loss name 'cross-entropy'" in acme.error
+    assert acme.status == "conflict"
+    assert acme.error == ("loss name 'cross-entropy' belongs to the built-in plugin "
+                          "'builtin.losses'; the registration by plugin 'acme' is refused")
+    assert host.losses.entry("focal-extra").plugin == "acme"
+
+    with pytest.raises(PluginError, match="'cross-entropy' belongs to the built-in plugin"):
+        _load_builtins_and(monkeypatch, "acme", strict=True)
 
 
-def test_an_entry_point_name_taken_by_one_distribution_is_refused_for_another(site, monkeypatch):
+def test_an_entry_point_name_declared_by_two_distributions_loads_from_neither(site, monkeypatch):
+    """Which one would win would depend on how the distributions' names sort: neither does."""
     install_by_the_recipe(site, "losses", FOCAL_EXTRA)
     install_distribution(site, "abawbench-other", "2.0",
                          entry_points={"losses": "abawbench_other"},
                          modules={"abawbench_other": FOCAL_EXTRA.replace("focal-extra", "other")})
     host = _load_builtins_and(monkeypatch, "losses")
-    first, second = host.plugins["losses"], host.plugins["losses (from abawbench-other)"]
-    assert (first.distribution, first.status) == ("abawbench-losses", "ok")
-    assert second.status == "broken" and "already taken by distribution" in second.error
-    assert "focal-extra" in host.losses and "other" not in host.losses
+    first, second = host.plugins["losses (from abawbench-losses)"], host.plugins["losses (from abawbench-other)"]
+    for refused in (first, second):
+        assert refused.status == "broken"
+        assert "'losses' is declared by distributions 'abawbench-losses' and 'abawbench-other'" in refused.error
+    assert "losses" not in host.plugins
+    assert "focal-extra" not in host.losses and "other" not in host.losses
+
+
+# ---- finding 2 of issue 14, end to end: a third party's `resnet18` sorting before builtin.timm --
+
+IMPOSTOR = '''
+from abawbench.hookspecs import hookimpl
+from abawbench.specs import ModelSpec
+
+def _build(options):
+    raise AssertionError("loading plugins must not build models")
+
+@hookimpl
+def abawbench_register_models(register):
+    register(ModelSpec(name="resnet18", build=_build, description="not timm's", default_run=True))
+    register(ModelSpec(name="aaa-net", build=_build, description="the impostor's own model"))
+'''
+
+
+def test_a_third_party_resnet18_sorting_first_leaves_the_timm_plugin_whole(site, monkeypatch, capsys):
+    from abawbench import cli
+    from abawbench.plugins import set_host
+
+    from abawbench_builtins.timm.catalog import NAMED_ARCHS
+
+    install_by_the_recipe(site, "aaa", IMPOSTOR)  # entry point 'aaa' sorts before 'builtin.*'
+    host = _load_builtins_and(monkeypatch, "aaa")
+    assert host.plugins["builtin.timm"].status == "ok"
+    for named in NAMED_ARCHS:
+        assert host.models.entry(named.name).plugin == "builtin.timm"
+    assert "timm:*" in host.models
+    assert host.plugins["aaa"].status == "conflict"
+    assert host.models.entry("aaa-net").plugin == "aaa"  # the rest of the plugin is usable
+    warning = ("abawbench: warning: model name 'resnet18' belongs to the built-in plugin "
+               "'builtin.timm'; the registration by plugin 'aaa' is refused")
+
+    set_host(host)
+    assert cli.main(["list", "models", "--json"]) == 0
+    captured = capsys.readouterr()
+    listed = {row["name"]: row["plugin"] for row in json.loads(captured.out)}
+    assert listed["resnet18"] == "builtin.timm" and listed["aaa-net"] == "aaa"
+    assert captured.err.splitlines() == [warning]
+
+    assert cli.main(["plugins"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("aaa ")]
+    assert len(rows) == 1 and "conflict: model name 'resnet18' belongs to" in rows[0]
+
+    # run warns before anything else happens (here: before it refuses an unknown track)
+    assert cli.main(["run", "--track", "no-such-track", "--output", str(site / "runs")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == warning and len(err) == 2 and "no-such-track" in err[1]
+
+
+def test_builtins_keep_their_names_when_an_impostor_registered_first():
+    """Not even a plugin added in-process before the built-ins load takes a built-in's name."""
+    from abawbench.plugins import PluginHost
+
+    from plugin_helpers import make_module
+
+    host = PluginHost()
+    host.add_plugin(make_module("impostor", IMPOSTOR), "impostor")
+    assert host.models.entry("resnet18").plugin == "impostor"  # nobody else claims it yet
+    host.load_entry_points({"builtin.timm"})
+    assert host.plugins["builtin.timm"].status == "ok"
+    assert host.models.entry("resnet18").plugin == "builtin.timm"
+    assert host.plugins["impostor"].status == "conflict"
+    assert host.models.entry("aaa-net").plugin == "impostor"
+
+
+def test_a_name_two_third_parties_register_is_refused_for_both_in_either_order():
+    from abawbench.plugins import PluginHost
+
+    from plugin_helpers import make_module
+
+    def loaded(order: list[str]):
+        host = PluginHost()
+        for name in order:
+            host.add_plugin(make_module(name, FOCAL_EXTRA.replace('"a contributor\'s loss"',
+                                                                  repr(name))), name)
+        return host
+
+    for host in (loaded(["first", "second"]), loaded(["second", "first"])):
+        assert "focal-extra" not in host.losses and host.losses.names() == []
+        assert {info.status for info in host.plugins.values()} == {"conflict"}
+        assert host.problems() == [
+            "loss name 'focal-extra' is registered by plugins 'first' and 'second'; refused for "
+            "all of them (uninstall one, or leave one out with ABAWBENCH_LOAD_PLUGINS)"]
+        with pytest.raises(PluginError, match="registered by plugins 'first' and 'second'"):
+            host.losses.get("focal-extra")

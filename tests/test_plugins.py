@@ -86,6 +86,22 @@ def test_broken_plugin_is_isolated_and_reported(site, monkeypatch, capsys):
         load_plugins()
 
 
+def test_broken_plugin_is_warned_about_in_one_line_by_list_and_run(site, monkeypatch, capsys):
+    install_distribution(site, "abawbench-broken", "0.1", {"broken": "broken_plugin"},
+                         {"broken_plugin": "raise RuntimeError('boom at import')\n"})
+    monkeypatch.setenv("ABAWBENCH_LOAD_PLUGINS", "broken")
+    assert cli.main(["list", "losses"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "no losses registered"
+    [warning] = captured.err.splitlines()
+    assert warning.startswith("abawbench: warning: plugin 'broken' is broken and was left out: ")
+    assert "boom at import" in warning
+
+    assert cli.main(["run", "--track", "lsd", "--output", str(site / "runs")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == warning  # before the run refuses to start without a track
+
+
 def test_strict_flag_on_command_line_fails_with_one_line(site, monkeypatch, capsys):
     install_distribution(site, "abawbench-broken", "0.1", {"broken": "broken_plugin"},
                          {"broken_plugin": "raise RuntimeError('boom at import')\n"})
@@ -126,6 +142,50 @@ def test_misspelled_hook_is_rejected_with_its_name():
         PluginHost(strict=True).add_plugin(module, "typo")
 
 
+FORGOT_HOOKIMPL = '''
+from abawbench.specs import ModelSpec
+
+def abawbench_register_models(register):
+    register(ModelSpec(name="never-seen", build=None))
+'''
+
+
+def test_plugin_that_forgot_hookimpl_is_reported_empty(site, monkeypatch, capsys):
+    install_distribution(site, "abawbench-forgetful", "0.1", {"forgetful": "forgetful_plugin"},
+                         {"forgetful_plugin": FORGOT_HOOKIMPL})
+    monkeypatch.setenv("ABAWBENCH_LOAD_PLUGINS", "forgetful")
+    host = load_plugins()
+    info = host.plugins["forgetful"]
+    assert info.status == "empty" and len(host.models) == 0
+    assert info.error == ("abawbench_register_models is not decorated with @hookimpl "
+                          "(from abawbench.hookspecs import hookimpl)")
+    set_host(host)
+    assert cli.main(["plugins", "--json"]) == 0
+    captured = capsys.readouterr()
+    [row] = json.loads(captured.out)
+    assert (row["name"], row["status"], row["hooks"]) == ("forgetful", "empty", [])
+    assert captured.err == ""  # the table is the report: no warnings on top of it
+    assert cli.main(["list", "models"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"abawbench: warning: plugin 'forgetful' registered nothing: {info.error}"]
+    with pytest.raises(PluginError, match="'forgetful' registered nothing"):
+        load_plugins(strict=True)
+
+
+def test_plugin_whose_hooks_register_nothing_or_that_has_none_is_empty():
+    hooks_only = make_module("quiet", '''
+        from abawbench.hookspecs import hookimpl
+        @hookimpl
+        def abawbench_register_models(register):
+            pass
+    ''')
+    assert PluginHost().add_plugin(hooks_only, "quiet").error == (
+        "its hooks (abawbench_register_models) called register() for nothing")
+    nothing = make_module("nothing", "x = 1\n")
+    info = PluginHost().add_plugin(nothing, "nothing")
+    assert (info.status, info.error) == ("empty", "it implements no abawbench hook")
+
+
 def test_duplicate_name_names_both_plugins():
     source = '''
         from abawbench.hookspecs import hookimpl
@@ -140,6 +200,30 @@ def test_duplicate_name_names_both_plugins():
         host.add_plugin(make_module("two", source), "plugin-two")
     message = str(excinfo.value)
     assert "same-net" in message and "plugin-one" in message and "plugin-two" in message
+
+
+def test_a_family_prefix_two_plugins_register_resolves_for_neither():
+    source = '''
+        from abawbench.hookspecs import hookimpl
+        from abawbench.specs import ModelFamily, ModelSpec
+        @hookimpl
+        def abawbench_register_models(register):
+            register(ModelFamily(prefix="fam:", resolve=lambda arch: ModelSpec(name="fam:" + arch,
+                                 build=None), known_names=list))
+    '''
+    host = PluginHost()
+    host.add_plugin(make_module("one", source), "plugin-one")
+    assert host.models.get("fam:x").name == "fam:x"
+    host.add_plugin(make_module("two", source), "plugin-two")
+    with pytest.raises(PluginError, match="'fam:\\*' is registered by plugins 'plugin-one' and 'plugin-two'"):
+        host.models.get("fam:x")
+    assert "fam:*" not in host.models
+
+
+def test_a_plugin_registering_one_name_twice_is_broken():
+    module = _registering("ModelSpec(name='twice', build=None)); register(ModelSpec(name='twice', build=None)")
+    info = PluginHost().add_plugin(module, "stutter")
+    assert info.status == "broken" and "registered the model name 'twice' twice" in info.error
 
 
 def test_unknown_name_suggests_close_matches(host):
