@@ -100,8 +100,9 @@ class Collision:
         """The clash in one line, naming every plugin involved."""
         refused = " and ".join(repr(plugin) for plugin in self.refused)
         if self.kept_by is not None:
+            by = f"plugin {refused} is" if len(self.refused) == 1 else f"plugins {refused} are"
             return (f"{self.singular} name {self.name!r} belongs to the built-in plugin "
-                    f"{self.kept_by!r}; the registration by plugin {refused} is refused")
+                    f"{self.kept_by!r}; the registration by {by} refused")
         return (f"{self.singular} name {self.name!r} is registered by plugins {refused}; refused "
                 f"for all of them (uninstall one, or leave one out with ABAWBENCH_LOAD_PLUGINS)")
 
@@ -239,7 +240,8 @@ class Registry(Generic[T]):
         return found
 
     def get(self, name: str) -> T:
-        """The item called ``name``; :class:`UnknownNameError` with suggestions otherwise."""
+        """The item called ``name``; :class:`UnknownNameError` with suggestions otherwise, or
+        :class:`PluginError` naming the plugins when several registered it (none may have it)."""
         entry = self._entries.get(name)
         if entry is not None:
             return entry.item
