@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="fail when any plugin is broken (also: ABAWBENCH_STRICT_PLUGINS=1)",
+        help="fail when any plugin is broken, registered nothing, or clashes with another (also: ABAWBENCH_STRICT_PLUGINS=1)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
