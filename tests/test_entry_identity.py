@@ -13,7 +13,7 @@ from abawbench import __version__
 from abawbench.cli import main
 from abawbench.config import load_config
 from abawbench.errors import ConfigError, UnknownNameError
-from abawbench.results import find_entry_result, iter_results, read_result, write_result
+from abawbench.results import iter_results, read_result, write_result
 from abawbench.run.runner import Runner
 
 from test_ensembles import write_member
@@ -122,6 +122,8 @@ def test_ensemble_members_are_named_by_label_or_unambiguous_prefix(host, labelle
 
 
 def test_an_ambiguous_member_name_is_refused_with_the_candidates(host, labelled_runs, capsys):
+    from abawbench.results import find_entry_result
+
     assert main(["ensemble", "--track", "lsd", "--method", "mean-prob", "--members", "resnet18,hog",
                  "--runs", str(labelled_runs)]) == 2
     err = capsys.readouterr().err
