@@ -25,17 +25,18 @@ import torch
 
 from abawbench.errors import ConfigError, DataFormatError
 from abawbench.labels import TaskLabels, take_labels
+from abawbench.plugins import PluginHost, get_host
 from abawbench.results import (
     EntrySpecModel,
     RunResult,
     entry_dir,
+    find_entry_result,
     git_commit,
     package_versions,
     read_prediction_labels,
     read_predictions,
     read_result,
     result_path,
-    without_settings_digest,
     write_predictions,
     write_result,
 )
@@ -66,33 +67,9 @@ def folder_name(entry: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "-", entry).strip("-") or "ensemble"
 
 
-def find_member_result(runs: Path, track: str, entry: str, seed: int) -> Path:
-    """The result file of ``entry`` at ``seed``: its folder name, its ``entry`` field, or its
-    readable name without the settings digest when exactly one configuration has it."""
-    direct = result_path(runs, track, entry, seed)
-    if direct.exists():
-        return direct
-    folder = runs / track
-    if folder.is_dir():
-        candidates = sorted(folder.glob(f"*/seed{seed}.json"))
-        for candidate in candidates:
-            if read_result(candidate).entry == entry:
-                return candidate
-        readable = [c for c in candidates if without_settings_digest(c.parent.name) == entry]
-        if len(readable) == 1:
-            return readable[0]
-        if len(readable) > 1:
-            raise ConfigError(f"entry {entry!r} names {len(readable)} configurations under {folder}: "
-                              f"{', '.join(c.parent.name for c in readable)}; give the full folder name")
-    known = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-    raise ConfigError(
-        f"no result for entry {entry!r} seed {seed} under {folder}; entries there: {', '.join(known) or 'none'}"
-    )
-
-
 def load_member(runs: Path, track: str, entry: str, seed: int) -> Member:
     """A completed member with its predictions; a failed run or a missing file is an error."""
-    path = find_member_result(Path(runs), track, entry, seed)
+    path = find_entry_result(Path(runs), track, entry, seed)
     result = read_result(path)
     if result.status != "completed":
         raise ConfigError(f"{path}: entry {entry!r} seed {seed} failed ({result.error}); it cannot be a member")
@@ -184,8 +161,11 @@ def run_ensemble(
     options: Mapping[str, Any] | None = None,
     folds: int = 5,
     bootstrap: int = 200,
+    host: PluginHost | None = None,
 ) -> tuple[Path, RunResult]:
-    """Ensemble ``member_entries`` (their ``seed`` runs) and write the result; returns its path."""
+    """Ensemble ``member_entries`` (each named by label, label prefix or folder; their ``seed``
+    runs) and write the result; returns its path. ``host`` (default: the process's) tells which
+    plugins supplied the method and the track, for the result's provenance."""
     from abawbench.evaluation import score_with_intervals, tuned_threshold_report
 
     started = time.perf_counter()
@@ -195,6 +175,8 @@ def run_ensemble(
     if len(set(member_entries)) != len(member_entries):
         raise ConfigError(f"ensemble members repeat: {list(member_entries)}")
     members = [load_member(runs, track.name, entry, seed) for entry in member_entries]
+    if len({m.folder for m in members}) != len(members):
+        raise ConfigError(f"ensemble members {list(member_entries)} name one entry more than once")
     check_aligned(members, "validation")
     fingerprints = {m.result.dataset_fingerprints.get("validation") for m in members}
     if len(fingerprints) > 1:
@@ -211,6 +193,11 @@ def run_ensemble(
     score, primary, subs = score_with_intervals(track, oof, labels, n_resamples=bootstrap, seed=seed)
 
     entry = name or ensemble_name(spec.name, [m.result.entry for m in members])
+    label = name or ensemble_name(spec.name, [m.result.label for m in members])
+    host = host or get_host()
+    provenance = {"ensemble": host.supplier("ensembles", spec.name), "track": host.supplier("tracks", track.name)}
+    if "dataset" in members[0].result.provenance:
+        provenance["dataset"] = members[0].result.provenance["dataset"]
     out_dir = entry_dir(runs, track.name, folder_name(entry))
     predictions_file = out_dir / f"seed{seed}.predictions.npz"
     split_predictions = {"validation": oof} | ({"test": test} if test is not None else {})
@@ -218,7 +205,7 @@ def run_ensemble(
     first = members[0].result
     losses = sorted({m.result.spec.loss for m in members})
     result = RunResult(
-        status="completed", track=track.name, entry=entry, seed=seed,
+        status="completed", track=track.name, entry=entry, label=label, seed=seed,
         spec=EntrySpecModel(model=entry, loss="+".join(losses), protocol=first.spec.protocol,
                             weights=first.spec.weights),
         primary_metric=track.primary_metric, primary=primary, sub_scores=subs,
@@ -229,7 +216,7 @@ def run_ensemble(
         config={"ensemble": {"method": spec.name, "members": [m.result.entry for m in members],
                              "options": options, "folds": folds, "bootstrap": bootstrap,
                              "validation": "out-of-fold (k-fold cross-fitting)"}},
-        versions=package_versions(), git_commit=git_commit(),
+        versions=package_versions(), git_commit=git_commit(), provenance=provenance,
         timings={"total_s": time.perf_counter() - started},
         predictions_file=predictions_file.name,
     )

@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import pluggy
 
 from abawbench import hookspecs
-from abawbench.errors import AbawbenchError, PluginError
+from abawbench.errors import AbawbenchError, PluginError, UnknownNameError
 from abawbench.registry import KINDS, Collision, Registry, hook_name, suggest
+from abawbench.specs import ModelFamily
 
 if TYPE_CHECKING:
     from abawbench import specs
@@ -291,6 +292,23 @@ class PluginHost:
                   for info in infos if info.status == "empty"]
         lines += [collision.describe() for collision in self.collisions()]
         return lines
+
+    def supplier(self, kind: str, name: str) -> dict[str, str | None]:
+        """Which plugin supplied ``name`` of ``kind`` (a family member: the family's plugin),
+        as ``{"plugin", "distribution", "version"}``: recorded in every result, so a score
+        says whose code produced it. An unknown name fails with suggestions."""
+        registry = self.registries[kind]
+        try:
+            plugin = registry.entry(name).plugin
+        except UnknownNameError:
+            families = [entry for entry in registry.entries() if isinstance(entry.item, ModelFamily)
+                        and name.startswith(entry.item.prefix)]
+            if not families:
+                raise
+            plugin = max(families, key=lambda entry: len(entry.item.prefix)).plugin
+        info = self.plugins.get(plugin)
+        return {"plugin": plugin, "distribution": info.distribution if info else None,
+                "version": info.version if info else None}
 
 
 def _stager(staged: list[tuple[str, Any]], registry: Registry[Any], plugin_name: str

@@ -135,7 +135,7 @@ Track lsd: macro_f1 on validation (higher is better). Mean ± std over seeds; 95
 
 ## measured on dataset synthface, validation split fingerprint fp-a (30 images)
 
-| rank    | entry   | backbone   | protocol            | loss          | macro_f1 (mean ± std)   | 95% CI           | seeds   | date       | abawbench   | note                            |
+| rank    | label   | backbone   | protocol            | loss          | macro_f1 (mean ± std)   | 95% CI           | seeds   | date       | abawbench   | note                            |
 |---------|---------|------------|---------------------|---------------|-------------------------|------------------|---------|------------|-------------|---------------------------------|
 | 1       | b__lp   | b          | linear-probe/linear | cross-entropy | 0.6500                  | —                | 1       | 2024-05-01 | 0.1.0       |                                 |
 | 2       | a__lp   | a          | linear-probe/linear | cross-entropy | 0.6000 ± 0.1414         | [0.5000, 0.7000] | 2       | 2024-05-01 | 0.1.0       |                                 |
@@ -144,13 +144,13 @@ Track lsd: macro_f1 on validation (higher is better). Mean ± std over seeds; 95
 
 ## measured on dataset synthface, validation split fingerprint fp-b (30 images)
 
-| rank   | entry   | backbone   | protocol            | loss          | macro_f1 (mean ± std)   | 95% CI   | seeds   | date       | abawbench   | note   |
+| rank   | label   | backbone   | protocol            | loss          | macro_f1 (mean ± std)   | 95% CI   | seeds   | date       | abawbench   | note   |
 |--------|---------|------------|---------------------|---------------|-------------------------|----------|---------|------------|-------------|--------|
 | 1      | c__lp   | c          | linear-probe/linear | cross-entropy | 0.1000                  | —        | 1       | 2024-05-01 | 0.1.0       |        |
 
 ## reported in publications (not measured here, not ranked)
 
-| rank     | entry        | split      | macro_f1   | source           | data                      |
+| rank     | label        | split      | macro_f1   | source           | data                      |
 |----------|--------------|------------|------------|------------------|---------------------------|
 | reported | Paper & co_1 | validation | 0.9900     | arXiv 0000.00000 | official ABAW4 validation |
 """

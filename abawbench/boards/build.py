@@ -35,6 +35,7 @@ class Row:
     rank: str
     entry: str
     status: str  # "completed", "failed" or "reported"
+    label: str = ""  # what tables show and commands accept; ``entry`` keeps the full id
     backbone: str = ""
     protocol: str = ""
     loss: str = ""
@@ -103,7 +104,7 @@ def summarise_entry(results: Sequence[RunResult]) -> Row:
     failed = [r for r in results if r not in done]
     dates = sorted(r.created_at for r in results)
     versions = sorted({r.versions.get("abawbench", "?") for r in results})
-    common = dict(entry=first.entry, backbone=backbone, protocol=protocol, loss=loss,
+    common = dict(entry=first.entry, label=first.label, backbone=backbone, protocol=protocol, loss=loss,
                   seeds=len(done), seeds_total=len(results), date=dates[-1][:10],
                   version=", ".join(versions))
     if not done:
@@ -181,8 +182,8 @@ def measured_sections(results: Iterable[RunResult], track: str, primary_metric: 
 def reference_section(references: Iterable[Mapping[str, Any]], track: str) -> Section | None:
     """Published numbers for ``track``, marked reported, never ranked."""
     rows = tuple(
-        Row(rank=REPORTED, status=REPORTED, entry=str(ref["entry"]), mean=float(ref["score"]),
-            split=str(ref["split"]), source=str(ref["source"]), data=str(ref["data"]))
+        Row(rank=REPORTED, status=REPORTED, entry=str(ref["entry"]), label=str(ref["entry"]),
+            mean=float(ref["score"]), split=str(ref["split"]), source=str(ref["source"]), data=str(ref["data"]))
         for ref in references if ref.get("track") == track
     )
     if not rows:

@@ -95,15 +95,15 @@ def render(board: Leaderboard, fmt: str) -> str:
 
 def headers(board: Leaderboard, section: Section) -> list[str]:
     if section.kind == REPORTED:
-        return ["rank", "entry", "split", board.primary_metric, "source", "data"]
-    return (["rank", "entry", "backbone", "protocol", "loss", f"{board.primary_metric} (mean ± std)",
+        return ["rank", "label", "split", board.primary_metric, "source", "data"]
+    return (["rank", "label", "backbone", "protocol", "loss", f"{board.primary_metric} (mean ± std)",
              "95% CI"] + list(section.sub_score_names) + ["seeds", "date", "abawbench", "note"])
 
 
 def cells(section: Section, row: Row) -> list[str]:
     """Display strings of a row, in :func:`headers` order."""
     if section.kind == REPORTED:
-        return [row.rank, row.entry, row.split, number(row.mean), row.source, row.data]
+        return [row.rank, row.label, row.split, number(row.mean), row.source, row.data]
     if row.status == FAILED:
         score, interval = FAILED, MISSING
     else:
@@ -112,7 +112,7 @@ def cells(section: Section, row: Row) -> list[str]:
                     and row.ci_high is not None else MISSING)
     subs = [number(row.sub_scores.get(name)) for name in section.sub_score_names]
     seeds = str(row.seeds) if row.seeds == row.seeds_total else f"{row.seeds}/{row.seeds_total}"
-    return ([row.rank, row.entry, row.backbone, row.protocol, row.loss, score, interval] + subs
+    return ([row.rank, row.label, row.backbone, row.protocol, row.loss, score, interval] + subs
             + [seeds, row.date, row.version, row.note])
 
 
@@ -176,13 +176,13 @@ def render_html(board: Leaderboard) -> str:
 def render_csv(board: Leaderboard) -> str:
     """One table of raw values; the section columns keep rows of different data apart."""
     subs = sorted({n for s in board.sections for n in s.sub_score_names})
-    header = (["section", "dataset", "fingerprint", "rank", "entry", "status", "backbone", "protocol",
+    header = (["section", "dataset", "fingerprint", "rank", "label", "entry", "status", "backbone", "protocol",
                "loss", board.primary_metric, "std", "ci_low", "ci_high"] + subs
               + ["seeds", "seeds_total", "date", "abawbench", "split", "source", "data", "note"])
     rows = []
     for section in board.sections:
         for row in section.rows:
-            values = [section.kind, section.dataset, section.fingerprint, row.rank, row.entry, row.status,
+            values = [section.kind, section.dataset, section.fingerprint, row.rank, row.label, row.entry, row.status,
                       row.backbone, row.protocol, row.loss, row.mean, row.std, row.ci_low, row.ci_high]
             values += [row.sub_scores.get(name) for name in subs]
             values += [row.seeds, row.seeds_total, row.date, row.version, row.split, row.source, row.data, row.note]

@@ -27,7 +27,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--track", required=True, help="track name (see 'abawbench list tracks')")
     parser.add_argument("--method", required=True, help="ensemble method (see 'abawbench list ensembles')")
     parser.add_argument("--members", required=True,
-                        help="comma-separated entries (folder names under RUNS/TRACK, or their entry names)")
+                        help="comma-separated entries: labels (as the leaderboard shows them), unambiguous "
+                             "prefixes of labels, or folder names under RUNS/TRACK")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="the runs folder holding the members")
     parser.add_argument("--seed", type=int, default=0, help="members' seed to combine; also seeds the folds and bootstrap")
     parser.add_argument("--name", help="entry name (default: ensemble:METHOD(member,...))")
@@ -57,5 +58,5 @@ def handle(args) -> int:
     interval = (f" [{primary.ci_low:.4f}, {primary.ci_high:.4f}]"
                 if primary is not None and primary.ci_low is not None else "")
     value = f"{primary.value:.4f}" if primary is not None else "n/a"
-    print(f"{result.entry}: {track.primary_metric} {value}{interval} (out of fold, {args.folds} folds) -> {path}")
+    print(f"{result.label}: {track.primary_metric} {value}{interval} (out of fold, {args.folds} folds) -> {path}")
     return 0

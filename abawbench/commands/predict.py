@@ -16,8 +16,12 @@ def add_parser(subparsers) -> None:
             "test split of --data."
         ),
     )
-    parser.add_argument("result", type=Path, help="a result JSON, or an entry folder (with --seed)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the run, when RESULT is a folder")
+    parser.add_argument("result", type=Path,
+                        help="a result JSON, an entry folder, or an entry's label or an unambiguous "
+                             "prefix of it (looked up under --runs)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the run, when RESULT is not a JSON file")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="the runs folder to look a label up in")
+    parser.add_argument("--track", help="the track to look a label up in (default: every track under --runs)")
     parser.add_argument("--out", type=Path, required=True, help="submission file to write")
     parser.add_argument("--data", type=Path, help="dataset root whose test split to predict (default: stored predictions)")
     parser.add_argument("--tuned-thresholds", action="store_true",
@@ -28,10 +32,16 @@ def add_parser(subparsers) -> None:
 def handle(args) -> int:
     from abawbench.errors import ConfigError
     from abawbench.predict import predict_entry
+    from abawbench.results import find_entry_result
 
-    result = args.result / f"seed{args.seed}.json" if args.result.is_dir() else args.result
-    if not result.exists():
-        raise ConfigError(f"{result}: no such result file")
+    if args.result.is_file():
+        result = args.result
+    elif (args.result / f"seed{args.seed}.json").is_file():
+        result = args.result / f"seed{args.seed}.json"
+    elif args.result.suffix == ".json":
+        raise ConfigError(f"{args.result}: no such result file")
+    else:
+        result = find_entry_result(args.runs, args.track, str(args.result), args.seed)
     rows = predict_entry(result, args.out, data=args.data, tuned_thresholds=args.tuned_thresholds)
     print(f"wrote {rows} predictions to {args.out}")
     return 0

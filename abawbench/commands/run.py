@@ -82,9 +82,9 @@ def render_summary(track, config, summary) -> str:
         else:
             score, interval = "failed", ""
         note = f"{len(failed)} failed: {failed[0].error}" if failed else ""
-        rows.append([entry, score, interval, len(done), note])
+        rows.append([results[0].label, score, interval, len(done), note])
     lines = [f"track {track.name}: {track.primary_metric} on validation (results in {folder})"]
     if summary.skipped:
         lines.append(f"skipped {len(summary.skipped)} completed (entry, seed) pair(s); delete their JSON to redo")
-    lines.append(tabulate(rows, headers=["entry", track.primary_metric, "95% CI", "seeds", "notes"]))
+    lines.append(tabulate(rows, headers=["label", track.primary_metric, "95% CI", "seeds", "notes"]))
     return "\n".join(lines)

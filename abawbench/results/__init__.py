@@ -16,11 +16,14 @@ from abawbench.results.files import (
     write_result,
     write_weights,
 )
+from abawbench.results.lookup import find_entry_result
 from abawbench.results.provenance import git_commit, package_versions
 from abawbench.results.schema import (
     NO_EFFECT_SETTINGS,
     RESULT_SCHEMA_VERSION,
+    DataIdentity,
     EntrySpecModel,
+    PluginSupplier,
     ProtocolRecord,
     RunResult,
     ScoreWithInterval,
@@ -30,11 +33,14 @@ from abawbench.results.schema import (
 __all__ = [
     "NO_EFFECT_SETTINGS",
     "RESULT_SCHEMA_VERSION",
+    "DataIdentity",
     "EntrySpecModel",
+    "PluginSupplier",
     "ProtocolRecord",
     "RunResult",
     "ScoreWithInterval",
     "entry_dir",
+    "find_entry_result",
     "git_commit",
     "iter_results",
     "package_versions",

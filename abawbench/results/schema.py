@@ -14,7 +14,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -46,8 +46,23 @@ class ProtocolRecord(BaseModel):
     head: str
 
 
+class DataIdentity(BaseModel):
+    """The data an entry was trained and scored on: the dataset plugin and the content
+    fingerprints of those splits. Part of an entry's identity, so that one configuration run
+    on two datasets (or on two versions of one) gives two entries, never one overwriting the
+    other."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str
+    fingerprints: dict[str, str]
+
+
 class EntrySpecModel(BaseModel):
-    """What defines an entry on a leaderboard: the same entry across seeds shares this."""
+    """What defines an entry on a leaderboard: the same entry across seeds shares this.
+
+    ``data`` is None only for specs that were never bound to data: ensembles (their identity is
+    their members') and results written before entries carried their data."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -56,6 +71,7 @@ class EntrySpecModel(BaseModel):
     protocol: ProtocolRecord
     weights: str = "random"
     loss_options: dict[str, Any] = Field(default_factory=dict)
+    data: DataIdentity | None = None
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -65,12 +81,17 @@ class EntrySpecModel(BaseModel):
             return value.model_dump(mode="json")
         return value
 
+    def on_data(self, data: DataIdentity) -> "EntrySpecModel":
+        """This entry as measured on ``data`` (a copy: the planned entry stays data-free)."""
+        return self.model_copy(update={"data": data})
+
     @property
     def settings_digest(self) -> str:
-        """A short digest of the settings that make an entry (not the worker count, the
-        bootstrap size or the pixel cache: entries that differ only there share a leaderboard
-        row), so two configurations never share an entry."""
-        settings = self.model_dump(mode="json")
+        """A short digest of everything that makes an entry: its settings (not the worker
+        count, the bootstrap size or the pixel cache: entries that differ only there share a
+        leaderboard row) and the data it was trained and scored on, so neither two
+        configurations nor two datasets ever share an entry."""
+        settings = self._recorded_settings()
         for setting in (*NO_EFFECT_SETTINGS, "bootstrap"):
             settings["protocol"].pop(setting, None)
         canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
@@ -83,19 +104,36 @@ class EntrySpecModel(BaseModel):
         return self._settings_that_matter() == other._settings_that_matter()
 
     def _settings_that_matter(self) -> dict[str, Any]:
-        settings = self.model_dump(mode="json")
+        settings = self._recorded_settings()
         for setting in NO_EFFECT_SETTINGS:
             if setting == "num_workers" and self.protocol.name == "finetune":
                 continue
             settings["protocol"].pop(setting, None)
         return settings
 
+    def _recorded_settings(self) -> dict[str, Any]:
+        """The spec as JSON values; a spec bound to no data digests as it did before entries
+        carried their data, so an ensemble keeps its identity."""
+        settings = self.model_dump(mode="json")
+        if settings.get("data") is None:
+            settings.pop("data", None)
+        return settings
+
+    @property
+    def readable_id(self) -> str:
+        """The folder-safe readable part of the id (model, protocol, head, loss): the default
+        label of the entry."""
+        raw = f"{self.model}__{self.protocol.name}-{self.protocol.head}__{self.loss}"
+        return re.sub(r"[^A-Za-z0-9_.+-]", "-", raw)
+
     @property
     def entry_id(self) -> str:
-        """Folder-safe and readable (model, protocol, head, loss), made unique per
-        configuration by the settings digest."""
-        raw = f"{self.model}__{self.protocol.name}-{self.protocol.head}__{self.loss}__{self.settings_digest}"
-        return re.sub(r"[^A-Za-z0-9_.+-]", "-", raw)
+        """Folder-safe and readable, made unique per configuration and data by the digest."""
+        return f"{self.readable_id}__{self.settings_digest}"
+
+
+PluginSupplier = dict[str, str | None]
+"""Which plugin supplied a named thing: ``{"plugin", "distribution", "version"}``."""
 
 
 class RunResult(BaseModel):
@@ -106,6 +144,8 @@ class RunResult(BaseModel):
     error: str | None = None
     track: str
     entry: str
+    label: str = Field("", description="the entry's human name in tables and commands; "
+                                         "empty in a file: its entry id without the digest")
     spec: EntrySpecModel
     seed: int
     primary_metric: str
@@ -127,11 +167,23 @@ class RunResult(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     git_commit: str | None = None
+    provenance: dict[str, PluginSupplier] = Field(
+        default_factory=dict,
+        description="per role (model, loss, dataset, track, ensemble; model:<part> for each "
+                    "backbone of a fused model) the plugin that supplied it",
+    )
     device: str = "cpu"
     timings: dict[str, float] = Field(default_factory=dict)
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     predictions_file: str | None = None
     weights_file: str | None = None
+
+    @model_validator(mode="after")
+    def _label_defaults_to_the_readable_id(self) -> "RunResult":
+        """Results written before labels existed read with the label a run gives by default."""
+        if not self.label:
+            self.label = without_settings_digest(self.entry)
+        return self
 
 
 def without_settings_digest(entry_id: str) -> str:

@@ -16,7 +16,7 @@ from abawbench.config import RunConfig
 from abawbench.data.index import SampleIndex
 from abawbench.errors import ConfigError, DataFormatError
 from abawbench.plugins import PluginHost
-from abawbench.results.schema import EntrySpecModel
+from abawbench.results.schema import DataIdentity, EntrySpecModel, PluginSupplier
 from abawbench.run.features import FUSION_SEPARATOR
 from abawbench.specs import DatasetSpec, ReadOptions
 from abawbench.tracks import Track
@@ -37,6 +37,12 @@ class PreparedData:
 
     def fingerprints(self) -> dict[str, str]:
         return {split: index.fingerprint for split, index in self.splits.items()}
+
+    def identity(self) -> DataIdentity:
+        """What an entry's identity holds of the data: the dataset and the fingerprints of the
+        splits trained on and scored (the test split changes neither a weight nor a score)."""
+        return DataIdentity(dataset=self.dataset,
+                            fingerprints={split: self.splits[split].fingerprint for split in LABELLED_SPLITS})
 
 
 def cache_root_of(config: RunConfig) -> Path:
@@ -65,6 +71,31 @@ def plan_entries(host: PluginHost, config: RunConfig, track: Track) -> list[Entr
                        loss_options=dict(config.loss_options.get(l, {})))
         for m in models for l in losses
     ]
+
+
+def entry_labels(label: str | None, entries: list[EntrySpecModel]) -> dict[str, str]:
+    """Entry id -> the label tables show and commands accept: the configured label (followed by
+    the readable id when the run has several entries, so each stays distinct), else the
+    readable id."""
+    if label is None:
+        return {entry.entry_id: entry.readable_id for entry in entries}
+    if len(entries) == 1:
+        return {entries[0].entry_id: label}
+    return {entry.entry_id: f"{label}/{entry.readable_id}" for entry in entries}
+
+
+def entry_provenance(host: PluginHost, entry: EntrySpecModel, dataset: str,
+                     track: Track) -> dict[str, PluginSupplier]:
+    """Which plugin supplied each part of an entry (every backbone of a fused model as
+    ``model:<part>``), for the result file."""
+    parts = entry.model.split(FUSION_SEPARATOR)
+    models = ({"model": entry.model} if len(parts) == 1
+              else {f"model:{part}": part for part in parts})
+    provenance = {role: host.supplier("models", name) for role, name in models.items()}
+    provenance["loss"] = host.supplier("losses", entry.loss)
+    provenance["dataset"] = host.supplier("datasets", dataset)
+    provenance["track"] = host.supplier("tracks", track.name)
+    return provenance
 
 
 def choose_dataset(host: PluginHost, config: RunConfig, track: Track) -> DatasetSpec:

@@ -38,7 +38,14 @@ from abawbench.results import (
     write_weights,
 )
 from abawbench.run.features import RunFeatures, build_backbone
-from abawbench.run.plan import PreparedData, cache_root_of, plan_entries, prepare_data
+from abawbench.run.plan import (
+    PreparedData,
+    cache_root_of,
+    entry_labels,
+    entry_provenance,
+    plan_entries,
+    prepare_data,
+)
 from abawbench.tracks import Track
 from abawbench.training.augmentation import resolve_augmentation
 from abawbench.training.finetune import finetune
@@ -76,16 +83,25 @@ class Runner:
         self.progress = progress
         self.data: PreparedData | None = None
         self.features: RunFeatures | None = None
+        self.labels: dict[str, str] = {}
 
     def entries(self) -> list[EntrySpecModel]:
-        return plan_entries(self.host, self.config, self.track)
+        """The run's entries, each bound to the data it is trained and scored on. Names are
+        checked before the data is indexed, so a typo fails at once."""
+        planned = plan_entries(self.host, self.config, self.track)
+        if self.data is None:
+            self.data = prepare_data(self.host, self.config, self.track, self.cache_root)
+        entries = [entry.on_data(self.data.identity()) for entry in planned]
+        self.labels = entry_labels(self.config.label, entries)
+        return entries
 
     def run(self) -> RunSummary:
+        # The data is indexed before anything runs (cheap): it is part of every entry's
+        # identity, and a completed result only counts when it was measured on exactly this
+        # data (dataset plugin, fingerprints, bad-row policy).
         entries = self.entries()
         summary = RunSummary()
-        # The data is indexed first (cheap): a completed result only counts when it was measured
-        # on exactly this data (dataset plugin, fingerprints, bad-row policy).
-        self.data = prepare_data(self.host, self.config, self.track, self.cache_root)
+        assert self.data is not None
         self.features = RunFeatures(self.host, self.config, self.data.splits, self.device, self.cache_root,
                                     progress=self.progress)
         for seed in self.config.seeds:
@@ -111,7 +127,15 @@ class Runner:
                 and previous.dataset == self.data.dataset
                 and previous.dataset_fingerprints == self.data.fingerprints()
                 and previous.config.get("skip_bad") == self.config.skip_bad)
-        return previous if same else None
+        if not same:
+            return None
+        label = self.labels[entry.entry_id]
+        if previous.label != label:
+            # A new label names the same measurement: relabel the file rather than retrain.
+            previous = previous.model_copy(update={"label": label,
+                                                   "config": previous.config | {"label": self.config.label}})
+            write_result(path, previous)
+        return previous
 
     def run_entry(self, entry: EntrySpecModel, seed: int) -> RunResult:
         """Train, score and write one (entry, seed); a failure is recorded, not raised."""
@@ -119,11 +143,12 @@ class Runner:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         base = dict(
-            track=self.track.name, entry=entry.entry_id, spec=entry, seed=seed,
-            primary_metric=self.track.primary_metric, dataset=self.data.dataset,
+            track=self.track.name, entry=entry.entry_id, label=self.labels[entry.entry_id], spec=entry,
+            seed=seed, primary_metric=self.track.primary_metric, dataset=self.data.dataset,
             data_root=str(self.data.root), dataset_fingerprints=self.data.fingerprints(),
             split_sizes={s: len(i) for s, i in self.data.splits.items()},
             config=self.config.model_dump(mode="json"), versions=package_versions(), git_commit=git_commit(),
+            provenance=entry_provenance(self.host, entry, self.data.dataset, self.track),
             device=str(self.device),
         )
         out_dir = entry_dir(self.config.output, self.track.name, entry.entry_id)
