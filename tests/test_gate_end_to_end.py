@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from abawbench import cli
-from abawbench.plugins import load_plugins, set_host
+from abawbench.plugins import load_plugins
 
-from plugin_helpers import make_module
+from plugin_helpers import make_module, serve_with_plugin
 
 # A model whose features are pooled pixels; ``DEGRADED`` stands for a change that broke it.
 POOLED_PIXELS = '''
@@ -51,10 +51,8 @@ def lsd_tree(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def pixels():
-    host = load_plugins(strict=True)
     module = make_module("pooled_pixels", POOLED_PIXELS)
-    host.add_plugin(module, "pooled-pixels")
-    set_host(host)
+    serve_with_plugin(module, "pooled-pixels")
     return module
 
 

@@ -9,11 +9,11 @@ import pytest
 
 from abawbench import cli
 from abawbench.errors import MetricInputError
-from abawbench.plugins import load_plugins, set_host
+from abawbench.plugins import load_plugins
 from abawbench.results import iter_results
 from abawbench.tracks import TrackScore
 
-from plugin_helpers import make_module
+from plugin_helpers import make_module, serve_with_plugin
 
 # A third party's tracks whose scoring is broken (a NaN sub-score, an impossible primary F1;
 # their primary still selects the epoch), and a dataset that reads the embedded LSD layout for
@@ -60,10 +60,7 @@ def lsd_tree(tmp_path_factory):
 
 @pytest.fixture
 def broken_host():
-    host = load_plugins(strict=True)
-    host.add_plugin(make_module("broken_tracks", BROKEN_TRACKS), "broken-tracks")
-    set_host(host)
-    return host
+    return serve_with_plugin(make_module("broken_tracks", BROKEN_TRACKS), "broken-tracks")
 
 
 @pytest.mark.parametrize(("track", "reason"), [
