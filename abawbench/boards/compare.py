@@ -120,7 +120,7 @@ def scores_from_results(results: Iterable[RunResult], higher_is_better: Callable
             for row in section.rows:
                 scores.append(EntryScore(
                     track, row.entry, _label(getattr(row, "label", None), row.entry), metric, row.status, row.mean,
-                    better, row.fingerprints or {"validation": section.fingerprint}, row.seeds_total,
+                    better, {**row.fingerprints, "validation": section.fingerprint}, row.seeds_total,
                     row.seed_list, row.sub_scores))
     return scores
 
@@ -140,7 +140,7 @@ def scores_from_leaderboard(data: Mapping[str, Any], source: str) -> list[EntryS
             seeds = row.get("seed_list")
             scores.append(EntryScore(
                 track, entry, _label(row.get("label"), entry), metric, str(row["status"]), row.get("mean"), better,
-                row.get("fingerprints") or {"validation": str(section.get("fingerprint", ""))},
+                {**(row.get("fingerprints") or {}), "validation": str(section.get("fingerprint", ""))},
                 int(row.get("seeds_total", 0)), None if seeds is None else tuple(seeds),
                 row.get("sub_scores") or {}))
     return scores
@@ -157,13 +157,12 @@ def load_scores(path: Path, higher_is_better: Callable[[str], bool]) -> list[Ent
     return scores_from_leaderboard(read_json(path, dict, "a leaderboard JSON object"), str(path))
 
 
-def tracks_to_compare(old: Sequence[EntryScore], new: Sequence[EntryScore], track: str | None,
-                      names: tuple[str, str] = ("OLD", "NEW")) -> tuple[str, ...]:
+def tracks_to_compare(old: Sequence[EntryScore], new: Sequence[EntryScore], track: str | None) -> tuple[str, ...]:
     """``track``, else every track OLD holds; each must have results on both sides."""
     tracks = (track,) if track else tuple(sorted({s.track for s in old}))
     if not tracks:
-        raise NotComparableError(f"{names[0]} holds no result: nothing to compare")
-    for name, side in zip(names, (old, new)):
+        raise NotComparableError("OLD holds no result: nothing to compare")
+    for name, side in (("OLD", old), ("NEW", new)):
         held = {s.track for s in side}
         absent = [t for t in tracks if t not in held]
         if absent:
@@ -334,7 +333,8 @@ class Comparison:
         text = (f"{self.regressions} regression(s) beyond tolerance {self.tolerance}" if self.regressions
                 else f"no regression beyond tolerance {self.tolerance}")
         if self.one_sided and self.missing == "ignore":
-            text += f"; {self.one_sided} entr{'y' if self.one_sided == 1 else 'ies'} on one side only, not gated (--missing ignore)"
+            entries = "entry" if self.one_sided == 1 else "entries"
+            text += f"; {self.one_sided} {entries} on one side only, not gated (--missing ignore)"
         return text
 
 

@@ -51,7 +51,8 @@ def handle(args) -> int:
     folder = args.runs / track.name
     results = [result for _path, result in iter_results(folder, track.name)] if folder.is_dir() else []
     if not results:
-        raise ConfigError(f"--runs {args.runs}: no result of track {track.name} (expected {folder}/<entry>/seed<k>.json)")
+        raise ConfigError(f"--runs {args.runs}: no result of track {track.name} "
+                          f"(expected {folder}/<entry>/seed<k>.json)")
     references = [] if args.no_references else load_references(args.references)
     board = build_leaderboard(results, track=track.name, primary_metric=track.primary_metric,
                               higher_is_better=track.higher_is_better, references=references,
