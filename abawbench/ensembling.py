@@ -191,6 +191,7 @@ def run_ensemble(
     full.fit(validation, labels, track)
     test = full.combine([m.predictions["test"] for m in members], track) if "test" in splits else None
     score, primary, subs = score_with_intervals(track, oof, labels, n_resamples=bootstrap, seed=seed)
+    track.check_score(score)  # a NaN or impossible combined score is refused, never written
 
     entry = name or ensemble_name(spec.name, [m.result.entry for m in members])
     label = name or ensemble_name(spec.name, [m.result.label for m in members])

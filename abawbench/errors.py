@@ -41,3 +41,8 @@ class RunFailedError(AbawbenchError):
     """A benchmark run (or one of its entries) failed while training or evaluating."""
 
     exit_code = 1
+
+
+class NotComparableError(AbawbenchError):
+    """Two sets of results cannot be compared: measured with other seeds or on other data, or
+    one side holds nothing of the track."""

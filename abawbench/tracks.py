@@ -8,6 +8,7 @@ and never compares a track's name.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,11 @@ class TrackScore:
     sub_scores: dict[str, float] = field(default_factory=dict)
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     confusion: dict[str, list[list[int]]] = field(default_factory=dict)
+
+
+ROUNDING_SLACK = 1e-6
+"""How far a score may stray outside its range by floating-point rounding alone (a perfect CCC
+computed from float32 moments can land a hair above 1) before :meth:`Track.check_score` fails it."""
 
 
 Predictions = Mapping[str, torch.Tensor]
@@ -99,6 +105,34 @@ class Track(ABC):
             for spec in self.tasks
             if spec.name in labels
         }
+
+    def score_ranges(self) -> Mapping[str, tuple[float, float]]:
+        """The closed interval each score can take, by name (the primary metric and the
+        sub-scores); a score not named here must only be finite.
+
+        A score outside its interval is a bug in the scoring, not a result: the run fails the
+        entry (:meth:`check_score`) rather than rank it. A track overrides this with the bounds
+        its scores have by construction (e.g. an F1 in [0, 1])."""
+        return {}
+
+    def check_score(self, score: TrackScore) -> None:
+        """Raise :class:`abawbench.errors.MetricInputError` naming every score of ``score``
+        that is not finite or lies outside :meth:`score_ranges`.
+
+        Why here and not in the metrics: a NaN or impossible score that reached a result file
+        would rank (NaN sorts anywhere) and pass ``compare``; the track knows the bounds."""
+        from abawbench.errors import MetricInputError
+
+        ranges = self.score_ranges()
+        problems = []
+        for name, value in {self.primary_metric: score.primary, **score.sub_scores}.items():
+            low, high = ranges.get(name, (-math.inf, math.inf))
+            if not math.isfinite(value):
+                problems.append(f"{name} = {value} is not finite")
+            elif not low - ROUNDING_SLACK <= value <= high + ROUNDING_SLACK:
+                problems.append(f"{name} = {value} is outside [{low}, {high}]")
+        if problems:
+            raise MetricInputError(f"track {self.name!r}: invalid score: {'; '.join(problems)}")
 
     def write_submission(
         self,

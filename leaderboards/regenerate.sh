@@ -12,6 +12,8 @@ ABAWBENCH=${ABAWBENCH:-$( [ -x .venv/bin/abawbench ] && echo .venv/bin/abawbench
 RUNS=leaderboards/runs
 TRACKS=${TRACKS:-"lsd mtl"}
 EPOCHS=${EPOCHS:-20}
+# The seeds a run uses by default: `abawbench compare` refuses tables of other seed sets, so the
+# README's run compared against these tables must find the same seeds.
 SEEDS=${SEEDS:-0}
 MODELS=${MODELS:-hog,mobilenetv3_small_100,hog+mobilenetv3_small_100}
 

@@ -48,3 +48,14 @@ def site_on_path(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
         for name, module in list(sys.modules.items()):
             if Path(getattr(module, "__file__", None) or "/").is_relative_to(folder):
                 del sys.modules[name]
+
+
+def serve_with_plugin(module: ModuleType, plugin_name: str):
+    """The built-in plugins (loaded strictly, so a broken built-in fails the test) plus
+    ``module`` registered as plugin ``plugin_name``, installed as the host every command uses."""
+    from abawbench.plugins import load_plugins, set_host
+
+    host = load_plugins(strict=True)
+    host.add_plugin(module, plugin_name)
+    set_host(host)
+    return host

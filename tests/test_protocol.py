@@ -11,13 +11,13 @@ import pytest
 
 from abawbench import cli
 from abawbench.config import load_config
-from abawbench.plugins import load_plugins, set_host
+from abawbench.plugins import load_plugins
 from abawbench.features.extract import extract_features
 from abawbench.run.plan import prepare_data
 from abawbench.run.runner import Runner
 from abawbench.results import read_result
 
-from plugin_helpers import make_module
+from plugin_helpers import make_module, serve_with_plugin
 
 TINY_MODELS = '''
 import torch
@@ -73,10 +73,7 @@ def mtl_tree(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_host():
-    host = load_plugins(strict=True)
-    host.add_plugin(make_module("tiny_models", TINY_MODELS), "tiny-models")
-    set_host(host)
-    return host
+    return serve_with_plugin(make_module("tiny_models", TINY_MODELS), "tiny-models")
 
 
 def train_split(tmp_path, data, host, **over):

@@ -9,7 +9,7 @@ Boards only read results (:mod:`abawbench.results`); nothing here runs or trains
 """
 
 from abawbench.boards.build import Leaderboard, Row, Section, build_leaderboard
-from abawbench.boards.compare import CHANGE_FORMATS, Change, Comparison, compare_scores, load_scores
+from abawbench.boards.compare import CHANGE_FORMATS, Change, Comparison, Tolerance, compare_scores, load_scores
 from abawbench.boards.formats import LEADERBOARD_FORMATS, FormatRegistry, render
 from abawbench.boards.inputs import load_references
 
@@ -22,6 +22,7 @@ __all__ = [
     "Leaderboard",
     "Row",
     "Section",
+    "Tolerance",
     "build_leaderboard",
     "compare_scores",
     "load_references",

@@ -17,6 +17,7 @@ be trusted:
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -46,6 +47,8 @@ class Row:
     sub_scores: dict[str, float | None] = field(default_factory=dict)
     seeds: int = 0
     seeds_total: int = 0
+    seed_list: tuple[int, ...] = ()  # every seed run, failed ones too: compare refuses other seed sets
+    fingerprints: dict[str, str] = field(default_factory=dict)  # every split's: compare refuses other data
     date: str = ""
     version: str = ""
     note: str = ""
@@ -100,15 +103,19 @@ def summarise_entry(results: Sequence[RunResult]) -> Row:
     """One unranked row from every seed of one entry on one dataset."""
     first = results[0]
     backbone, protocol, loss = _describe(first)
-    done = [r for r in results if r.status == "completed" and r.primary is not None]
+    # A score that is not a finite number is no measurement (it would sort anywhere): that seed
+    # counts as failed.
+    done = [r for r in results if r.status == "completed" and r.primary is not None
+            and math.isfinite(r.primary.value)]
     failed = [r for r in results if r not in done]
     dates = sorted(r.created_at for r in results)
     versions = sorted({r.versions.get("abawbench", "?") for r in results})
     common = dict(entry=first.entry, label=first.label, backbone=backbone, protocol=protocol, loss=loss,
-                  seeds=len(done), seeds_total=len(results), date=dates[-1][:10],
+                  seeds=len(done), seeds_total=len(results), seed_list=tuple(r.seed for r in results),
+                  fingerprints=dict(first.dataset_fingerprints), date=dates[-1][:10],
                   version=", ".join(versions))
     if not done:
-        return Row(rank=FAILED, status=FAILED, note=(failed[0].error or "failed")[:200], **common)
+        return Row(rank=FAILED, status=FAILED, note=_failure(failed[0])[:200], **common)
     mean, std = _mean_std([r.primary.value for r in done])
     lows = [r.primary.ci_low for r in done]
     highs = [r.primary.ci_high for r in done]
@@ -126,6 +133,10 @@ def summarise_entry(results: Sequence[RunResult]) -> Row:
     status = PARTIAL if failed else "completed"
     return Row(rank=PARTIAL if failed else "", status=status, mean=mean, std=std, ci_low=ci_low, ci_high=ci_high,
                sub_scores=subs, note=note, **common)
+
+
+def _failure(result: RunResult) -> str:
+    return result.error or ("score is not a finite number" if result.status == "completed" else "failed")
 
 
 def rank_rows(rows: Iterable[Row], higher_is_better: bool) -> tuple[Row, ...]:

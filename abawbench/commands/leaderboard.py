@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from abawbench.commands import DefaultsHelpFormatter
+from abawbench.errors import ConfigError
 
 # The repository's reference numbers; absent in an installed copy without the source tree.
 DEFAULT_REFERENCES = Path(__file__).resolve().parents[2] / "leaderboards" / "references.json"
@@ -44,8 +45,14 @@ def handle(args) -> int:
     from abawbench.results import iter_results
 
     track = get_host().tracks.get(args.track)
+    # An empty table from a mistyped folder would be published as if it were the result.
+    if not args.runs.is_dir():
+        raise ConfigError(f"--runs {args.runs}: no such runs folder")
     folder = args.runs / track.name
     results = [result for _path, result in iter_results(folder, track.name)] if folder.is_dir() else []
+    if not results:
+        raise ConfigError(f"--runs {args.runs}: no result of track {track.name} "
+                          f"(expected {folder}/<entry>/seed<k>.json)")
     references = [] if args.no_references else load_references(args.references)
     board = build_leaderboard(results, track=track.name, primary_metric=track.primary_metric,
                               higher_is_better=track.higher_is_better, references=references,

@@ -161,6 +161,7 @@ class Runner:
                 self.track, outcome.validation, labels,
                 n_resamples=self.config.protocol.bootstrap, seed=seed,
             )
+            self.track.check_score(score)  # a NaN or impossible score fails the entry, never ranks
             tuned = tuned_threshold_report(self.track, outcome.validation, labels)
             predictions_file = out_dir / f"seed{seed}.predictions.npz"
             weights_file = out_dir / f"seed{seed}.head.pt"

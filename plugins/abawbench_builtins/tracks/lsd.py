@@ -26,6 +26,10 @@ class LSDTrack(Track):
     primary_metric = "macro_f1"
     default_loss = "cross-entropy"
 
+    def score_ranges(self) -> Mapping[str, tuple[float, float]]:
+        """Macro F1 is a mean of per-class F1s, each in [0, 1]."""
+        return {"macro_f1": (0.0, 1.0)}
+
     def score(
         self,
         predictions: Predictions,

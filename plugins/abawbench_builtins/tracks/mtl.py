@@ -36,6 +36,13 @@ class MTLTrack(Track):
     primary_metric = "p_mtl"
     default_loss = "multitask"
 
+    def score_ranges(self) -> Mapping[str, tuple[float, float]]:
+        """Each CCC lies in [-1, 1] and each F1 in [0, 1] (docs/abaw4.md), so P_MTL, their mean
+        CCC plus both F1s, lies in [-1, 3]."""
+        ccc, f1 = (-1.0, 1.0), (0.0, 1.0)
+        return {"p_mtl": (-1.0, 3.0), "ccc_valence": ccc, "ccc_arousal": ccc, "ccc_mean": ccc,
+                "f1_expr": f1, "f1_au": f1}
+
     def score(
         self,
         predictions: Predictions,
