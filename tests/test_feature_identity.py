@@ -24,11 +24,11 @@ from abawbench.config import load_config
 from abawbench.features.entry import META
 from abawbench.features.key import fields_digest
 from abawbench.features.store import FeatureCache
-from abawbench.plugins import PluginInfo, load_plugins
+from abawbench.plugins import PluginInfo, allowed_from_env, load_plugins
 from abawbench.run.features import RunFeatures
 from abawbench.run.plan import prepare_data
+from abawbench.specs import ModelOptions
 
-from conftest import BUILTIN_PLUGINS
 from plugin_helpers import install_distribution, make_module, site_on_path
 
 DRIFT = '''
@@ -112,13 +112,13 @@ def test_upgraded_plugin_with_the_same_weights_file_is_extracted_anew(tmp_path, 
     is installed as a user installs it (an ``abawbench-drift`` distribution, version bumped)."""
     weights = tmp_path / "drift.pt"
     weights_source = host_with_drift(drift_source()).models.get("drift")
-    torch.save(weights_source.build(_options()).module.state_dict(), weights)
+    torch.save(weights_source.build(ModelOptions()).module.state_dict(), weights)
 
     def installed(version: str, source: str) -> Extraction:
         with monkeypatch.context() as patch, site_on_path(tmp_path / f"site-{version}", patch) as site:
             install_distribution(site, "abawbench-drift", version, {"drift": "abawbench_drift"},
                                  {"abawbench_drift": source})
-            host = load_plugins(strict=True, allowed=[*BUILTIN_PLUGINS, "drift"])
+            host = load_plugins(strict=True, allowed=allowed_from_env() | {"drift"})  # the built-ins and it
             assert host.plugins["drift"].version == version
             return Extraction(host, lsd_tree, tmp_path / "cache", weights=str(weights))
 
@@ -186,7 +186,14 @@ def _drop_key_fields(path: Path, *names: str) -> None:
         f.attrs[META] = json.dumps(meta, sort_keys=True)
 
 
-def _options():
-    from abawbench.specs import ModelOptions
+@pytest.mark.parametrize("model", ["timm:resnet18", "resnet18", "hog"])
+def test_builtin_models_are_keyed_on_the_builtin_plugin_that_supplies_them(host, model):
+    """A family member (``timm:<arch>``) is the family's plugin's; every model names torch and timm."""
+    from importlib.metadata import version
 
-    return ModelOptions(weights="random", extra={"seed": 0})
+    from abawbench.run.features import model_code_identity
+
+    code = model_code_identity(host, model)
+    supplier = "builtin.classic" if model == "hog" else "builtin.timm"
+    assert code["plugin"] == {"plugin": supplier, "distribution": "abawbench", "version": version("abawbench")}
+    assert code["torch"] == version("torch") and code["timm"] == version("timm")
