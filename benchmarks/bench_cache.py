@@ -45,7 +45,7 @@ BATCH = 256
 
 
 def make_key(rows: int, dim: int) -> CacheKey:
-    return CacheKey("bench:model", "random-seed-0", PREPROCESSING, f"bench-{rows}x{dim}", "train")
+    return CacheKey("bench:model", "random-seed-0", PREPROCESSING, f"bench-{rows}x{dim}", "train", {}, {})
 
 
 def batch_producer(rows: int, dim: int, seed: int = 0) -> Callable:

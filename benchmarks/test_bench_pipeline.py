@@ -33,7 +33,7 @@ def cached(tmp_path_factory):
 
     cache = FeatureCache(tmp_path_factory.mktemp("cache"))
     key = CacheKey(backbone="bench", weights_digest="random-0", preprocessing={"input_size": [3, 64, 64]},
-                   dataset_fingerprint="bench", split="validation")
+                   dataset_fingerprint="bench", split="validation", model_code={}, decoder={})
     ids = [f"{i}.jpg" for i in range(CACHE_ROWS)]
     features = np.random.default_rng(0).normal(size=(CACHE_ROWS, CACHE_DIM)).astype(np.float32)
 

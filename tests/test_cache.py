@@ -47,6 +47,9 @@ def make_key(**changes) -> CacheKey:
         preprocessing=PREPROCESSING,
         dataset_fingerprint="fp-1",
         split="train",
+        model_code={"torch": "2.5.1", "timm": "1.0.12",
+                    "plugin": {"plugin": "builtin.timm", "distribution": "abawbench", "version": "0.1.0"}},
+        decoder={"jpeg": "torchvision.io.decode_jpeg (torchvision 0.20.1)", "other": "Pillow 11.0.0"},
     )
     fields.update(changes)
     return CacheKey(**fields)
@@ -123,6 +126,11 @@ def test_default_root_follows_environment(monkeypatch, tmp_path):
         {"preprocessing": {**PREPROCESSING, "crop_pct": 0.9}},
         {"preprocessing": {**PREPROCESSING, "interpolation": "bilinear"}},
         {"preprocessing": {k: v for k, v in PREPROCESSING.items() if k != "crop_mode"}},
+        {"model_code": {"torch": "2.5.1", "timm": "1.0.12",
+                        "plugin": {"plugin": "builtin.timm", "distribution": "abawbench", "version": "0.2.0"}}},
+        {"model_code": {"torch": "2.6.0", "timm": "1.0.12",
+                        "plugin": {"plugin": "builtin.timm", "distribution": "abawbench", "version": "0.1.0"}}},
+        {"decoder": {"jpeg": "Pillow 11.0.0", "other": "Pillow 11.0.0"}},
     ],
     ids=lambda c: next(iter(c)) if "preprocessing" not in c else "preprocessing",
 )

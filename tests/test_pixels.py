@@ -25,6 +25,7 @@ from abawbench.run.runner import Runner
 from abawbench.specs import ModelOptions
 
 from test_cache import data_offset, flip_byte
+from test_feature_identity import torchvision_without_image_codecs
 from test_protocol import _config, extract_into_sink, lsd_tree, tiny_host, train_split  # noqa: F401 - fixtures
 
 
@@ -84,6 +85,16 @@ def test_pack_key_is_the_geometry_not_the_normalisation():
                     {"crop_mode": "squash"}):
         assert pack_key({**config, **changed}, "fp", "train") != key, changed
     assert pack_key(config, "other", "train") != key and pack_key(config, "fp", "validation") != key
+
+
+def test_pack_key_names_the_jpeg_decoder(monkeypatch):
+    """Pixels decoded by Pillow are not served where torchvision's decoder is chosen (and the
+    other way round): features keyed on the decoder must not come from another's pack."""
+    config = {"input_size": (3, 32, 32), "interpolation": "bilinear", "crop_pct": 1.0}
+    fast = pack_key(config, "fp", "train")
+    with torchvision_without_image_codecs(monkeypatch):
+        pillow = pack_key(config, "fp", "train")
+    assert pillow != fast and pillow.decoder["jpeg"].startswith("Pillow")
 
 
 def fake_batches(rows=50, shape=(3, 4, 5), batch=8, fail_at=None, calls=None):

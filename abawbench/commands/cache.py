@@ -12,9 +12,10 @@ def add_parser(subparsers) -> None:
         "cache",
         help="list, verify or clear cached backbone features and pixel packs",
         description=(
-            "Features are cached per backbone, weights, preprocessing, dataset fingerprint and "
-            "split; pixel packs (run --pixel-cache) per geometry, dataset and split, in a store "
-            "of their own. A file that fails verification is rebuilt automatically on the next run."
+            "Features are cached per backbone, weights, model code (torch, timm and plugin "
+            "versions), preprocessing, image decoder, dataset fingerprint and split; pixel packs "
+            "(run --pixel-cache) per geometry, image decoder, dataset and split, in a store of "
+            "their own. A file that fails verification is rebuilt automatically on the next run."
         ),
     )
     actions = parser.add_subparsers(dest="cache_action", metavar="ACTION", required=True)

@@ -1,7 +1,9 @@
 """Cache keys: everything that changes a split's features, in one digest that names its file.
 
 A key that ignores one setting silently returns stale results (lm-evaluation-harness #3881,
-MTEB #5383), so a key covers the backbone, its weights, the resolved preprocessing, the
+MTEB #5383), so a key covers the backbone, its weights, the code that computes its features
+(not only what the plugin says about itself: a reinstalled plugin may build another network
+under the same name and weights digest), the resolved preprocessing, the image decoder, the
 dataset's fingerprint, the split and the cache format; and since a stale hit is worse than a
 miss, values that cannot be put in canonical form are refused rather than approximated.
 """
@@ -80,6 +82,15 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "_"
 
 
+def require_fields(key_type: type, fields: Mapping[str, Any]) -> None:
+    """Refuse stored key ``fields`` that lack one of ``key_type``'s fields, naming them: such a
+    file was written by an abawbench whose keys did not cover them, and is never hit again."""
+    missing = [field.name for field in dataclasses.fields(key_type) if field.name not in fields]
+    if missing:
+        raise CacheError(f"stored key lacks {', '.join(missing)} (written by an older abawbench "
+                         f"whose keys did not cover it; never read again)")
+
+
 class EntryKey(Protocol):
     """What the cache needs of a key: its canonical fields, their digest, and where its file
     lies in its store. :class:`CacheKey` (features) and the pixel-pack key are the two kinds."""
@@ -125,14 +136,23 @@ class DigestKey:
 @dataclass(frozen=True, eq=False)
 class CacheKey(DigestKey):
     """Everything that changes a split's features. Two keys are equal iff their :meth:`digest`
-    is (so ``(3, 224, 224)`` and ``[3, 224, 224]`` are one key); ``preprocessing`` is timm's
-    resolved data config."""
+    is (so ``(3, 224, 224)`` and ``[3, 224, 224]`` are one key).
+
+    ``weights_digest`` identifies the weights (for a random init, the initial tensors
+    themselves); ``model_code`` the code that turns them into features (library and supplying
+    plugin versions); ``preprocessing`` is timm's resolved data config; ``decoder`` names the
+    image decoders that turned the files into pixels. The file of a key made before a field
+    existed lacks it: it is never hit again and reads as incomplete, so ``abawbench cache clear
+    --bad`` removes it.
+    """
 
     backbone: str
     weights_digest: str
     preprocessing: Mapping[str, Any]
     dataset_fingerprint: str
     split: str
+    model_code: Mapping[str, Any]
+    decoder: Mapping[str, Any]
     format_version: int = FORMAT_VERSION
 
     def relative_path(self) -> PurePath:
@@ -141,6 +161,7 @@ class CacheKey(DigestKey):
 
     @classmethod
     def from_canonical(cls, fields: Mapping[str, Any]) -> CacheKey:
+        require_fields(cls, fields)
         try:
             return cls(
                 backbone=str(fields["backbone"]),
@@ -148,6 +169,8 @@ class CacheKey(DigestKey):
                 preprocessing=dict(fields["preprocessing"]),
                 dataset_fingerprint=str(fields["dataset_fingerprint"]),
                 split=str(fields["split"]),
+                model_code=dict(fields["model_code"]),
+                decoder=dict(fields["decoder"]),
                 format_version=int(fields["format_version"]),
             )
         except (KeyError, ValueError, TypeError) as exc:

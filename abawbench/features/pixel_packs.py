@@ -8,7 +8,7 @@ pixels of each image in row order, in the cache's entry format (chunk digests, a
 a lock per key) but in a store of its own (``<cache root>/pixel-packs/``), under a key of its
 own kind, so that a pack is never listed, cleared or read as a backbone's features. The key
 holds what decides the pixels: the geometry part of the data config (input size,
-interpolation, crop), the dataset fingerprint and the split. Mean and std are not in it:
+interpolation, crop), the image decoder, the dataset fingerprint and the split. Mean and std are not in it:
 normalisation happens per batch where the model runs, so backbones that differ only there
 share a pack. The first extraction of a split writes the pack while it extracts (one decode);
 later ones read it and decode nothing.
@@ -33,7 +33,8 @@ import torch
 from abawbench.errors import CacheError
 from abawbench.features.cached import CachedRows
 from abawbench.features.entry import EntryWriter
-from abawbench.features.key import FORMAT_VERSION, DigestKey, safe_name
+from abawbench.features.key import FORMAT_VERSION, DigestKey, require_fields, safe_name
+from abawbench.features.preprocess import image_decoder_identity
 from abawbench.features.store import EntryStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class PixelPackKey(DigestKey):
     geometry: Mapping[str, Any]
     dataset_fingerprint: str
     split: str
+    decoder: Mapping[str, Any]
     format_version: int = FORMAT_VERSION
 
     def image_shape(self) -> tuple[int, int, int]:
@@ -76,9 +78,11 @@ class PixelPackKey(DigestKey):
     def from_canonical(cls, fields: Mapping[str, Any]) -> PixelPackKey:
         if fields.get("kind") != PACK_KIND:
             raise CacheError("stored key is not a pixel-pack key")
+        require_fields(cls, fields)
         try:
             return cls(geometry=dict(fields["geometry"]), dataset_fingerprint=str(fields["dataset_fingerprint"]),
-                       split=str(fields["split"]), format_version=int(fields["format_version"]))
+                       split=str(fields["split"]), decoder=dict(fields["decoder"]),
+                       format_version=int(fields["format_version"]))
         except (KeyError, ValueError, TypeError) as exc:
             raise CacheError(f"stored key is incomplete or unreadable ({exc!r})") from exc
 
@@ -94,10 +98,11 @@ class PixelPackStore(EntryStore[PixelPackKey, CachedRows]):
 
 
 def pack_key(data_config: Mapping[str, Any], dataset_fingerprint: str, split: str) -> PixelPackKey:
-    """The key of a split's pack for a backbone's resolved data config."""
+    """The key of a split's pack for a backbone's resolved data config, decoded here."""
     geometry = {name: data_config[name] for name in GEOMETRY_KEYS if name in data_config}
     geometry.setdefault("crop_mode", "center")  # timm's default: a config that omits it is the same geometry
-    return PixelPackKey(geometry=geometry, dataset_fingerprint=dataset_fingerprint, split=split)
+    return PixelPackKey(geometry=geometry, dataset_fingerprint=dataset_fingerprint, split=split,
+                        decoder=image_decoder_identity())
 
 
 class _PackAbandoned(Exception):

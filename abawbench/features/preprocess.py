@@ -195,10 +195,11 @@ def _fast_jpeg_decoder() -> Callable[[bytes], torch.Tensor] | None:
     """torchvision's libjpeg-turbo decoder (bytes -> RGB uint8 ``[3, H, W]``), or None.
 
     None where this torchvision has no image codecs (0.29 deprecated them in favour of
-    TorchCodec) or where its libjpeg decodes a probe differently from Pillow's: the feature
-    cache is keyed on the data config, not on the decoder, so the two must agree to the pixel
-    (separately bundled libjpeg builds may not). Every file then simply goes through Pillow:
-    the same pixels, about half the speed on small faces.
+    TorchCodec) or where its libjpeg decodes a probe differently from Pillow's: scores must not
+    depend on which decoder a machine has, so the two must agree to the pixel (separately
+    bundled libjpeg builds may not). Every file then simply goes through Pillow: the same
+    pixels, about half the speed on small faces. The probes cannot cover every JPEG, so the
+    choice is still part of every cache key (:func:`image_decoder_identity`).
     """
     import warnings
 
@@ -217,6 +218,24 @@ def _fast_jpeg_decoder() -> Callable[[bytes], torch.Tensor] | None:
     except Exception:  # noqa: BLE001 - no working decoder: Pillow it is
         return None
     return decode if agrees else None
+
+
+def image_decoder_identity() -> dict[str, str]:
+    """Which decoders :func:`load_image` uses here, with their versions: ``jpeg`` for JPEG
+    files (torchvision's libjpeg-turbo, or Pillow where that is missing or disagrees), ``other``
+    for every other file (Pillow). Cached pixels and features are keyed on it: another decoder
+    may give other pixels for a file no probe resembles."""
+    from importlib.metadata import version
+
+    from PIL import __version__ as pillow_version
+    from PIL import features
+
+    turbo = features.version_feature("libjpeg_turbo")
+    libjpeg = f"libjpeg-turbo {turbo}" if turbo else f"libjpeg {features.version('jpg')}"
+    pillow = f"Pillow {pillow_version} ({libjpeg})"
+    if _fast_jpeg_decoder() is None:
+        return {"jpeg": pillow, "other": pillow}
+    return {"jpeg": f"torchvision.io.decode_jpeg (torchvision {version('torchvision')})", "other": pillow}
 
 
 def _jpeg_probes() -> list[tuple[bytes, np.ndarray]]:

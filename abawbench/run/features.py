@@ -8,22 +8,26 @@ fused (concatenated or averaged) cached features of backbones ``a`` and ``b``.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
+from torch import nn
 
 from abawbench.features.key import CacheKey
 from abawbench.features.pixel_packs import PixelPackStore
 from abawbench.features.store import FeatureCache
 from abawbench.config import RunConfig
 from abawbench.data.index import SampleIndex
-from abawbench.errors import ConfigError
+from abawbench.errors import ConfigError, UnknownNameError
 from abawbench.features.extract import extract_features, precision_of
+from abawbench.features.preprocess import image_decoder_identity
 from abawbench.plugins import PluginHost
 from abawbench.results.provenance import package_versions
-from abawbench.specs import Backbone, ModelOptions
+from abawbench.specs import Backbone, ModelFamily, ModelOptions
 
 BACKBONE_SEED = 0
 """Random-init backbones are part of the model definition, not of the run seed: every seed of
@@ -39,13 +43,49 @@ def build_backbone(host: PluginHost, model: str, weights: str, image_size: int |
     return host.models.get(model).build(options)
 
 
-def weights_identity(backbone: Backbone) -> str:
-    """The weights digest, plus the library versions when the weights are a random init
-    (the same seed may give other weights under another torch or timm)."""
-    if not backbone.weights_digest.startswith("random:"):
+def weights_identity(backbone: Backbone, weights: str) -> str:
+    """The plugin's weights digest; for a random init, with a digest of the initial tensors.
+
+    A plugin's digest of a random init names the seed, not the network: a changed architecture
+    (or another torch drawing other numbers from the same seed) would share it. The tensors
+    themselves cannot lie. Files and hub tags name their bytes; the code that loads them is
+    covered by :func:`model_code_identity`.
+    """
+    if weights != "random" and not backbone.weights_digest.startswith("random:"):
         return backbone.weights_digest
+    return f"{backbone.weights_digest}|init:{tensors_digest(backbone.module)}"
+
+
+def tensors_digest(module: nn.Module) -> str:
+    """sha256 over every parameter and buffer of ``module``: its name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for name, tensor in itertools.chain(module.named_parameters(), module.named_buffers()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(flat.view(torch.uint8).numpy())  # the raw bytes, whatever the dtype
+    return "sha256:" + digest.hexdigest()
+
+
+def model_code_identity(host: PluginHost, model: str) -> dict[str, Any]:
+    """The code that computes ``model``'s features, for every weights source: the torch and
+    timm versions and the plugin that supplied the model (a reinstalled or upgraded plugin may
+    build another network under the same name and weights digest)."""
     versions = package_versions()
-    return f"{backbone.weights_digest}|torch-{versions.get('torch')}|timm-{versions.get('timm')}"
+    return {"torch": versions.get("torch"), "timm": versions.get("timm"), "plugin": model_supplier(host, model)}
+
+
+def model_supplier(host: PluginHost, model: str) -> dict[str, str | None]:
+    """``{"plugin", "distribution", "version"}`` of the plugin that registered ``model`` (a
+    family member: the family's plugin)."""
+    try:
+        plugin = host.models.entry(model).plugin
+    except UnknownNameError:  # a family member: the family with the longest matching prefix
+        families = [entry for entry in host.models.entries()
+                    if isinstance(entry.item, ModelFamily) and model.startswith(entry.item.prefix)]
+        plugin = max(families, key=lambda entry: len(entry.item.prefix)).plugin  # type: ignore[attr-defined]
+    info = host.plugins.get(plugin)
+    return {"plugin": plugin, "distribution": info.distribution if info else None,
+            "version": info.version if info else None}
 
 
 class RunFeatures:
@@ -62,14 +102,18 @@ class RunFeatures:
         self.pixel_packs = PixelPackStore(cache_root)
         self.progress = progress
         self._backbones: dict[str, Backbone] = {}
+        self._model_identities: dict[str, tuple[str, dict[str, Any]]] = {}
         self._features: dict[tuple[str, str], np.ndarray] = {}
         self._cache_keys: dict[tuple[str, str], str] = {}
 
     def backbone(self, name: str) -> Backbone:
-        """The frozen (eval-mode) backbone of model ``name``, built on first use."""
+        """The frozen (eval-mode) backbone of model ``name``, built on first use (when its
+        weights and code identity are taken, before any use could touch its tensors)."""
         if name not in self._backbones:
             backbone = build_backbone(self.host, name, self.config.weights, self.config.protocol.image_size)
             backbone.module.eval()
+            self._model_identities[name] = (weights_identity(backbone, self.config.weights),
+                                            model_code_identity(self.host, name))
             self._backbones[name] = backbone
         return self._backbones[name]
 
@@ -82,9 +126,10 @@ class RunFeatures:
         protocol = self.config.protocol
         backbone = self.backbone(model)
         index = self.splits[split]
-        key = CacheKey(backbone=backbone.name, weights_digest=weights_identity(backbone),
+        weights, code = self._model_identities[model]
+        key = CacheKey(backbone=backbone.name, weights_digest=weights, model_code=code,
                        preprocessing=backbone.data_config | {"precision": precision_of(self.device)},
-                       dataset_fingerprint=index.fingerprint, split=split)
+                       decoder=image_decoder_identity(), dataset_fingerprint=index.fingerprint, split=split)
         array = self.feature_cache.get_or_create(
             key, sample_ids=index.paths, row_dim=backbone.feature_dim,
             produce=lambda writer: extract_features(
