@@ -22,12 +22,12 @@ from abawbench.features.pixel_packs import PixelPackStore
 from abawbench.features.store import FeatureCache
 from abawbench.config import RunConfig
 from abawbench.data.index import SampleIndex
-from abawbench.errors import ConfigError, UnknownNameError
+from abawbench.errors import ConfigError
 from abawbench.features.extract import extract_features, precision_of
 from abawbench.features.preprocess import image_decoder_identity
 from abawbench.plugins import PluginHost
 from abawbench.results.provenance import package_versions
-from abawbench.specs import Backbone, ModelFamily, ModelOptions
+from abawbench.specs import Backbone, ModelOptions
 
 BACKBONE_SEED = 0
 """Random-init backbones are part of the model definition, not of the run seed: every seed of
@@ -77,15 +77,7 @@ def model_code_identity(host: PluginHost, model: str) -> dict[str, Any]:
 def model_supplier(host: PluginHost, model: str) -> dict[str, str | None]:
     """``{"plugin", "distribution", "version"}`` of the plugin that registered ``model`` (a
     family member: the family's plugin)."""
-    try:
-        plugin = host.models.entry(model).plugin
-    except UnknownNameError:  # a family member: the family with the longest matching prefix
-        families = [entry for entry in host.models.entries()
-                    if isinstance(entry.item, ModelFamily) and model.startswith(entry.item.prefix)]
-        plugin = max(families, key=lambda entry: len(entry.item.prefix)).plugin  # type: ignore[attr-defined]
-    info = host.plugins.get(plugin)
-    return {"plugin": plugin, "distribution": info.distribution if info else None,
-            "version": info.version if info else None}
+    return host.supplier("models", model)
 
 
 class RunFeatures:
