@@ -243,8 +243,6 @@ def test_the_markdown_report_is_pinned(tmp_path, capsys):
     assert capsys.readouterr().out == PINNED_CHANGES
 
 
-@pytest.mark.xfail(strict=True, reason="the committed tables predate regenerate.sh's seed default; "
-                   "regenerating them (leaderboards/regenerate.sh) makes this pass: then drop this mark")
 def test_the_committed_tables_hold_the_seeds_regenerate_sh_runs():
     """The README's run (seed 0) compared against a committed table of other seeds is refused,
     so the tables must be built with the seeds a run uses by default, as regenerate.sh does."""
