@@ -683,7 +683,7 @@ def test_cli_lists_pixel_packs_as_pixel_packs_and_clears_them_on_their_own(cache
     assert code == 0 and "removed 1 file(s)" in out and not pack.path.exists()
     assert [e.key.backbone for e in cache.entries()] == ["timm:resnet18"]
     make_pack(cache.root)
-    assert run_cli(capsys, "cache", "clear", "--all", "--yes", "--cache-dir", root)[1] == "removed 2 file(s)\n"
+    assert run_cli(capsys, "cache", "clear", "--all", "--yes", "--cache-dir", root)[1] == "removed 2 file(s) and 2 lock file(s)\n"
 
 
 def test_a_pixel_pack_among_the_features_is_never_taken_for_features(cache, capsys):
