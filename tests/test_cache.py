@@ -721,3 +721,24 @@ def test_cli_reports_unfinished_writes_and_clears_those_no_writer_holds(cache, c
     assert cache.unfinished() == [orphan] and entry.path.exists()
     run_cli(capsys, "cache", "clear", "--bad", "--yes", "--cache-dir", root)
     assert cache.unfinished() == [] and entry.path.exists()
+
+
+def test_cli_shows_every_leftover_and_clear_all_removes_them(cache, capsys):
+    """Temporaries of killed writers (in this cache's naming or another's) and lock files of
+    entries that do not exist are listed by ls and verify, path by path, and go with clear --all."""
+    from abawbench.atomic import temporary_name
+
+    root = str(cache.root)
+    entry, _ = fill(cache)
+    orphan = temporary_name(cache.path_for(make_key(split="test")))
+    foreign = cache.path_for(make_key(split="validation")).with_name("validation-x.h5.tmp-1234")
+    lock = cache.path_for(make_key(split="validation")).with_name("validation-y.h5.lock")
+    for path in (orphan, foreign, lock):
+        path.write_bytes(b"partial")
+    assert cache.leftovers() == sorted([orphan, foreign, lock])
+    for action in ("ls", "verify"):
+        code, out, _ = run_cli(capsys, "cache", action, "--cache-dir", root)
+        assert code == 0 and all(str(path) in out for path in (orphan, foreign, lock)), out
+    code, out, _ = run_cli(capsys, "cache", "clear", "--all", "--yes", "--cache-dir", root)
+    assert code == 0 and "removed 3 file(s) and " in out
+    assert not [p for p in cache.root.rglob("*") if p.is_file()] and not entry.path.exists()
