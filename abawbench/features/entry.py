@@ -207,7 +207,8 @@ def write_entry(
     """Write the entry of ``key`` at ``path`` with the rows ``produce(writer)`` streams in.
 
     Through :func:`abawbench.atomic.atomic_path`: readers never see a part, and a writer that
-    raises (or is killed) leaves nothing under ``path``. The caller holds the key's lock.
+    raises (or is killed) leaves nothing under ``path``. The caller holds the key's lock. Too
+    little free space, or a disk that fills during the write, raises StorageError.
     """
     import h5py
 
@@ -217,9 +218,9 @@ def write_entry(
     chunk_rows = max(1, min(num_rows, chunk_bytes // (ROW_DTYPES[row_dtype].itemsize * row_dim)))
     ids_blob = encode_ids(sample_ids)
     started = time.perf_counter()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    require_free_space(path.parent, expected_size(num_rows, row_dim, row_dtype, len(ids_blob)), f"cache entry {path.name}")
     with atomic_path(path) as temporary:
+        require_free_space(path.parent, expected_size(num_rows, row_dim, row_dtype, len(ids_blob)),
+                           f"cache entry {path.name}")
         # HDF5's default placement, not page-aligned chunks: a page-aligned read into fresh
         # memory measured several times slower than the same read at any other offset, and
         # aligned chunks bought nothing anywhere else (docs/bench/cache.md).
