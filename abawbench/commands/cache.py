@@ -31,8 +31,9 @@ def add_parser(subparsers) -> None:
     clear = actions.add_parser("clear", help="remove cached feature files or pixel packs")
     clear.add_argument("--backbone", metavar="NAME", help="only the feature files of this backbone")
     clear.add_argument("--pixel-packs", action="store_true", help="only the pixel packs")
-    clear.add_argument("--all", action="store_true", help="every file in the cache, pixel packs, leftover temporaries of killed writes "
-                            "and lock files of absent entries included")
+    clear.add_argument("--all", action="store_true",
+                       help="every file in the cache, pixel packs, leftover temporaries of killed "
+                            "writes and lock files of absent entries included")
     clear.add_argument(
         "--bad", action="store_true",
         help="only files that fail verification (as 'cache verify' reports them: corrupt, "
