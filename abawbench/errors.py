@@ -46,3 +46,8 @@ class RunFailedError(AbawbenchError):
 class NotComparableError(AbawbenchError):
     """Two sets of results cannot be compared: measured with other seeds or on other data, or
     one side holds nothing of the track."""
+
+
+class StorageError(AbawbenchError):
+    """A file could not be written where the user asked (a full disk, an unwritable folder);
+    nothing half-written is left under the final name."""

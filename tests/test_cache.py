@@ -691,7 +691,7 @@ def test_cli_lists_pixel_packs_as_pixel_packs_and_clears_them_on_their_own(cache
     assert code == 0 and "removed 1 file(s)" in out and not pack.path.exists()
     assert [e.key.backbone for e in cache.entries()] == ["timm:resnet18"]
     make_pack(cache.root)
-    assert run_cli(capsys, "cache", "clear", "--all", "--yes", "--cache-dir", root)[1] == "removed 2 file(s)\n"
+    assert run_cli(capsys, "cache", "clear", "--all", "--yes", "--cache-dir", root)[1] == "removed 2 file(s) and 2 lock file(s)\n"
 
 
 def test_a_pixel_pack_among_the_features_is_never_taken_for_features(cache, capsys):
@@ -729,3 +729,24 @@ def test_cli_reports_unfinished_writes_and_clears_those_no_writer_holds(cache, c
     assert cache.unfinished() == [orphan] and entry.path.exists()
     run_cli(capsys, "cache", "clear", "--bad", "--yes", "--cache-dir", root)
     assert cache.unfinished() == [] and entry.path.exists()
+
+
+def test_cli_shows_every_leftover_and_clear_all_removes_them(cache, capsys):
+    """Temporaries of killed writers (in this cache's naming or another's) and lock files of
+    entries that do not exist are listed by ls and verify, path by path, and go with clear --all."""
+    from abawbench.atomic import temporary_name
+
+    root = str(cache.root)
+    entry, _ = fill(cache)
+    orphan = temporary_name(cache.path_for(make_key(split="test")))
+    foreign = cache.path_for(make_key(split="validation")).with_name("validation-x.h5.tmp-1234")
+    lock = cache.path_for(make_key(split="validation")).with_name("validation-y.h5.lock")
+    for path in (orphan, foreign, lock):
+        path.write_bytes(b"partial")
+    assert cache.leftovers() == sorted([orphan, foreign, lock])
+    for action in ("ls", "verify"):
+        code, out, _ = run_cli(capsys, "cache", action, "--cache-dir", root)
+        assert code == 0 and all(str(path) in out for path in (orphan, foreign, lock)), out
+    code, out, _ = run_cli(capsys, "cache", "clear", "--all", "--yes", "--cache-dir", root)
+    assert code == 0 and "removed 3 file(s) and " in out
+    assert not [p for p in cache.root.rglob("*") if p.is_file()] and not entry.path.exists()

@@ -32,7 +32,9 @@ def add_parser(subparsers) -> None:
     clear = actions.add_parser("clear", help="remove cached feature files or pixel packs")
     clear.add_argument("--backbone", metavar="NAME", help="only the feature files of this backbone")
     clear.add_argument("--pixel-packs", action="store_true", help="only the pixel packs")
-    clear.add_argument("--all", action="store_true", help="every file in the cache, pixel packs included")
+    clear.add_argument("--all", action="store_true",
+                       help="every file in the cache, pixel packs, leftover temporaries of killed "
+                            "writes and lock files of absent entries included")
     clear.add_argument(
         "--bad", action="store_true",
         help="only files that fail verification (as 'cache verify' reports them: corrupt, "
@@ -92,11 +94,30 @@ def handle_ls(args) -> int:
         print(f"\npixel packs in {packs.folder}:")
         print(tabulate(rows, headers=["geometry", "split", "dataset", "images", "pixels", "size",
                                       "modified (UTC)", "problem"]))
-    unfinished = features.unfinished() + packs.unfinished()
+    _print_leftovers(features, packs)
+    return 0
+
+
+def _print_leftovers(*stores) -> None:
+    """Files that are no entry, each on a line: they take space and no table lists them."""
+    unfinished = [path for store in stores for path in store.unfinished()]
+    stale = [path for store in stores for path in store.stale_locks()]
     if unfinished:
         print(f"\n{len(unfinished)} unfinished write(s) (running, or killed mid-write; "
-              "'cache clear --bad' removes those no process is writing)")
-    return 0
+              "'cache clear --bad' removes those no process is writing):")
+        for path in unfinished:
+            print(f"  {path} ({_size(_file_size(path))})")
+    if stale:
+        print(f"\n{len(stale)} lock file(s) of entries that do not exist ('cache clear --all' removes them):")
+        for path in stale:
+            print(f"  {path}")
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # finished or removed since it was listed
+        return 0
 
 
 def handle_verify(args) -> int:
@@ -108,6 +129,7 @@ def handle_verify(args) -> int:
             bad += bool(problems)
             detail = f": {'; '.join(problems)}" if problems else ""
             print(f"{'BAD' if problems else 'ok '}  {entry.path}{detail}")
+    _print_leftovers(*_stores(args))
     if not checked:
         print(f"no cached features in {_stores(args)[0].folder}")
         return 0
@@ -144,7 +166,8 @@ def handle_clear(args) -> int:
             busy += held
     for path in busy:
         print(f"busy (an extraction holds its lock), kept: {path}", file=sys.stderr)
-    print(f"removed {len(removed)} file(s)")
+    locks = sum(path.name.endswith(".lock") for path in removed)
+    print(f"removed {len(removed) - locks} file(s)" + (f" and {locks} lock file(s)" if locks else ""))
     return 0
 
 

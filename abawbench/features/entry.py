@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 import xxhash
 
-from abawbench.atomic import atomic_path
+from abawbench.atomic import atomic_path, require_free_space
 from abawbench.errors import CacheError
 from abawbench.features.key import FORMAT_VERSION, EntryKey, canonical_json, fields_digest
 
@@ -207,7 +207,8 @@ def write_entry(
     """Write the entry of ``key`` at ``path`` with the rows ``produce(writer)`` streams in.
 
     Through :func:`abawbench.atomic.atomic_path`: readers never see a part, and a writer that
-    raises (or is killed) leaves nothing under ``path``. The caller holds the key's lock.
+    raises (or is killed) leaves nothing under ``path``. The caller holds the key's lock. Too
+    little free space, or a disk that fills during the write, raises StorageError.
     """
     import h5py
 
@@ -218,10 +219,16 @@ def write_entry(
     ids_blob = encode_ids(sample_ids)
     started = time.perf_counter()
     with atomic_path(path) as temporary:
+        require_free_space(path.parent, expected_size(num_rows, row_dim, row_dtype, len(ids_blob)),
+                           f"cache entry {path.name}")
         # HDF5's default placement, not page-aligned chunks: a page-aligned read into fresh
         # memory measured several times slower than the same read at any other offset, and
         # aligned chunks bought nothing anywhere else (docs/bench/cache.md).
-        with h5py.File(temporary, "w") as f:
+        # No chunk cache: whole chunks go straight to disk, so a write that fails fails at
+        # once, and little but metadata is left to flush when the file is abandoned.
+        f = h5py.File(temporary, "w", rdcc_nbytes=0)
+        dataset = writer = None
+        try:
             for name, value in key_attrs(key).items():
                 f.attrs[name] = value
             meta = {
@@ -246,6 +253,32 @@ def write_entry(
             f.attrs["complete"] = True
             f.flush()
             os.fsync(f.id.get_vfd_handle())  # the rename must not land before the data
+            f.close()
+        except BaseException:
+            del dataset, writer  # no handle into the abandoned file may outlive it
+            _abandon(f)
+            raise
+
+
+def expected_size(num_rows: int, row_dim: int, row_dtype: str, ids_bytes: int) -> int:
+    """About how many bytes the entry's file takes: the rows, the ids, and room for HDF5's
+    metadata (chunk index, attributes), which grows with the number of chunks."""
+    return num_rows * row_dim * ROW_DTYPES[row_dtype].itemsize + ids_bytes + (1 << 20)
+
+
+def _abandon(f: "h5py.File") -> None:
+    """Close a file whose write failed, so that nothing touches it again.
+
+    HDF5 flushes its metadata on close; after a write failed for want of space that flush
+    fails too, and h5py then frees a half-closed file at garbage collection, which crashes the
+    process (SIGSEGV or SIGBUS) instead of raising. Truncating the temporary first gives the
+    space back, so the close can finish; the file's content no longer matters, as
+    :func:`abawbench.atomic.atomic_path` removes it next.
+    """
+    with contextlib.suppress(Exception):
+        os.ftruncate(f.id.get_vfd_handle(), 0)
+    with contextlib.suppress(Exception):
+        f.close()
 
 
 # --------------------------------------------------------------------------- checks without a data pass

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from abawbench.errors import CacheError
+from abawbench.errors import CacheError, StorageError
 from abawbench.features.cached import CachedRows
 from abawbench.features.entry import EntryWriter
 from abawbench.features.key import FORMAT_VERSION, DigestKey, require_fields, safe_name
@@ -153,7 +153,7 @@ def with_pixel_pack(
     except Exception as exc:
         if decoded_here and not consumed:
             raise  # consume failed: its error, not the pack's
-        if not consumed and not isinstance(exc, (CacheError, OSError)):
+        if not consumed and not isinstance(exc, (CacheError, StorageError, OSError)):
             raise  # not a storage problem: a bug, shown as one
         # Storage trouble before anything was decoded (a lock timeout, an unreadable or
         # unwritable folder) or after everything was consumed (finishing, fsync, rename).
@@ -188,7 +188,7 @@ class _Tee:
             return
         try:
             self.writer.write(start, images.cpu().numpy().reshape(len(images), -1))
-        except (CacheError, OSError) as exc:
+        except (CacheError, StorageError, OSError) as exc:
             self.failure = f"writing rows from {start} failed: {exc}"
 
 

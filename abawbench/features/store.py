@@ -177,7 +177,21 @@ class EntryStore(Generic[K, H]):
         """Temporary files of writes that have not finished: running, or killed mid-write."""
         if not self.folder.is_dir():
             return []
-        return sorted(p for p in self.folder.glob("*/.*") if is_temporary(p))
+        return sorted(p for p in self.folder.glob("*/*") if _is_leftover_temporary(p))
+
+    def stale_locks(self) -> list[Path]:
+        """Lock files of entries that do not exist and that no write is making: left by a
+        cleared or failed entry (a lock file outlives its lock; only its entry needs it)."""
+        if not self.folder.is_dir():
+            return []
+        making = {_entry_of(p) for p in self.unfinished()}
+        return sorted(lock for lock in self.folder.glob(f"*/*{LOCK_SUFFIX}")
+                      if not _entry_of(lock).exists() and _entry_of(lock) not in making)
+
+    def leftovers(self) -> list[Path]:
+        """Files that are no entry: unfinished writes and stale lock files (``cache ls`` and
+        ``cache verify`` show them, ``cache clear --all`` or ``--bad`` removes them)."""
+        return sorted(self.unfinished() + self.stale_locks())
 
     def _files(self) -> list[Path]:
         if not self.folder.is_dir():
@@ -215,7 +229,7 @@ class EntryStore(Generic[K, H]):
         removed: list[Path] = []
         busy: list[Path] = []
         finished = set(self._files())
-        targets = sorted(finished | {_final_path(tmp) for tmp in self.unfinished()})
+        targets = sorted(finished | {_entry_of(leftover) for leftover in self.leftovers()})
         for path in targets:
             if pattern is not None and not fnmatch.fnmatch(path.name, pattern):
                 continue
@@ -227,6 +241,10 @@ class EntryStore(Generic[K, H]):
                     if path in finished and not (only_bad and not self.verify(path)):
                         path.unlink(missing_ok=True)
                         removed.append(path)
+                    if not path.exists():
+                        # Held by us, so no writer is between its check and its write; one
+                        # still waiting on the old lock file would redo the entry, never lose it.
+                        removed.extend(_remove_lock_file(path))
             except Timeout:
                 busy.append(path)
         for folder in self.folder.glob("*/") if self.folder.is_dir() else []:
@@ -236,7 +254,7 @@ class EntryStore(Generic[K, H]):
 
     @staticmethod
     def _lock(path: Path, timeout: float | None) -> FileLock:
-        return FileLock(f"{path}.lock", timeout=-1 if timeout is None else timeout)
+        return FileLock(f"{path}{LOCK_SUFFIX}", timeout=-1 if timeout is None else timeout)
 
 
 class FeatureCache(EntryStore[CacheKey, CachedFeatures]):
@@ -261,15 +279,35 @@ class FeatureCache(EntryStore[CacheKey, CachedFeatures]):
         return super().clear(pattern, only_bad=only_bad, select=None if backbone is None else of_backbone)
 
 
-def _final_path(temporary: Path) -> Path:
-    """The file a temporary of :func:`abawbench.atomic.atomic_path` was to become
-    (``.<name>.<pid>-<hex>.tmp`` -> ``<name>``)."""
-    return temporary.with_name(temporary.name[1:].rsplit(".", 2)[0])
+LOCK_SUFFIX = ".lock"
+
+
+def _entry_of(leftover: Path) -> Path:
+    """The entry a temporary or lock file belongs to: ``.<name>.h5.<pid>-<hex>.tmp`` (as
+    :func:`abawbench.atomic.atomic_path` names them), ``<name>.h5.tmp-<x>`` (other writers'
+    style) and ``<name>.h5.lock`` all belong to ``<name>.h5``."""
+    name = leftover.name[1:] if leftover.name.startswith(".") else leftover.name
+    head, found, _rest = name.partition(".h5.")
+    return leftover.with_name(f"{head}.h5" if found else name)
+
+
+def _is_leftover_temporary(path: Path) -> bool:
+    if path.name.endswith(LOCK_SUFFIX) or not path.is_file():
+        return False
+    return is_temporary(path) or ".h5.tmp" in path.name
 
 
 def _remove_temporaries(path: Path) -> list[Path]:
-    leftovers = [p for p in path.parent.glob(f".{path.name}.*") if is_temporary(p) and _final_path(p) == path]
+    leftovers = [p for p in path.parent.glob(f"*{path.name}.*") if _is_leftover_temporary(p) and _entry_of(p) == path]
     for temporary in leftovers:
         temporary.unlink(missing_ok=True)
     return leftovers
 
+
+def _remove_lock_file(path: Path) -> list[Path]:
+    lock = path.with_name(path.name + LOCK_SUFFIX)
+    try:
+        lock.unlink()
+    except FileNotFoundError:
+        return []
+    return [lock]

@@ -22,7 +22,7 @@ import numpy as np
 from abawbench.features.pixel_packs import PixelPackStore
 from abawbench.config import RunConfig
 from abawbench.device import resolve_device, seed_everything
-from abawbench.errors import AbawbenchError
+from abawbench.errors import AbawbenchError, RunFailedError, StorageError
 from abawbench.evaluation import score_with_intervals, tuned_threshold_report
 from abawbench.plugins import PluginHost, get_host
 from abawbench.results import (
@@ -183,7 +183,11 @@ class Runner:
             log.error("entry %s seed %s failed: %s", entry.entry_id, seed, exc)
             result = RunResult(status="failed", error=f"{type(exc).__name__}: {exc}",
                                timings=timings, **base)
-        write_result(result_path(self.config.output, self.track.name, entry.entry_id, seed), result)
+        try:
+            write_result(result_path(self.config.output, self.track.name, entry.entry_id, seed), result)
+        except StorageError as exc:
+            # Not even the result can be recorded: every further entry would end the same way.
+            raise RunFailedError(f"{exc}; the run stopped, since no result can be recorded") from exc
         return result
 
     def _train(self, entry: EntrySpecModel, seed: int, timings: dict[str, float]) -> Outcome:
