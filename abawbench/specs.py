@@ -103,6 +103,9 @@ class ReadOptions:
     cache_dir: Path | None = None
     """Where readers may keep derived files (parsed annotations, oversampled copies);
     None: ``$ABAWBENCH_CACHE`` or ``~/.cache/abawbench``."""
+    drop_undecodable: bool = True
+    """With ``skip_bad`` (and ``check_images``): decode every image and drop those that do not
+    decode. Off for readers that open only a few images and cope with a bad one themselves."""
     test_image_folder: str | None = None
     """The folder (relative to the root) holding the test images a release list names, where
     a layout leaves it open; None: the dataset looks in its plausible folders."""

@@ -16,6 +16,7 @@ split's fingerprint (image names and sizes), so only the first read of a tree pa
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from hashlib import sha256
@@ -52,8 +53,10 @@ def decode_problem(path: Path, quick: bool = False) -> str | None:
     try:
         load_image(path)
     except DataFormatError as exc:
-        # load_image names the path first; the problem line names it already.
-        return str(exc).removeprefix(f"{path}: ")
+        # load_image names the path first, the problem line names it already; Pillow names
+        # the in-memory buffer it was given, which tells the user nothing.
+        reason = str(exc).removeprefix(f"{path}: ")
+        return re.sub(r"cannot identify image file <[^>]*>", "not an image file Pillow can identify", reason)
     except (OSError, ValueError, RuntimeError) as exc:
         return f"cannot decode image: {exc}"
     return None

@@ -74,7 +74,7 @@ def read_split(root: Path, track: Track, split: str, options: ReadOptions) -> Sa
     index, problems = scan_split(root, track, split, options)
     raise_for_problems(problems, skip_bad=options.skip_bad, what=f"{track.name} {split} split of {root}")
     assert index is not None  # a None index always comes with a fatal problem
-    if options.skip_bad and options.check_images:
+    if options.skip_bad and options.check_images and options.drop_undecodable:
         index, dropped = drop_undecodable(index, options.cache_dir)
         for problem in dropped:
             log.warning("%s", problem)
