@@ -17,7 +17,7 @@ from typing import Callable
 
 from abawbench.data.decode import drop_undecodable
 from abawbench.data.index import SPLITS, SampleIndex
-from abawbench.data.problems import Problem, raise_for_problems
+from abawbench.data.problems import MAX_LISTED, Problem, raise_for_problems
 from abawbench.errors import ConfigError
 from abawbench.registry import suggest
 from abawbench.specs import ReadOptions
@@ -76,6 +76,9 @@ def read_split(root: Path, track: Track, split: str, options: ReadOptions) -> Sa
     assert index is not None  # a None index always comes with a fatal problem
     if options.skip_bad and options.check_images and options.drop_undecodable:
         index, dropped = drop_undecodable(index, options.cache_dir)
-        for problem in dropped:
+        for problem in dropped[:MAX_LISTED]:
             log.warning("%s", problem)
+        if len(dropped) > MAX_LISTED:
+            log.warning("... and %d more undecodable image(s) skipped (run 'abawbench data check' to see all)",
+                        len(dropped) - MAX_LISTED)
     return index

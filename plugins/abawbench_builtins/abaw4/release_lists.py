@@ -70,7 +70,8 @@ def _image_folder(
     if named is not None:
         folder = PurePosixPath(named.replace("\\", "/"))
         if folder.is_absolute() or ".." in folder.parts or not folder.parts:
-            problems.append(Problem(named, None, "test image folder must be a folder inside the data root", "fatal"))
+            problems.append(Problem(named, None, "test image folder must be a folder inside the data root",
+                                    "fatal"))
             return None, []
         if not (root / folder).is_dir():
             problems.append(Problem(str(root / folder), None, "test image folder not found", "fatal"))
