@@ -27,6 +27,20 @@ AUS_OK = ",".join(["0", "1"] * 6)
 AUS_MISSING = ",".join(["-1"] * 12)
 
 
+def tiny_jpeg() -> bytes:
+    """A real (decodable) image: ``--skip-bad`` reads and ``data check`` decode every image."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+JPEG = tiny_jpeg()
+
+
 @pytest.fixture
 def mtl(host):
     return host.tracks.get("mtl")
@@ -53,7 +67,7 @@ def write_mtl(root: Path, lines: list[str], split: str = "train", images: bool =
             if image and ".." not in image and not image.startswith("/"):
                 path = root / "cropped_aligned" / image
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(b"jpg")
+                path.write_bytes(JPEG)
     return root / name
 
 
@@ -62,7 +76,7 @@ def write_lsd(root: Path, folders: dict[str, int], split: str = "train") -> None
     for folder, count in folders.items():
         (base / folder).mkdir(parents=True, exist_ok=True)
         for k in range(count):
-            (base / folder / f"{k}.jpg").write_bytes(b"jpg")
+            (base / folder / f"{k}.jpg").write_bytes(JPEG)
 
 
 GOOD = [
@@ -234,7 +248,7 @@ def test_lsd_unknown_folder_and_stray_files(tmp_path, lsd):
 def test_lsd_test_release(tmp_path, lsd):
     (tmp_path / "test_set_images").mkdir()
     for name in ("0.jpg", "1.jpg"):
-        (tmp_path / "test_set_images" / name).write_bytes(b"x")
+        (tmp_path / "test_set_images" / name).write_bytes(JPEG)
     release = tmp_path / "LSD_Challenge_test_set_release.txt"
     release.write_text("image,expression\n0.jpg\n1.jpg\n2.jpg\n../x.jpg\n", encoding="utf-8")
     _, problems = scan_split(tmp_path, lsd, "test")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -33,8 +34,8 @@ def add_parser(subparsers) -> None:
         help="count samples and labels per split and list every problem (exit 2 if any)",
         description=(
             "Read every split of PATH and report counts per split, per class and per label "
-            "availability, and every problem as file:line: problem. Exit 0 when clean, 2 when "
-            "problems were found."
+            "availability, and every problem as file:line: problem. Every image is decoded (in "
+            "parallel; --quick checks headers only). Exit 0 when clean, 2 when problems were found."
         ),
     )
     check.add_argument("path", type=Path, help="root of the dataset tree")
@@ -43,7 +44,13 @@ def add_parser(subparsers) -> None:
     check.add_argument("--skip-bad", action="store_true",
                        help="only fail on problems that skipping bad rows cannot fix")
     check.add_argument("--no-images", dest="check_images", action="store_false",
-                       help="do not report missing image files")
+                       help="do not look at image files at all (missing or undecodable)")
+    check.add_argument("--quick", action="store_true",
+                       help="only parse each image's header instead of decoding it (finds files that "
+                            "are not images, not truncated ones)")
+    check.add_argument("--test-images", dest="test_images", default=None, metavar="FOLDER",
+                       help="folder inside PATH that holds the test images (default: the first of "
+                            "the dataset's plausible folders that exists, e.g. test_set_images/ or test_set/)")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(handler=handle_check)
 
@@ -116,7 +123,11 @@ def handle_check(args) -> int:
     from abawbench.data.check import check_dataset
 
     track = _track(args.track)
-    report = check_dataset(args.path, track, _reader(args.dataset, track), check_images=args.check_images)
+    report = check_dataset(
+        args.path, track, _reader(args.dataset, track), check_images=args.check_images,
+        decode="quick" if args.quick else "full", progress=not args.json and sys.stderr.isatty(),
+        test_image_folder=args.test_images,
+    )
     failed = report.failed(args.skip_bad)
     if args.json:
         print(json.dumps({**report.as_dict(), "ok": not failed}, indent=2))
@@ -153,6 +164,7 @@ def render_report(report, track, failed: bool) -> str:
     warnings = len(report.problems) - len(errors)
     lines += ["", f"problems: {len(errors)} error(s), {warnings} warning(s)"]
     lines += [f"  {problem}" for problem in report.problems]
+    lines += [f"note: {split.split}: {note}" for split in present for note in split.notes]
     lines.append("result: " + ("PROBLEMS FOUND" if failed else "ok"))
     return "\n".join(lines)
 

@@ -2,15 +2,18 @@
 
 The check reads every split through the dataset plugin, in collect-all mode where the plugin
 offers one (:attr:`~abawbench.specs.DatasetSpec.scan_split`), so it reports exactly the
-problems a strict read would refuse, every one of them as ``file:line: problem``.
+problems a strict read would refuse, every one of them as ``file:line: problem``. It then
+decodes every image of the splits it could read (:mod:`abawbench.data.decode`): an
+undecodable image is an error a run would hit, and one that ``--skip-bad`` drops.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from abawbench.data.decode import decode_problems
 from abawbench.data.index import SPLITS, SampleIndex
 from abawbench.data.problems import Problem, SplitMissing, errors_of
 from abawbench.errors import DataFormatError
@@ -34,6 +37,7 @@ class SplitReport:
     label_counts: dict[str, int] = field(default_factory=dict)
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     fingerprint: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -69,6 +73,7 @@ def summarise(index: SampleIndex, track: "Track") -> SplitReport:
         skipped=index.skipped,
         duplicates=index.duplicates,
         fingerprint=index.fingerprint,
+        notes=list(index.notes),
     )
     for task, labels in index.labels.items():
         report.label_counts[task] = int(labels.mask.sum())
@@ -98,22 +103,24 @@ def scan_with(
     except DataFormatError as refused:
         problem = Problem(str(root), None, str(refused))
     try:
-        return dataset.read_split(root, track, split, ReadOptions(
-            skip_bad=True, check_images=options.check_images, cache_dir=options.cache_dir)), [problem]
+        return dataset.read_split(root, track, split, replace(options, skip_bad=True)), [problem]
     except DataFormatError:
         return None, [Problem(problem.file, None, problem.message, "fatal")]
 
 
 def check_dataset(
-    root: Path, track: "Track", dataset: "DatasetSpec", *, check_images: bool = True
+    root: Path, track: "Track", dataset: "DatasetSpec", *, check_images: bool = True,
+    decode: Literal["full", "quick", "none"] = "full", progress: bool = False,
+    test_image_folder: str | None = None,
 ) -> CheckReport:
     """Read every split of ``root`` with ``dataset`` collecting all problems, never raising
     for bad data.
 
     A split whose files are absent is reported as a warning (a tree may hold only the
-    labelled splits); a root with no split at all is fatal.
+    labelled splits); a root with no split at all is fatal. With ``check_images``, every
+    image is then decoded (``quick``: only its header parsed; ``none``: not opened).
     """
-    options = ReadOptions(check_images=check_images)
+    options = ReadOptions(check_images=check_images, test_image_folder=test_image_folder)
     reports: list[SplitReport] = []
     problems: list[Problem] = []
     for split in SPLITS:
@@ -128,6 +135,8 @@ def check_dataset(
             reports.append(SplitReport(split=split, present=True))
         else:
             reports.append(summarise(index, track))
+            if check_images and decode != "none":
+                problems.extend(decode_problems(index, quick=decode == "quick", progress=progress))
     if not any(r.present for r in reports):
         problems.append(Problem(str(root), None, f"no {track.name} split found here", "fatal"))
     return CheckReport(root=str(root), track=track.name, splits=reports, problems=problems)

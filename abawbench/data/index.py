@@ -20,7 +20,8 @@ class SampleIndex:
     plus mask (empty for an unlabelled test split). ``fingerprint`` is a content-based digest of
     everything that defines the split (annotation bytes, image names and sizes), cheap to
     compute, used in cache keys. ``skipped`` counts rows dropped by ``--skip-bad``;
-    ``duplicates`` counts repeated image names that were reported.
+    ``duplicates`` counts repeated image names that were reported; ``undecodable`` counts images
+    ``--skip-bad`` dropped because they do not decode (:mod:`abawbench.data.decode`).
     """
 
     root: Path
@@ -31,6 +32,7 @@ class SampleIndex:
     fingerprint: str
     skipped: int = 0
     duplicates: int = 0
+    undecodable: int = 0
     notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:

@@ -76,11 +76,13 @@ def raise_for_problems(problems: list[Problem], *, skip_bad: bool, what: str) ->
     raise DataFormatError(f"{what}: {len(failing)} problem(s):\n  {listed}{tail}{hint}")
 
 
-def skipped_notes(skipped: int, duplicates: int) -> list[str]:
+def skipped_notes(skipped: int, duplicates: int, undecodable: int = 0) -> list[str]:
     """The notes a :class:`~abawbench.data.index.SampleIndex` carries about rows left out."""
     notes = []
     if skipped:
         notes.append(f"{skipped} bad row(s) skipped")
     if duplicates:
         notes.append(f"{duplicates} duplicate image name(s): the first line of each was kept")
+    if undecodable:
+        notes.append(f"{undecodable} undecodable image(s) skipped")
     return notes

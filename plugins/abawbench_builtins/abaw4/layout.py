@@ -3,10 +3,11 @@
     mtl: training_set_annotations.txt, validation_set_annotations.txt,
          MTL_Challenge_test_set_release.txt; images under cropped_aligned/<video>/<frame>.jpg
     lsd: training_set_synthetic_images/<CLASS>/*.jpg, validation_set_real_images/<CLASS>/*.jpg,
-         LSD_Challenge_test_set_release.txt with its images in test_set_images/
+         LSD_Challenge_test_set_release.txt with its images in test_set_images/ or test_set/
 
-Where the LSD test images live is not stated by the challenge material: ``test_set_images/``
-is abawbench's convention. Every plugin that writes or reads this layout (the readers here,
+Where the LSD test images live is not stated by the challenge material, so the reader looks
+in each folder of :data:`LSD_TEST_IMAGE_FOLDERS` (or the one a user names); the generator
+writes the first. Every plugin that writes or reads this layout (the readers here,
 the synthetic generator, the oversampler) takes the names from this module.
 """
 
@@ -27,7 +28,10 @@ LSD_FOLDERS = {
     "validation": "validation_set_real_images",
 }
 LSD_TEST_RELEASE = "LSD_Challenge_test_set_release.txt"
-LSD_TEST_IMAGES = "test_set_images"
+LSD_TEST_IMAGE_FOLDERS = ("test_set_images", "test_set")
+"""The plausible folders of the LSD test images, in the order the reader tries them."""
+LSD_TEST_IMAGES = LSD_TEST_IMAGE_FOLDERS[0]
+"""Where abawbench's own trees (the generator, the oversampler) put the LSD test images."""
 LSD_TEST_HEADER = ("image", "expression")
 
 LSD_DOMAINS = {"train": "synthetic", "validation": "real"}
@@ -43,7 +47,7 @@ FINGERPRINT_VERSION = "abaw4-official/1"
 """Names these readers in every split fingerprint (and so in every cache key built on one).
 Bumped when the readers return something else for the same bytes."""
 
-RELEASE_IMAGE_FOLDERS = (MTL_IMAGES, LSD_TEST_IMAGES)
+RELEASE_IMAGE_FOLDERS = (MTL_IMAGES, *LSD_TEST_IMAGE_FOLDERS)
 """Folders a test release list names its images relative to."""
 
 

@@ -10,31 +10,35 @@ LSD class folder.
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from abawbench.data.decode import drop_undecodable
 from abawbench.data.index import SPLITS, SampleIndex
-from abawbench.data.problems import Problem, raise_for_problems
+from abawbench.data.problems import MAX_LISTED, Problem, raise_for_problems
 from abawbench.errors import ConfigError
 from abawbench.registry import suggest
 from abawbench.specs import ReadOptions
 from abawbench.tracks import Track
 
 from abawbench_builtins.abaw4.layout import (
-    LSD_TEST_HEADER, LSD_TEST_IMAGES, LSD_TEST_RELEASE, MTL_IMAGES, MTL_TEST_HEADER, MTL_TEST_RELEASE,
+    LSD_TEST_HEADER, LSD_TEST_IMAGE_FOLDERS, LSD_TEST_RELEASE, MTL_IMAGES, MTL_TEST_HEADER, MTL_TEST_RELEASE,
 )
 from abawbench_builtins.abaw4.lsd_reader import scan_lsd_folders
 from abawbench_builtins.abaw4.mtl_reader import scan_mtl_annotations
 from abawbench_builtins.abaw4.release_lists import scan_release
 
+log = logging.getLogger(__name__)
+
 Scan = Callable[[Path, Track, str, ReadOptions], "tuple[SampleIndex | None, list[Problem]]"]
 
 SCANNERS: dict[str, tuple[Scan, Scan]] = {
     "mtl": (scan_mtl_annotations, partial(
-        scan_release, file=MTL_TEST_RELEASE, image_folder=MTL_IMAGES, header=MTL_TEST_HEADER)),
+        scan_release, file=MTL_TEST_RELEASE, image_folders=(MTL_IMAGES,), header=MTL_TEST_HEADER)),
     "lsd": (scan_lsd_folders, partial(
-        scan_release, file=LSD_TEST_RELEASE, image_folder=LSD_TEST_IMAGES, header=LSD_TEST_HEADER)),
+        scan_release, file=LSD_TEST_RELEASE, image_folders=LSD_TEST_IMAGE_FOLDERS, header=LSD_TEST_HEADER)),
 }
 """Per track: the reader of its labelled splits, and of its test release list."""
 
@@ -62,10 +66,19 @@ def read_split(root: Path, track: Track, split: str, options: ReadOptions) -> Sa
 
     Strict by default: any bad row raises one :class:`~abawbench.errors.DataFormatError`
     listing the first problems as ``file:line: problem``. ``options.skip_bad`` drops bad rows
-    instead and counts them in ``SampleIndex.skipped``.
+    instead and counts them in ``SampleIndex.skipped``; it also decodes every image and drops
+    those that do not decode (``SampleIndex.undecodable``), which strict reading leaves to
+    ``abawbench data check`` rather than decode the whole tree on every run.
     """
     root = Path(root)
     index, problems = scan_split(root, track, split, options)
     raise_for_problems(problems, skip_bad=options.skip_bad, what=f"{track.name} {split} split of {root}")
     assert index is not None  # a None index always comes with a fatal problem
+    if options.skip_bad and options.check_images and options.drop_undecodable:
+        index, dropped = drop_undecodable(index, options.cache_dir)
+        for problem in dropped[:MAX_LISTED]:
+            log.warning("%s", problem)
+        if len(dropped) > MAX_LISTED:
+            log.warning("... and %d more undecodable image(s) skipped (run 'abawbench data check' to see all)",
+                        len(dropped) - MAX_LISTED)
     return index

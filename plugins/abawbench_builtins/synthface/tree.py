@@ -7,6 +7,7 @@ complete. The manifest (``synthface.json``, written last) is the completeness ma
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -36,6 +37,10 @@ DEFAULT_SIZE = 3500
 DEFAULT_IMAGE_SIZE = 112
 MANIFEST = "synthface.json"
 LOCK_TIMEOUT_S = 900.0
+BYTES_PER_PIXEL = 0.6
+"""A generous bound on a rendered JPEG's size per pixel, for the free-space check before a
+tree is written (the faces compress far better; annotation files add little)."""
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 TRACKS = ("lsd", "mtl")
 
 MTL_HEADER = "image,valence,arousal,expression," + ",".join(LABELLED_AUS)
@@ -174,6 +179,10 @@ def generate(
     sizes = {"train": split.train, "validation": split.validation, "test": split.test}
     workers = _auto_workers(sum(sizes.values())) if workers is None else workers
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    needed = int(sum(sizes.values()) * image_size * image_size * BYTES_PER_PIXEL)
+    free = shutil.disk_usage(out_dir.parent).free
+    if free < needed:
+        raise _disk_full(out_dir, needed, free)
     partial = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         partial.mkdir()
@@ -191,10 +200,21 @@ def generate(
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above); a rename cannot replace a folder
         os.rename(partial, out_dir)
-    except BaseException:
+    except BaseException as failure:
         shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(failure, OSError) and failure.errno in DISK_FULL:
+            raise _disk_full(out_dir, needed, shutil.disk_usage(out_dir.parent).free) from None
         raise
     return out_dir
+
+
+def _disk_full(out_dir: Path, needed: int, free: int) -> CacheError:
+    """The one line for a tree that does not fit (nothing of it is left behind)."""
+    return CacheError(
+        f"{out_dir}: no room for the synthface tree (about {needed / 1e6:.0f} MB needed, "
+        f"{free / 1e6:.0f} MB free); free some space or write it elsewhere "
+        "(another --out, or $ABAWBENCH_CACHE for the embedded default)"
+    )
 
 
 def is_complete(root: Path, track_name: str | None = None) -> bool:
