@@ -82,6 +82,7 @@ def test_run_with_skip_bad_completes_despite_an_undecodable_image(tmp_path, lsd_
               "cache_dir": tmp_path / "cache", "protocol": {"epochs": 1, "batch_size": 16, "bootstrap": 0}}
     [result] = Runner(load_config(None, values), host=tiny_host, progress=False).run().results
     assert result.status == "completed"
+    assert result.undecodable_skipped == {"train": 1}  # the result says what was dropped
 
 
 # --------------------------------------------------------------------------- LSD test image folder

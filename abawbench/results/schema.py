@@ -163,6 +163,10 @@ class RunResult(BaseModel):
     data_root: str
     dataset_fingerprints: dict[str, str] = Field(default_factory=dict)
     split_sizes: dict[str, int] = Field(default_factory=dict)
+    undecodable_skipped: dict[str, int] = Field(
+        default_factory=dict,
+        description="images dropped per split because they could not be decoded (--skip-bad)",
+    )
     cache_keys: dict[str, str] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)

@@ -147,6 +147,7 @@ class Runner:
             seed=seed, primary_metric=self.track.primary_metric, dataset=self.data.dataset,
             data_root=str(self.data.root), dataset_fingerprints=self.data.fingerprints(),
             split_sizes={s: len(i) for s, i in self.data.splits.items()},
+            undecodable_skipped={s: i.undecodable for s, i in self.data.splits.items() if i.undecodable},
             config=self.config.model_dump(mode="json"), versions=package_versions(), git_commit=git_commit(),
             provenance=entry_provenance(self.host, entry, self.data.dataset, self.track),
             device=str(self.device),
