@@ -24,6 +24,9 @@ OptimizerName = Literal["adamw", "adam", "sgd"]
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+=@/-]*$"
 """A label is typed on command lines and listed comma-separated (``--members a,b``): no
 spaces, no commas."""
+LABEL_MAX_LENGTH = 100
+LABEL_RULE = (f"a label is at most {LABEL_MAX_LENGTH} characters: a letter or digit, then letters, "
+              "digits and _ . : + = @ / - (no spaces or commas)")
 
 
 class _Strict(BaseModel):
@@ -65,7 +68,7 @@ class RunConfig(_Strict):
     output: Path = Field(Path("runs"), description="folder for result files (one JSON per entry and seed under <output>/<track>/)")
     cache_dir: Path | None = Field(None, description="feature and data cache folder; unset: $ABAWBENCH_CACHE, else ~/.cache/abawbench")
     skip_bad: bool = Field(False, description="drop bad annotation rows instead of refusing the data")
-    label: str | None = Field(None, max_length=100, pattern=LABEL_PATTERN, description="a name for this run's entries in tables and wherever an entry is named (ensemble --members, predict); with several entries each is LABEL/<model>__<protocol>-<head>__<loss>; unset: <model>__<protocol>-<head>__<loss>")
+    label: str | None = Field(None, max_length=LABEL_MAX_LENGTH, pattern=LABEL_PATTERN, description="a name for this run's entries in tables and wherever an entry is named (ensemble --members, predict); with several entries each is LABEL/<model>__<protocol>-<head>__<loss>; unset: <model>__<protocol>-<head>__<loss>")
 
     @field_validator("device")
     @classmethod
