@@ -68,8 +68,10 @@ def number(value: float | None, *, signed: bool = False) -> str:
 
 def markdown_text(text: str) -> str:
     """``text`` safe inside a Markdown (GitHub) table or heading: raw HTML is shown, not
-    rendered, a ``|`` stays in its cell, and a line break cannot end the row."""
-    return " ".join(html.escape(str(text), quote=False).replace("|", "\\|").splitlines())
+    rendered, a ``|`` stays in its cell, and a line break cannot end the row. ``&`` stays as
+    typed: without ``<`` it cannot open markup, and committed tables keep their bytes."""
+    escaped = str(text).replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return " ".join(escaped.splitlines())
 
 
 def text_table(rows: Sequence[Sequence[str]], header: Sequence[str], style: str) -> str:
