@@ -132,9 +132,14 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: configuration file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder; give the configuration file (TOML) itself") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                              f"{exc.start}); a configuration file is TOML, saved as UTF-8") from None
+        except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     cleaned = _drop_none(dict(overrides or {})) if drop_none else dict(overrides or {})
     try:
