@@ -87,7 +87,7 @@ def check_target_free(runs: Path, track: str, entry: str, label: str, folder: st
     is refused, since writing beside it would overwrite or shadow a result the user relies on."""
     track_dir = Path(runs) / track
     out_dir = entry_dir(runs, track, folder)
-    if not out_dir.resolve().is_relative_to(track_dir.resolve()) or out_dir.resolve() == track_dir.resolve():
+    if out_dir.resolve().parent != track_dir.resolve():  # exactly one folder below the track's
         raise ConfigError(f"ensemble name {entry!r} would be written outside {track_dir}; choose another --name")
     if not track_dir.is_dir():
         return out_dir
@@ -97,7 +97,7 @@ def check_target_free(runs: Path, track: str, entry: str, label: str, folder: st
         same = (isinstance(theirs, dict) and other.entry == entry
                 and {key: theirs.get(key) for key in mine} == mine)
         in_folder = path.parent.resolve() == out_dir.resolve()
-        if same or not (in_folder or entry in (other.entry, other.label) or label in (other.entry, other.label)):
+        if same or not (in_folder or {entry, label} & {other.entry, other.label}):
             continue
         what = (f"ensemble {other.label!r} ({theirs.get('method')} of {', '.join(theirs.get('members', []))})"
                 if isinstance(theirs, dict) else f"the trained entry {other.label!r}")
