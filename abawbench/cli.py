@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
+from types import ModuleType
 from typing import Sequence
 
 from abawbench import __version__
-from abawbench.errors import AbawbenchError
+from abawbench.errors import AbawbenchError, PluginError
 
 # The modules under abawbench/commands/, in the order --help lists their commands.
 COMMAND_MODULES = (
@@ -75,6 +77,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("abawbench: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # A plugin's bug is the plugin author's to fix: name the plugin in one line. Anything
+        # raised by the core alone is abawbench's bug and keeps its traceback.
+        culprit = None if args.debug else plugin_in_traceback(exc)
+        if culprit is None:
+            raise
+        message = " ".join(str(exc).split()) or "(no message)"
+        print(f"abawbench: error: plugin {culprit[0]!r} failed: {type(exc).__name__}: {message} "
+              f"(at {culprit[1]}; --debug shows the traceback)", file=sys.stderr)
+        return PluginError.exit_code
+
+
+def plugin_in_traceback(exc: BaseException) -> tuple[str, str] | None:
+    """``(plugin name, file:line)`` of the innermost traceback frame in a loaded plugin's code
+    (its module or a submodule of it), or None when no plugin's code was running."""
+    from abawbench.plugins import get_host
+
+    modules = {}
+    for name, plugin in get_host().pm.list_name_plugin():
+        module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+        if module.split(".")[0] not in {"abawbench", "builtins", "types"}:  # never the core's own
+            modules[module] = name
+    found = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        module = str(frame.f_globals.get("__name__", ""))
+        for prefix, name in modules.items():
+            if module == prefix or module.startswith(prefix + "."):
+                found = (name, f"{frame.f_code.co_filename}:{line}")
+    return found
 
 
 if __name__ == "__main__":  # pragma: no cover

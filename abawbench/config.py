@@ -24,6 +24,9 @@ OptimizerName = Literal["adamw", "adam", "sgd"]
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+=@/-]*$"
 """A label is typed on command lines and listed comma-separated (``--members a,b``): no
 spaces, no commas."""
+LABEL_MAX_LENGTH = 100
+LABEL_RULE = (f"a label is at most {LABEL_MAX_LENGTH} characters: a letter or digit, then letters, "
+              "digits and _ . : + = @ / - (no spaces or commas)")
 
 
 class _Strict(BaseModel):
@@ -65,7 +68,7 @@ class RunConfig(_Strict):
     output: Path = Field(Path("runs"), description="folder for result files (one JSON per entry and seed under <output>/<track>/)")
     cache_dir: Path | None = Field(None, description="feature and data cache folder; unset: $ABAWBENCH_CACHE, else ~/.cache/abawbench")
     skip_bad: bool = Field(False, description="drop bad annotation rows instead of refusing the data")
-    label: str | None = Field(None, max_length=100, pattern=LABEL_PATTERN, description="a name for this run's entries in tables and wherever an entry is named (ensemble --members, predict); with several entries each is LABEL/<model>__<protocol>-<head>__<loss>; unset: <model>__<protocol>-<head>__<loss>")
+    label: str | None = Field(None, max_length=LABEL_MAX_LENGTH, pattern=LABEL_PATTERN, description="a name for this run's entries in tables and wherever an entry is named (ensemble --members, predict); with several entries each is LABEL/<model>__<protocol>-<head>__<loss>; unset: <model>__<protocol>-<head>__<loss>")
 
     @field_validator("device")
     @classmethod
@@ -129,9 +132,14 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: configuration file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder; give the configuration file (TOML) itself") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                              f"{exc.start}); a configuration file is TOML, saved as UTF-8") from None
+        except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     cleaned = _drop_none(dict(overrides or {})) if drop_none else dict(overrides or {})
     try:

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from abawbench.config import LABEL_MAX_LENGTH, LABEL_PATTERN, LABEL_RULE
 from abawbench.errors import ConfigError, DataFormatError
 from abawbench.labels import TaskLabels, take_labels
 from abawbench.plugins import PluginHost, get_host
@@ -32,6 +33,7 @@ from abawbench.results import (
     entry_dir,
     find_entry_result,
     git_commit,
+    iter_results,
     package_versions,
     read_prediction_labels,
     read_predictions,
@@ -65,6 +67,44 @@ def ensemble_name(method: str, members: Sequence[str]) -> str:
 def folder_name(entry: str) -> str:
     """A folder-safe form of an entry name (``:``, ``(``, ``,`` are not portable)."""
     return re.sub(r"[^A-Za-z0-9_.+-]", "-", entry).strip("-") or "ensemble"
+
+
+def check_name(name: str) -> str:
+    """``--name`` as a label: the pattern labels follow everywhere, so it can never start a
+    path step (``..``, ``/x``) and stays one comma-free word on command lines."""
+    if len(name) > LABEL_MAX_LENGTH or not re.fullmatch(LABEL_PATTERN, name):
+        raise ConfigError(f"--name {name!r}: {LABEL_RULE}")
+    return name
+
+
+def check_target_free(runs: Path, track: str, entry: str, label: str, folder: str,
+                      settings: Mapping[str, Any]) -> Path:
+    """The folder the ensemble will be written to, after making sure writing it loses nothing.
+
+    Results of the very same ensemble (same entry, method, members and options) are the only
+    thing it may replace: a rerun. A trained entry, another ensemble whose name sanitises to
+    the same folder (``a/b`` and ``a-b``), or an entry elsewhere already shown under this name
+    is refused, since writing beside it would overwrite or shadow a result the user relies on."""
+    track_dir = Path(runs) / track
+    out_dir = entry_dir(runs, track, folder)
+    if out_dir.resolve().parent != track_dir.resolve():  # exactly one folder below the track's
+        raise ConfigError(f"ensemble name {entry!r} would be written outside {track_dir}; choose another --name")
+    if not track_dir.is_dir():
+        return out_dir
+    mine = {key: settings[key] for key in ("method", "members", "options")}
+    for path, other in iter_results(track_dir, track):
+        theirs = other.config.get("ensemble")
+        same = (isinstance(theirs, dict) and other.entry == entry
+                and {key: theirs.get(key) for key in mine} == mine)
+        in_folder = path.parent.resolve() == out_dir.resolve()
+        if same or not (in_folder or {entry, label} & {other.entry, other.label}):
+            continue
+        what = (f"ensemble {other.label!r} ({theirs.get('method')} of {', '.join(theirs.get('members', []))})"
+                if isinstance(theirs, dict) else f"the trained entry {other.label!r}")
+        where = "its folder" if in_folder else "its name"
+        raise ConfigError(f"ensemble {label!r} would take {where} from {what} at {path.parent}; "
+                          "an ensemble never replaces another entry: choose another --name")
+    return out_dir
 
 
 def load_member(runs: Path, track: str, entry: str, seed: int) -> Member:
@@ -170,6 +210,8 @@ def run_ensemble(
 
     started = time.perf_counter()
     options = dict(options or {})
+    if name is not None:
+        check_name(name)
     if len(member_entries) < 2:
         raise ConfigError(f"an ensemble needs at least 2 members, got {list(member_entries)}")
     if len(set(member_entries)) != len(member_entries):
@@ -177,6 +219,11 @@ def run_ensemble(
     members = [load_member(runs, track.name, entry, seed) for entry in member_entries]
     if len({m.folder for m in members}) != len(members):
         raise ConfigError(f"ensemble members {list(member_entries)} name one entry more than once")
+    entry = name or ensemble_name(spec.name, [m.result.entry for m in members])
+    label = name or ensemble_name(spec.name, [m.result.label for m in members])
+    settings = {"method": spec.name, "members": [m.result.entry for m in members], "options": options,
+                "folds": folds, "bootstrap": bootstrap, "validation": "out-of-fold (k-fold cross-fitting)"}
+    out_dir = check_target_free(runs, track.name, entry, label, folder_name(entry), settings)
     check_aligned(members, "validation")
     fingerprints = {m.result.dataset_fingerprints.get("validation") for m in members}
     if len(fingerprints) > 1:
@@ -193,13 +240,10 @@ def run_ensemble(
     score, primary, subs = score_with_intervals(track, oof, labels, n_resamples=bootstrap, seed=seed)
     track.check_score(score)  # a NaN or impossible combined score is refused, never written
 
-    entry = name or ensemble_name(spec.name, [m.result.entry for m in members])
-    label = name or ensemble_name(spec.name, [m.result.label for m in members])
     host = host or get_host()
     provenance = {"ensemble": host.supplier("ensembles", spec.name), "track": host.supplier("tracks", track.name)}
     if "dataset" in members[0].result.provenance:
         provenance["dataset"] = members[0].result.provenance["dataset"]
-    out_dir = entry_dir(runs, track.name, folder_name(entry))
     predictions_file = out_dir / f"seed{seed}.predictions.npz"
     split_predictions = {"validation": oof} | ({"test": test} if test is not None else {})
     write_predictions(predictions_file, members[0].ids, split_predictions, labels)
@@ -214,13 +258,11 @@ def run_ensemble(
         tuned=tuned_threshold_report(track, oof, labels),
         dataset=first.dataset, data_root=first.data_root,
         dataset_fingerprints=dict(first.dataset_fingerprints), split_sizes=dict(first.split_sizes),
-        config={"ensemble": {"method": spec.name, "members": [m.result.entry for m in members],
-                             "options": options, "folds": folds, "bootstrap": bootstrap,
-                             "validation": "out-of-fold (k-fold cross-fitting)"}},
+        config={"ensemble": settings},
         versions=package_versions(), git_commit=git_commit(), provenance=provenance,
         timings={"total_s": time.perf_counter() - started},
         predictions_file=predictions_file.name,
     )
-    path = result_path(runs, track.name, folder_name(entry), seed)
+    path = out_dir / result_path(runs, track.name, folder_name(entry), seed).name
     write_result(path, result)
     return path, result

@@ -76,10 +76,7 @@ def predict_entry(result_file: Path, out: Path, data: Path | None = None, tuned_
     track = get_host().tracks.get(result.track)
     stored = None
     if data is None and result.predictions_file:
-        try:
-            stored = read_predictions(result_file.parent / result.predictions_file, split)
-        except OSError as exc:
-            raise DataFormatError(f"{result_file}: cannot read its predictions file: {exc}") from None
+        stored = read_predictions(result_file.parent / result.predictions_file, split)  # names a bad file itself
     if stored is None:
         if data is None:
             raise ConfigError(f"{result_file}: no stored {split} predictions; pass --data with a {split} split")

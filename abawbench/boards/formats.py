@@ -66,20 +66,50 @@ def number(value: float | None, *, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
+def markdown_text(text: str) -> str:
+    """``text`` safe inside a Markdown (GitHub) table or heading: raw HTML is shown, not
+    rendered, a ``|`` stays in its cell, and a line break cannot end the row. ``&`` stays as
+    typed: without ``<`` it cannot open markup, and committed tables keep their bytes."""
+    escaped = str(text).replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return " ".join(escaped.splitlines())
+
+
 def text_table(rows: Sequence[Sequence[str]], header: Sequence[str], style: str) -> str:
     """A tabulate table of display strings; strings stay as given (no number parsing, so
-    "0.5000" keeps its digits and an entry named like a number stays text)."""
+    "0.5000" keeps its digits and an entry named like a number stays text). Tabulate escapes
+    LaTeX cells itself; Markdown ("github") cells are escaped here."""
     from tabulate import tabulate  # imported when rendering, not when the command line is built
 
+    if style == "github":
+        rows = [[markdown_text(cell) for cell in row] for row in rows]
+        header = [markdown_text(cell) for cell in header]
     return tabulate(rows, headers=list(header), tablefmt=style, disable_numparse=True)
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: ``None`` is empty, and a string that a
+    spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, carriage return
+    first) gets a leading ``'``. Numbers, and strings that are plain numbers (a signed delta
+    such as ``-0.0100``), stay as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def csv_text(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
-    """CSV with ``\\n`` line ends, the same on every platform; ``None`` becomes an empty cell."""
+    """CSV with ``\\n`` line ends, the same on every platform; every cell through :func:`csv_cell`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(["" if value is None else value for value in row] for row in rows)
+    writer.writerow([csv_cell(value) for value in header])
+    writer.writerows([csv_cell(value) for value in row] for row in rows)
     return buffer.getvalue()
 
 
@@ -128,12 +158,12 @@ def _intro(board: Leaderboard) -> str:
 
 @LEADERBOARD_FORMATS.register("markdown")
 def render_markdown(board: Leaderboard) -> str:
-    parts = [f"# Leaderboard: {board.track}", "", _intro(board)]
+    parts = [f"# Leaderboard: {markdown_text(board.track)}", "", markdown_text(_intro(board))]
     if not board.sections:
         parts += ["", "No results."]
     for section in board.sections:
         table = text_table([cells(section, r) for r in section.rows], headers(board, section), "github")
-        parts += ["", f"## {section.title}", "", table]
+        parts += ["", f"## {markdown_text(section.title)}", "", table]
     return "\n".join(parts) + "\n"
 
 

@@ -161,7 +161,12 @@ def handle_clear(args) -> int:
     busy: list[Path] = []
     for store, wanted, options in ((features, clear_features, {"backbone": backbone}), (packs, clear_packs, {})):
         if wanted:
-            gone, held = store.clear(only_bad=args.bad, **options)
+            try:
+                gone, held = store.clear(only_bad=args.bad, **options)
+            except OSError as exc:  # a read-only or foreign-owned cache: say so, not a traceback
+                raise ConfigError(f"cache clear: cannot remove {exc.filename or store.folder}: "
+                                  f"{exc.strerror or exc}; {len(removed)} file(s) removed before it "
+                                  "(check the cache folder's permissions, or point --cache-dir elsewhere)") from None
             removed += gone
             busy += held
     for path in busy:

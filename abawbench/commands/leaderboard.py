@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from abawbench.commands import DefaultsHelpFormatter
+from abawbench.commands import DefaultsHelpFormatter, output_file
 from abawbench.errors import ConfigError
 
 # The repository's reference numbers; absent in an installed copy without the source tree.
@@ -45,6 +45,8 @@ def handle(args) -> int:
     from abawbench.results import iter_results
 
     track = get_host().tracks.get(args.track)
+    if args.output:
+        output_file(args.output, "--output", f"leaderboard-{track.name}.{args.format}")
     # An empty table from a mistyped folder would be published as if it were the result.
     if not args.runs.is_dir():
         raise ConfigError(f"--runs {args.runs}: no such runs folder")

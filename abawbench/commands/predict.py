@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from abawbench.commands import output_file
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -34,6 +36,7 @@ def handle(args) -> int:
     from abawbench.predict import predict_entry
     from abawbench.results import find_entry_result
 
+    output_file(args.out, "--out", "predictions.txt")
     if args.result.is_file():
         result = args.result
     elif (args.result / f"seed{args.seed}.json").is_file():

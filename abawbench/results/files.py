@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
@@ -111,11 +113,36 @@ def write_predictions(
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def read_predictions(path: Path, split: str) -> tuple[list[str], dict[str, "np.ndarray"]] | None:
-    """``(ids, task -> array)`` of one split, or None when the file holds no such split."""
+@contextmanager
+def _open_predictions(path: Path) -> Iterator[Any]:
+    """The archive at ``path``; a truncated, overwritten or foreign file is a DataFormatError
+    naming it, so ``predict`` and ``ensemble`` say which file to regenerate instead of failing
+    deep inside numpy."""
     import numpy as np
 
-    with np.load(path, allow_pickle=False) as archive:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataFormatError(f"{path}: predictions file is missing") from None
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot read the predictions file: {exc.strerror or exc}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        # numpy's own words here ("pickled data") mislead: the file is simply not an archive
+        raise DataFormatError(f"{path}: not a readable predictions archive (.npz); "
+                              "rerun the entry to write it again") from None
+    if not hasattr(archive, "files"):  # a bare .npy array, not the archive the runner writes
+        raise DataFormatError(f"{path}: not a predictions archive (.npz); rerun the entry to write it again")
+    with archive:
+        try:
+            yield archive
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataFormatError(f"{path}: a member of the predictions file is unreadable ({exc}); "
+                                  "rerun the entry to write it again") from None
+
+
+def read_predictions(path: Path, split: str) -> tuple[list[str], dict[str, "np.ndarray"]] | None:
+    """``(ids, task -> array)`` of one split, or None when the file holds no such split."""
+    with _open_predictions(path) as archive:
         if f"{split}/ids" not in archive.files:
             return None
         ids = [str(name) for name in archive[f"{split}/ids"]]
@@ -126,11 +153,9 @@ def read_predictions(path: Path, split: str) -> tuple[list[str], dict[str, "np.n
 
 def read_prediction_labels(path: Path) -> dict[str, "TaskLabels"]:
     """Validation labels stored beside the predictions."""
-    import numpy as np
-
     from abawbench.labels import TaskLabels
 
-    with np.load(path, allow_pickle=False) as archive:
+    with _open_predictions(path) as archive:
         tasks = sorted({key.split("/")[2] for key in archive.files if key.startswith("validation/labels/")})
         try:
             return {
