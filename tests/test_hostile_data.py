@@ -111,6 +111,17 @@ def test_lsd_test_image_folder_named_with_a_flag(host, tmp_path, capsys):
         assert "test image folder" in capsys.readouterr().out
 
 
+def test_run_reads_the_test_split_from_a_named_folder(tmp_path, lsd_tree, tiny_host):
+    tree = tmp_path / "tree"
+    shutil.copytree(lsd_tree, tree)
+    (tree / "test_set_images").rename(tree / "release_images")
+    values = {"track": "lsd", "data": tree, "models": ["tiny"], "output": tmp_path / "runs",
+              "cache_dir": tmp_path / "cache", "test_images": "release_images"}
+    runner = Runner(load_config(None, values), host=tiny_host, progress=False)
+    runner.entries()
+    assert runner.data.splits["test"].paths[0].startswith("release_images/")
+
+
 # --------------------------------------------------------------------------- full disk
 
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from abawbench.data.index import SampleIndex
 from abawbench.device import autocast_context, loader_kwargs, prepare_batch, prepare_module
+from abawbench.errors import RunFailedError
 from abawbench.features.pixel_packs import PixelPackStore, pack_key, with_pixel_pack
 from abawbench.features.preprocess import Preprocessing, collate_images, load_image
 from abawbench.specs import Backbone
@@ -86,6 +87,11 @@ def extract_features(
             for start, images in batches:
                 with autocast_context(device):
                     out = module(prepare_batch(images, device, preprocessing.normalize))
+                expected = (images.shape[0], backbone.feature_dim)
+                if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+                    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                    raise RunFailedError(f"model {backbone.name!r} returned features {got} for {expected[0]} "
+                                         f"images; its Backbone promises [N, {backbone.feature_dim}]")
                 write(start, out.float().cpu().numpy())
                 bar.update(out.shape[0])
 

@@ -134,7 +134,7 @@ def prepare_data(host: PluginHost, config: RunConfig, track: Track, cache_root: 
         raise ConfigError(f"dataset {spec.name!r} reads data from a path: pass --data")
     else:
         root = spec.default_root(track.name, cache_root)
-    options = ReadOptions(skip_bad=config.skip_bad, cache_dir=cache_root)
+    options = ReadOptions(skip_bad=config.skip_bad, cache_dir=cache_root, test_image_folder=config.test_images)
     splits = {split: spec.read_split(root, track, split, options) for split in LABELLED_SPLITS}
     try:
         splits["test"] = spec.read_split(root, track, "test", options)

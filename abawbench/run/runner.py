@@ -11,6 +11,7 @@ completed result matches the configuration, so an interrupted run resumes where 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import numpy as np
 from abawbench.features.pixel_packs import PixelPackStore
 from abawbench.config import RunConfig
 from abawbench.device import resolve_device, seed_everything
-from abawbench.errors import AbawbenchError, RunFailedError, StorageError
+from abawbench.errors import AbawbenchError, ConfigError, RunFailedError, StorageError
 from abawbench.evaluation import score_with_intervals, tuned_threshold_report
 from abawbench.plugins import PluginHost, get_host
 from abawbench.results import (
@@ -102,6 +103,7 @@ class Runner:
         entries = self.entries()
         summary = RunSummary()
         assert self.data is not None
+        self._check_losses(entries)
         self.features = RunFeatures(self.host, self.config, self.data.splits, self.device, self.cache_root,
                                     progress=self.progress)
         for seed in self.config.seeds:
@@ -112,6 +114,20 @@ class Runner:
                 else:
                     summary.results.append(self.run_entry(entry, seed))
         return summary
+
+    def _check_losses(self, entries: list[EntrySpecModel]) -> None:
+        """Build every entry's loss once before anything is extracted or trained, so a misspelt
+        loss option is one clear error now, not a failed result after feature extraction."""
+        assert self.data is not None
+        labels = self.data.splits["train"].labels
+        for loss, options in {(e.loss, json.dumps(e.loss_options, sort_keys=True)) for e in entries}:
+            try:
+                self.host.losses.get(loss).build(self.track, loss_context(self.track, labels, json.loads(options)))
+            except AbawbenchError:
+                raise
+            except Exception as exc:
+                raise ConfigError(f"loss {loss!r} cannot be built with options {options}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
 
     def _completed(self, entry: EntrySpecModel, seed: int) -> RunResult | None:
         """The completed result of (entry, seed) measured on this data, if there is one."""

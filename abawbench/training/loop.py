@@ -123,11 +123,13 @@ def train_network(network: nn.Module, feed: TrainingFeed, track: Track, loss_fn:
     stopper = EarlyStopping(track.higher_is_better, protocol.patience)
     validation_labels = feed.splits["validation"].labels
     epoch = 0
+    updated = False
     for epoch in tqdm(range(1, protocol.epochs + 1), desc=desc, disable=not progress, leave=False):
         network.train()
         for inputs, targets in feed.training_batches(epoch):
             loss = loss_fn(feed.outputs(network, inputs), targets)
-            _check_finite(loss, epoch)
+            _check_loss(loss, epoch, updated)
+            updated = True
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -142,9 +144,20 @@ def train_network(network: nn.Module, feed: TrainingFeed, track: Track, loss_fn:
                    epochs_run=epoch, state=stopper.best_state)
 
 
-def _check_finite(loss: torch.Tensor, epoch: int) -> None:
-    if not torch.isfinite(loss):
-        raise RunFailedError(f"loss became {float(loss)} at epoch {epoch}; lower the learning rate")
+def _check_loss(loss: Any, epoch: int, updated: bool) -> None:
+    """A loss must be a finite scalar tensor. Which error names the culprit: a non-finite loss
+    before any weight was updated comes from the loss (or its options and the labels), not from
+    the learning rate."""
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise RunFailedError(f"the loss returned {shape} instead of a scalar tensor "
+                             "(a loss plugin must reduce over the batch)")
+    if torch.isfinite(loss):
+        return
+    if not updated:
+        raise RunFailedError(f"the loss returned {float(loss.detach())} on the first batch, before any update: "
+                             "the loss plugin (or its options) produced it, not the learning rate")
+    raise RunFailedError(f"loss became {float(loss.detach())} at epoch {epoch}; lower the learning rate")
 
 
 def batches_of_rows(order: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
