@@ -1,7 +1,7 @@
 """Device choice and the per-device settings that go with it, in one place.
 
 Why: the seed paper's code hard-coded ``cuda`` and its settings; here every command asks this
-module, so a run on a laptop CPU and on a lent GPU differ only where they must (bf16 autocast,
+module, so a run on a laptop CPU and on a GPU differ only where they must (bf16 autocast,
 channels_last, pinned memory), and a wrong request fails with one clear line instead of a
 CUDA traceback deep inside a DataLoader.
 """

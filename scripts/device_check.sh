@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole GPU check in one prepared call, for a lent GPU machine (docs/bench/gpu.md).
+# The whole GPU check in one prepared call, for a machine with an NVIDIA GPU (docs/bench/gpu.md).
 #
 # Why one script: device time is scarce (minutes per task), so everything that needs a card runs
 # in one go, each step under its own time limit, each writing its own file under $OUT, and a

@@ -2,7 +2,7 @@
 """Feature-extraction throughput: abawbench's Backbone path versus timm's bare forward pass.
 
 Why: feature extraction is the one GPU-heavy step of a benchmark run. This script answers two
-questions on a lent card in one short run: (1) does going through abawbench (plugin build,
+questions on a GPU in one short run: (1) does going through abawbench (plugin build,
 ``prepare_module``, ``autocast_context``, ``prepare_batch``) cost anything against the same
 settings written by hand, and (2) what bf16 autocast + channels_last buy against timm's plain
 fp32 forward pass. All variants see the same batches, already on the device (data loading

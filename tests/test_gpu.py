@@ -1,7 +1,7 @@
 """The CUDA paths, run only where a CUDA device is present (skipped in CI and on laptops).
 
 The CPU suite checks every device decision with a faked ``torch.cuda``; these tests run the
-real thing on a lent GPU (``scripts/device_check.sh``): uint8 batches normalised on the card,
+real thing on a GPU (``scripts/device_check.sh``): uint8 batches normalised on the card,
 bf16 autocast + channels_last extraction against the CPU, and whole runs (linear probe,
 fine-tune with augmentation, predict) with ``device = "cuda"``.
 """
