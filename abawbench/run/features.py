@@ -71,13 +71,7 @@ def model_code_identity(host: PluginHost, model: str) -> dict[str, Any]:
     timm versions and the plugin that supplied the model (a reinstalled or upgraded plugin may
     build another network under the same name and weights digest)."""
     versions = package_versions()
-    return {"torch": versions.get("torch"), "timm": versions.get("timm"), "plugin": model_supplier(host, model)}
-
-
-def model_supplier(host: PluginHost, model: str) -> dict[str, str | None]:
-    """``{"plugin", "distribution", "version"}`` of the plugin that registered ``model`` (a
-    family member: the family's plugin)."""
-    return host.supplier("models", model)
+    return {"torch": versions.get("torch"), "timm": versions.get("timm"), "plugin": host.supplier("models", model)}
 
 
 class RunFeatures:
