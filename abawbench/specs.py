@@ -95,17 +95,14 @@ class ModelFamily:
 @dataclass(frozen=True)
 class ReadOptions:
     """How strictly to read a split. Strict (the default) refuses any bad row; ``skip_bad``
-    drops bad rows (and, since only decoding proves an image usable, undecodable images) and
-    counts them; ``check_images`` verifies that image files exist."""
+    drops bad rows and counts them (a run with it then also drops undecodable images, for every
+    dataset: :func:`abawbench.data.decode.drop_undecodable`); ``check_images`` verifies that image files exist."""
 
     skip_bad: bool = False
     check_images: bool = True
     cache_dir: Path | None = None
     """Where readers may keep derived files (parsed annotations, oversampled copies);
     None: ``$ABAWBENCH_CACHE`` or ``~/.cache/abawbench``."""
-    drop_undecodable: bool = True
-    """With ``skip_bad`` (and ``check_images``): decode every image and drop those that do not
-    decode. Off for readers that open only a few images and cope with a bad one themselves."""
     test_image_folder: str | None = None
     """The folder (relative to the root) holding the test images a release list names, where
     a layout leaves it open; None: the dataset looks in its plausible folders."""

@@ -60,17 +60,19 @@ def test_check_reports_an_undecodable_image_and_quick_only_reads_headers(host, t
 
 
 def test_skip_bad_read_drops_undecodable_images_and_counts_them(tmp_path):
+    from abawbench.data.decode import drop_undecodable
+
     write_lsd_tree(tmp_path)
     truncate(tmp_path / "validation_set_real_images" / "HAPPINESS" / "0.jpg")
     strict = read_split(tmp_path, lsd(), "validation", ReadOptions(cache_dir=tmp_path / "cache"))
-    skipping = ReadOptions(skip_bad=True, cache_dir=tmp_path / "cache")
-    index = read_split(tmp_path, lsd(), "validation", skipping)
-    assert len(strict) == 12 and strict.undecodable == 0  # strict reads leave decoding to data check
+    index, dropped = drop_undecodable(strict, tmp_path / "cache")
+    assert len(strict) == 12 and strict.undecodable == 0  # reading leaves decoding to data check and runs
     assert len(index) == 11 and index.undecodable == 1 and "1 undecodable image(s) skipped" in index.notes
+    assert len(dropped) == 1 and "HAPPINESS/0.jpg" in dropped[0].file
     assert "validation_set_real_images/HAPPINESS/0.jpg" not in index.paths
     assert len(index.labels["expr"].values) == 11 and index.fingerprint != strict.fingerprint
     # The verdict is cached with the split's fingerprint: the same answer on the next read.
-    again = read_split(tmp_path, lsd(), "validation", skipping)
+    again, _ = drop_undecodable(strict, tmp_path / "cache")
     assert (again.paths, again.fingerprint, again.undecodable) == (index.paths, index.fingerprint, 1)
 
 

@@ -74,7 +74,7 @@ def contact_sheet(
     indexes: list[SampleIndex] = []
     for split in splits:
         try:
-            index = dataset.read_split(Path(root), track, split, ReadOptions(skip_bad=True, drop_undecodable=False))
+            index = dataset.read_split(Path(root), track, split, ReadOptions(skip_bad=True))
         except SplitMissing:
             notes.append(f"split {split!r} not found: left out")
             continue

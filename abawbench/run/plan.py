@@ -11,10 +11,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from abawbench.features.key import default_cache_root
 from abawbench.config import RunConfig
+from abawbench.data.decode import drop_undecodable
 from abawbench.data.index import SampleIndex
+from abawbench.data.problems import MAX_LISTED
 from abawbench.errors import ConfigError, DataFormatError
+from abawbench.features.key import default_cache_root
 from abawbench.plugins import PluginHost
 from abawbench.results.schema import DataIdentity, EntrySpecModel, PluginSupplier
 from abawbench.run.features import FUSION_SEPARATOR
@@ -123,6 +125,18 @@ def choose_dataset(host: PluginHost, config: RunConfig, track: Track) -> Dataset
     return pick[0]
 
 
+def _without_undecodable(index: SampleIndex, cache_root: Path) -> SampleIndex:
+    """``index`` without the images that do not decode (the verdict is cached per fingerprint),
+    the first few logged."""
+    index, dropped = drop_undecodable(index, cache_root)
+    for problem in dropped[:MAX_LISTED]:
+        log.warning("%s", problem)
+    if len(dropped) > MAX_LISTED:
+        log.warning("... and %d more undecodable image(s) skipped (run 'abawbench data check' to see all)",
+                    len(dropped) - MAX_LISTED)
+    return index
+
+
 def prepare_data(host: PluginHost, config: RunConfig, track: Track, cache_root: Path) -> PreparedData:
     """Index the labelled splits (they must not be empty) and, when the data has one, the test split."""
     spec = choose_dataset(host, config, track)
@@ -140,6 +154,8 @@ def prepare_data(host: PluginHost, config: RunConfig, track: Track, cache_root: 
         splits["test"] = spec.read_split(root, track, "test", options)
     except (DataFormatError, FileNotFoundError) as exc:
         log.warning("no usable test split (%s); predictions cover validation only", exc)
+    if config.skip_bad:  # whatever the dataset plugin: only decoding proves an image usable
+        splits = {split: _without_undecodable(index, cache_root) for split, index in splits.items()}
     for split, index in splits.items():
         if split in LABELLED_SPLITS and len(index) == 0:
             raise DataFormatError(f"{root}: the {split} split is empty")

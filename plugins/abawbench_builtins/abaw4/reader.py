@@ -10,14 +10,12 @@ LSD class folder.
 
 from __future__ import annotations
 
-import logging
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from abawbench.data.decode import drop_undecodable
 from abawbench.data.index import SPLITS, SampleIndex
-from abawbench.data.problems import MAX_LISTED, Problem, raise_for_problems
+from abawbench.data.problems import Problem, raise_for_problems
 from abawbench.errors import ConfigError
 from abawbench.registry import suggest
 from abawbench.specs import ReadOptions
@@ -30,7 +28,6 @@ from abawbench_builtins.abaw4.lsd_reader import scan_lsd_folders
 from abawbench_builtins.abaw4.mtl_reader import scan_mtl_annotations
 from abawbench_builtins.abaw4.release_lists import scan_release
 
-log = logging.getLogger(__name__)
 
 Scan = Callable[[Path, Track, str, ReadOptions], "tuple[SampleIndex | None, list[Problem]]"]
 
@@ -66,19 +63,12 @@ def read_split(root: Path, track: Track, split: str, options: ReadOptions) -> Sa
 
     Strict by default: any bad row raises one :class:`~abawbench.errors.DataFormatError`
     listing the first problems as ``file:line: problem``. ``options.skip_bad`` drops bad rows
-    instead and counts them in ``SampleIndex.skipped``; it also decodes every image and drops
-    those that do not decode (``SampleIndex.undecodable``), which strict reading leaves to
-    ``abawbench data check`` rather than decode the whole tree on every run.
+    instead and counts them in ``SampleIndex.skipped``. Images are not decoded here: a run with
+    ``--skip-bad`` drops undecodable ones for every dataset, and ``abawbench data check``
+    reports them.
     """
     root = Path(root)
     index, problems = scan_split(root, track, split, options)
     raise_for_problems(problems, skip_bad=options.skip_bad, what=f"{track.name} {split} split of {root}")
     assert index is not None  # a None index always comes with a fatal problem
-    if options.skip_bad and options.check_images and options.drop_undecodable:
-        index, dropped = drop_undecodable(index, options.cache_dir)
-        for problem in dropped[:MAX_LISTED]:
-            log.warning("%s", problem)
-        if len(dropped) > MAX_LISTED:
-            log.warning("... and %d more undecodable image(s) skipped (run 'abawbench data check' to see all)",
-                        len(dropped) - MAX_LISTED)
     return index
