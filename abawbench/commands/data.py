@@ -95,25 +95,11 @@ def _track(name: str):
 
 
 def _reader(name: str | None, track):
-    """The dataset plugin that reads a tree of ``track`` at a path: the one named, else the
-    only automatic choice that serves the track without an embedded default (any automatic
-    choice when none is without one)."""
-    from abawbench.errors import ConfigError
+    """The dataset plugin that reads a tree of ``track`` at a path (the rule ``run --data`` uses)."""
+    from abawbench.data.choice import choose_dataset
     from abawbench.plugins import get_host
 
-    datasets = get_host().datasets
-    if name is not None:
-        spec = datasets.get(name)
-        if track.name not in spec.tracks:
-            raise ConfigError(f"dataset {spec.name!r} has no {track.name!r} data; its tracks: {', '.join(spec.tracks)}")
-        return spec
-    serving = [e.item for e in datasets.entries() if track.name in e.item.tracks and e.item.auto_select]
-    from_path = [spec for spec in serving if spec.default_root is None] or serving
-    if len(from_path) != 1:
-        found = ", ".join(spec.name for spec in from_path) or "none"
-        raise ConfigError(f"cannot choose a dataset to read {track.name!r} data from a path "
-                          f"(candidates: {found}); name one with --dataset")
-    return from_path[0]
+    return choose_dataset(get_host(), track, name, from_path=True)
 
 
 # --------------------------------------------------------------------------- check

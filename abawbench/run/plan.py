@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from abawbench.config import RunConfig
+from abawbench.data.choice import choose_dataset
 from abawbench.data.decode import drop_undecodable
 from abawbench.data.index import SampleIndex
 from abawbench.data.problems import MAX_LISTED
@@ -100,31 +101,6 @@ def entry_provenance(host: PluginHost, entry: EntrySpecModel, dataset: str,
     return provenance
 
 
-def choose_dataset(host: PluginHost, config: RunConfig, track: Track) -> DatasetSpec:
-    """The dataset plugin for this run: the configured one, else (with --data) the one that
-    reads data from a path, else the one that provides the embedded default."""
-    if config.dataset:
-        spec = host.datasets.get(config.dataset)
-        if track.name not in spec.tracks:
-            raise ConfigError(f"dataset {spec.name!r} does not serve track {track.name!r}")
-        return spec
-    candidates = [e.item for e in host.datasets.entries()
-                  if track.name in e.item.tracks and getattr(e.item, "auto_select", True)]
-    if config.data is not None:
-        pick = [s for s in candidates if s.default_root is None] or candidates
-        what = "reads data from a path"
-    else:
-        pick = [s for s in candidates if s.default_root is not None]
-        what = "provides an embedded default"
-    if len(pick) != 1:
-        names = ", ".join(s.name for s in pick) or "none"
-        raise ConfigError(
-            f"cannot choose a dataset for track {track.name!r}: datasets that {what}: {names}; "
-            "name one with --dataset"
-        )
-    return pick[0]
-
-
 def _without_undecodable(index: SampleIndex, cache_root: Path) -> SampleIndex:
     """``index`` without the images that do not decode (the verdict is cached per fingerprint),
     the first few logged."""
@@ -139,7 +115,7 @@ def _without_undecodable(index: SampleIndex, cache_root: Path) -> SampleIndex:
 
 def prepare_data(host: PluginHost, config: RunConfig, track: Track, cache_root: Path) -> PreparedData:
     """Index the labelled splits (they must not be empty) and, when the data has one, the test split."""
-    spec = choose_dataset(host, config, track)
+    spec = choose_dataset(host, track, config.dataset, from_path=config.data is not None)
     if config.data is not None:
         root = Path(config.data)
         if not root.is_dir():
