@@ -750,3 +750,18 @@ def test_cli_shows_every_leftover_and_clear_all_removes_them(cache, capsys):
     code, out, _ = run_cli(capsys, "cache", "clear", "--all", "--yes", "--cache-dir", root)
     assert code == 0 and "removed 3 file(s) and " in out
     assert not [p for p in cache.root.rglob("*") if p.is_file()] and not entry.path.exists()
+
+
+def test_an_entry_replaced_for_other_sample_ids_is_never_read_as_the_first(cache):
+    """A process that found an entry for ids X must not serve the rows of a file that another
+    process, asking the same key for ids Y, wrote over it meanwhile."""
+    data = features()
+    found = cache.get_or_create(make_key(), ids(), DIM, Producer(data))
+    other_ids = [f"other{i:05d}.jpg" for i in range(ROWS)]
+    cache.get_or_create(make_key(), other_ids, DIM, Producer(data[::-1].copy())).read()
+    try:
+        rows = found.read()
+    except CacheError:
+        return  # refused: fine
+    # or rebuilt for the ids it was found for: the rows are the first producer's
+    np.testing.assert_array_equal(rows, data.astype(np.float16).astype(np.float32))

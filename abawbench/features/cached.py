@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 import numpy as np
 
 from abawbench.errors import CacheError
-from abawbench.features.entry import FEATURES, EntryLayout, decode_ids, open_entry, read_ids_blob, read_layout
+from abawbench.features.entry import FEATURES, EntryLayout, check_entry, decode_ids, open_entry, read_ids_blob
 from abawbench.features.key import EntryKey
 from abawbench.features.reads import each_verified_chunk, read_float16, read_float32, verified_chunks
 
@@ -133,8 +133,13 @@ class CachedRows:
         finally:
             os.close(fd)
         with open_entry(self.path) as f:
-            layout = read_layout(f, self._row_dtype)
-            if layout.key_digest != self.key.digest() or layout.num_rows != self.num_rows:
+            # The whole structural check (key and sample ids), as when the entry was found: a
+            # writer asked for other ids may have replaced the file meanwhile.
+            try:
+                layout = check_entry(f, self._row_dtype, self.key, self._ids)
+            except CacheError as exc:
+                raise CacheError(f"was replaced by a different entry since it was found ({exc})") from exc
+            if layout.num_rows != self.num_rows:
                 raise CacheError("was replaced by a different entry since it was found")
             yield f.id.get_vfd_handle(), layout
 
