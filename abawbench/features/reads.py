@@ -27,10 +27,9 @@ import threading
 from typing import Callable, Iterator
 
 import numpy as np
-import xxhash
 
 from abawbench.errors import CacheError
-from abawbench.features.entry import EntryLayout, split_digest
+from abawbench.features.entry import EntryLayout, chunk_checksum
 
 MAX_READ_THREADS = 4
 """Whole-entry reads split their chunks over up to this many threads, and no more than the
@@ -132,7 +131,7 @@ def chunk_reader(fd: int, layout: EntryLayout, into: np.ndarray | None = None) -
             raise BadRows(start, end, f"cannot be read: {exc.strerror or exc}") from exc
         if read_bytes != rows.nbytes:
             raise BadRows(start, end, "end past the end of the file (truncated)")
-        if split_digest(xxhash.xxh3_128_intdigest(rows)) != tuple(int(x) for x in layout.checksums[chunk]):
+        if chunk_checksum(rows) != tuple(int(x) for x in layout.checksums[chunk]):
             raise BadRows(start, end, "fail their checksum (file is corrupt)")
         return rows
 

@@ -120,13 +120,13 @@ class Runner:
         loss option is one clear error now, not a failed result after feature extraction."""
         assert self.data is not None
         labels = self.data.splits["train"].labels
-        for loss, options in {(e.loss, json.dumps(e.loss_options, sort_keys=True)) for e in entries}:
+        for loss, options in {e.loss: e.loss_options for e in entries}.items():  # options follow the name
             try:
-                self.host.losses.get(loss).build(self.track, loss_context(self.track, labels, json.loads(options)))
+                self.host.losses.get(loss).build(self.track, loss_context(self.track, labels, options))
             except AbawbenchError:
                 raise
             except Exception as exc:
-                raise ConfigError(f"loss {loss!r} cannot be built with options {options}: "
+                raise ConfigError(f"loss {loss!r} cannot be built with options {json.dumps(options)}: "
                                   f"{type(exc).__name__}: {exc}") from exc
 
     def _completed(self, entry: EntrySpecModel, seed: int) -> RunResult | None:
