@@ -3,6 +3,9 @@ entry with the reason, so it can neither rank nor pass ``compare``."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import math
 
 import pytest
@@ -67,7 +70,7 @@ def broken_host():
     ("lsd-nan", "agreement = nan is not finite"),
     ("lsd-impossible", "macro_f1 = 1.5 is outside [0.0, 1.0]"),
 ])
-def test_an_invalid_score_fails_the_entry_with_the_reason(tmp_path, lsd_tree, broken_host, track, reason):
+def test_an_invalid_score_fails_the_entry_with_the_reason(tmp_path, lsd_tree, broken_host, track, reason, capsys):
     runs = tmp_path / "runs"
     code = cli.main(["run", "--track", track, "--data", str(lsd_tree), "--models", "hog", "--epochs", "1",
                      "--bootstrap", "0", "--output", str(runs), "--cache-dir", str(tmp_path / "cache"),
@@ -77,7 +80,11 @@ def test_an_invalid_score_fails_the_entry_with_the_reason(tmp_path, lsd_tree, br
     assert result.status == "failed" and result.primary is None
     assert reason in result.error
     # the board lists it as failed, never ranked
+    capsys.readouterr()
     assert cli.main(["leaderboard", "--track", track, "--runs", str(runs), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    measured = [row for row in rows if row["rank"] != "reported"]
+    assert measured and all(row["rank"] == "failed" for row in measured)
 
 
 def test_builtin_tracks_bound_every_score(host):

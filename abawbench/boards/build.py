@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from abawbench.results import RunResult
@@ -151,13 +151,8 @@ def rank_rows(rows: Iterable[Row], higher_is_better: bool) -> tuple[Row, ...]:
             rank = ranked[-1].rank
         else:
             rank = str(position + 1)
-        ranked.append(_replace(row, rank=rank))
+        ranked.append(replace(row, rank=rank))
     return tuple(ranked + failed)
-
-
-def _replace(row: Row, **changes: Any) -> Row:
-    values = asdict(row) | changes
-    return Row(**values)
 
 
 def data_key(result: RunResult) -> tuple[str, str]:

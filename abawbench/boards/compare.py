@@ -119,7 +119,7 @@ def scores_from_results(results: Iterable[RunResult], higher_is_better: Callable
         for section in measured_sections(results_of_track, track, metric, better):
             for row in section.rows:
                 scores.append(EntryScore(
-                    track, row.entry, _label(getattr(row, "label", None), row.entry), metric, row.status, row.mean,
+                    track, row.entry, _label(row.label, row.entry), metric, row.status, row.mean,
                     better, {**row.fingerprints, "validation": section.fingerprint}, row.seeds_total,
                     row.seed_list, row.sub_scores))
     return scores
