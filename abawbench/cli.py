@@ -92,10 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def plugin_in_traceback(exc: BaseException) -> tuple[str, str] | None:
     """``(plugin name, file:line)`` of the innermost traceback frame in a loaded plugin's code
     (its module or a submodule of it), or None when no plugin's code was running."""
-    from abawbench.plugins import get_host
+    from abawbench.plugins import loaded_host
 
+    host = loaded_host()
+    if host is None:  # no plugin was loaded, so no plugin's code ran (and none is loaded now)
+        return None
     modules = {}
-    for name, plugin in get_host().pm.list_name_plugin():
+    for name, plugin in host.pm.list_name_plugin():
         module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
         if module.split(".")[0] not in {"abawbench", "builtins", "types"}:  # never the core's own
             modules[module] = name

@@ -396,6 +396,11 @@ def get_host() -> PluginHost:
     return _HOST
 
 
+def loaded_host() -> PluginHost | None:
+    """The process-wide host if plugins were loaded already, else None (never loads them)."""
+    return _HOST
+
+
 def set_host(host: PluginHost | None) -> None:
     """Replace (or with None, forget) the process-wide host: for the CLI's --strict and tests."""
     global _HOST
