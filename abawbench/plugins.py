@@ -33,9 +33,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import pluggy
 
 from abawbench import hookspecs
-from abawbench.errors import AbawbenchError, PluginError, UnknownNameError
+from abawbench.errors import AbawbenchError, PluginError
 from abawbench.registry import KINDS, Collision, Registry, hook_name, suggest
-from abawbench.specs import ModelFamily
 
 if TYPE_CHECKING:
     from abawbench import specs
@@ -297,15 +296,7 @@ class PluginHost:
         """Which plugin supplied ``name`` of ``kind`` (a family member: the family's plugin),
         as ``{"plugin", "distribution", "version"}``: recorded in every result, so a score
         says whose code produced it. An unknown name fails with suggestions."""
-        registry = self.registries[kind]
-        try:
-            plugin = registry.entry(name).plugin
-        except UnknownNameError:
-            families = [entry for entry in registry.entries() if isinstance(entry.item, ModelFamily)
-                        and name.startswith(entry.item.prefix)]
-            if not families:
-                raise
-            plugin = max(families, key=lambda entry: len(entry.item.prefix)).plugin
+        plugin = self.registries[kind].holder(name).plugin
         info = self.plugins.get(plugin)
         return {"plugin": plugin, "distribution": info.distribution if info else None,
                 "version": info.version if info else None}

@@ -239,6 +239,18 @@ class Registry(Generic[T]):
             found.append(Collision(self.singular, name, holder.plugin if holder else None, refused))
         return found
 
+    def holder(self, name: str) -> Entry[T]:
+        """The registration that serves ``name``: its own entry, or that of the family whose
+        prefix it starts with (a member is not resolved); errors as :meth:`get`."""
+        entry = self._entries.get(name)
+        if entry is not None:
+            return entry
+        family = self._family_for(name)
+        if family is not None:
+            return self._families[family.name]
+        self.get(name)  # raises: contested or unknown, with suggestions
+        raise UnknownNameError(f"unknown {self.singular} {name!r}")  # pragma: no cover (get raised)
+
     def get(self, name: str) -> T:
         """The item called ``name``; :class:`UnknownNameError` with suggestions otherwise, or
         :class:`PluginError` naming the plugins when several registered it (none may have it)."""
