@@ -18,6 +18,7 @@ from abawbench.features.pixel_packs import PixelPackStore
 from abawbench.device import autocast_context, loader_kwargs, prepare_batch, prepare_module
 from abawbench.features.extract import Batches, ImageDataset, consume_eval_batches, decoded_batches, eval_transform
 from abawbench.labels import TaskSpec
+from abawbench.parallel.context import DistContext
 from abawbench.features.preprocess import Preprocessing, collate_images
 from abawbench.specs import Backbone
 from abawbench.training.heads import BackboneWithHeads, build_heads, to_probabilities
@@ -103,19 +104,30 @@ class ImageFeed:
 
 def finetune(backbone: Backbone, splits: Mapping[str, "SampleIndex"], track: Track, make_loss: MakeLoss,
              protocol: "ProtocolConfig", seed: int, device: torch.device, augment: Augment, *,
-             pixel_cache: PixelPackStore | None = None, progress: bool = True, desc: str = "finetune") -> Outcome:
+             pixel_cache: PixelPackStore | None = None, progress: bool = True, desc: str = "finetune",
+             context: DistContext = DistContext()) -> Outcome:
     """Train ``backbone`` with heads for ``track`` end to end; the outcome's ``state`` is what
-    :func:`predict_with_network` needs."""
+    :func:`predict_with_network` needs. With several ranks (``context``), every rank calls this
+    together and trains with DistributedDataParallel (:mod:`abawbench.parallel.ddp`)."""
     torch.manual_seed(seed)
     heads = build_heads(backbone, track.tasks, protocol.head)
     network = prepare_module(BackboneWithHeads(backbone.module, heads), device)
     loss = make_loss()
     if isinstance(loss, nn.Module):
         loss = loss.to(device)  # class weights and pos_weight are buffers
-    feed = ImageFeed(splits, eval_transform(backbone.data_config), augment, track.tasks, protocol, seed, device,
-                     pixel_cache=pixel_cache, progress=progress, desc=desc)
+    if context.distributed:
+        from abawbench.parallel.ddp import DistributedImageFeed, plain_state, wrap
+
+        network = wrap(network, device)
+        feed: ImageFeed = DistributedImageFeed(splits, eval_transform(backbone.data_config), augment, track.tasks,
+                                               protocol, seed=seed, device=device, pixel_cache=None,
+                                               progress=progress, desc=desc, context=context)
+    else:
+        feed = ImageFeed(splits, eval_transform(backbone.data_config), augment, track.tasks, protocol, seed, device,
+                         pixel_cache=pixel_cache, progress=progress, desc=desc)
     outcome = train_network(network, feed, track, loss, protocol, progress=progress, desc=desc)
-    outcome.state = {"kind": FINETUNE_KIND, "network": outcome.state}
+    state = plain_state(outcome.state) if context.distributed else outcome.state
+    outcome.state = {"kind": FINETUNE_KIND, "network": state}
     return outcome
 
 
