@@ -10,7 +10,7 @@ contract extraction is held to: docs/bench/protocol.md.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from abawbench.errors import RunFailedError
 from abawbench.features.pixel_packs import PixelPackStore, pack_key, with_pixel_pack
 from abawbench.features.preprocess import Preprocessing, collate_images, load_image
 from abawbench.specs import Backbone
+
+if TYPE_CHECKING:
+    from abawbench.features.device_decode import DeviceDecoding
 
 Batches = Iterable[tuple[int, torch.Tensor]]
 """``(start_row, uint8 images [N, 3, H, W])`` in row order."""
@@ -70,6 +73,7 @@ def extract_features(
     desc: str = "extract",
     pixel_pack: tuple[PixelPackStore, str] | None = None,
     shard: tuple[int, int] = (0, 1),
+    device_decoding: "DeviceDecoding | None" = None,
 ) -> None:
     """Stream features of every image of ``index`` to ``write(start_row, batch)``, in order:
     memory stays flat however large the split is.
@@ -82,6 +86,9 @@ def extract_features(
     split (:mod:`abawbench.parallel.sharded`): the batches are the ones a single process forms,
     so every row's features are the ones it computes. Sharded extraction decodes from the
     image files (a pixel pack is written by one process reading every image).
+
+    ``device_decoding`` decodes and resizes the JPEG files on the model's device
+    (:mod:`abawbench.features.device_decode`); its pixels belong to their own cache key.
     """
     from tqdm.auto import tqdm
 
@@ -101,6 +108,9 @@ def extract_features(
                 write(start, out.float().cpu().numpy())
                 bar.update(out.shape[0])
 
+    if device_decoding is not None:
+        forward(device_decoding.batches(index, batch_size=batch_size, num_workers=num_workers, shard=shard))
+        return
     if shard != (0, 1):
         forward(decoded_batches(index, preprocessing, device, batch_size=batch_size, num_workers=num_workers,
                                 shard=shard))

@@ -23,7 +23,8 @@ from abawbench.features.store import FeatureCache
 from abawbench.config import RunConfig
 from abawbench.data.index import SampleIndex
 from abawbench.errors import ConfigError
-from abawbench.features.extract import extract_features, precision_of
+from abawbench.features.device_decode import choose_device_decoding
+from abawbench.features.extract import eval_transform, extract_features, precision_of
 from abawbench.features.preprocess import image_decoder_identity
 from abawbench.parallel.context import DistContext
 from abawbench.parallel.sharded import sharded_entry
@@ -117,15 +118,18 @@ class RunFeatures:
         backbone = self.backbone(model)
         index = self.splits[split]
         weights, code = self._model_identities[model]
+        device_decoding = choose_device_decoding(eval_transform(backbone.data_config), self.device)
+        decoder = device_decoding.identity() if device_decoding is not None else image_decoder_identity()
         key = CacheKey(backbone=backbone.name, weights_digest=weights, model_code=code,
                        preprocessing=backbone.data_config | {"precision": precision_of(self.device)},
-                       decoder=image_decoder_identity(), dataset_fingerprint=index.fingerprint, split=split)
+                       decoder=decoder, dataset_fingerprint=index.fingerprint, split=split)
 
         def extract(write: Any, shard: tuple[int, int] = (0, 1)) -> None:
             extract_features(backbone, index, self.device, write, batch_size=protocol.batch_size,
                              num_workers=protocol.num_workers, progress=self.progress,
                              desc=f"extract {model} {split}",
-                             pixel_pack=(self.pixel_packs, split) if protocol.pixel_cache else None, shard=shard)
+                             pixel_pack=(self.pixel_packs, split) if protocol.pixel_cache else None, shard=shard,
+                             device_decoding=device_decoding)
 
         def get_or_create(produce: Any) -> Any:
             return self.feature_cache.get_or_create(key, sample_ids=index.paths, row_dim=backbone.feature_dim,
