@@ -65,7 +65,8 @@ class ProtocolConfig(_Strict):
             given = [name for name, on in (("warm_start", self.warm_start is not None),
                                            ("task_batching", self.task_batching != "mixed")) if on]
             if given:
-                raise ValueError(f"{' and '.join(given)} need protocol name 'finetune'")
+                raise ValueError(f"{' and '.join(given)}: only for protocol name 'finetune' (the linear probe "
+                                 "trains heads on cached features)")
         return self
 
 

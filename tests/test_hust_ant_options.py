@@ -174,9 +174,9 @@ def test_warm_start_from_a_missing_entry_is_one_clear_error(tmp_path):
 
 
 def test_finetune_only_settings_are_refused_for_the_linear_probe():
-    with pytest.raises(ConfigError, match="warm_start need protocol name 'finetune'"):
+    with pytest.raises(ConfigError, match="warm_start: only for protocol name 'finetune'"):
         _protocol(name="linear-probe", warm_start="x")
-    with pytest.raises(ConfigError, match="task_batching need"):
+    with pytest.raises(ConfigError, match="task_batching: only for"):
         _protocol(task_batching="per-task")
 
 

@@ -4,6 +4,11 @@ Training images get the configured augmentation; validation and test images neve
 defect of the seed paper's code we do not repeat). With a pixel cache, validation and test,
 predicted every epoch and once, come from pixel packs after their first pass instead of being
 decoded again (:mod:`abawbench.features.pixel_packs`).
+
+Batches are mixed (one shuffled loader over all training rows; each loss term reads the rows
+labelled for its task) or per task (``task_batching = "per-task"``: each step one batch from
+each task's labelled rows, one forward pass each, for methods that train that way). A network
+can start from another entry's weights (:mod:`abawbench.training.warm_start`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from abawbench.features.pixel_packs import PixelPackStore
 from abawbench.device import autocast_context, loader_kwargs, prepare_batch, prepare_module
 from abawbench.features.extract import Batches, ImageDataset, consume_eval_batches, decoded_batches, eval_transform
+from abawbench.errors import RunFailedError
 from abawbench.labels import TaskSpec
 from abawbench.features.preprocess import Preprocessing, collate_images
 from abawbench.specs import Backbone
@@ -98,6 +104,8 @@ class ImageFeed:
         self.task_loaders = {task: loader(mask.nonzero().flatten().tolist(), k + 1)
                              for k, (task, (_, mask)) in enumerate(self.targets.items())
                              if self.per_task and bool(mask.any())}
+        if self.per_task and not self.task_loaders:
+            raise RunFailedError("per-task batches: no training row is labelled for any task")
 
     @property
     def batches_per_epoch(self) -> int:
