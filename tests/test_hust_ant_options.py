@@ -69,6 +69,9 @@ def test_cosine_per_step_follows_its_period():
     np.testing.assert_allclose(rates, expected, rtol=1e-6)
     # unset period, per step: the whole run (epochs x batches per epoch)
     assert _rates(_protocol(lr=0.1, epochs=2, schedule_step="step"), 4) == pytest.approx(expected)
+    # a period shorter than the run: past the minimum the rate rises again, as the seed's did
+    short = _rates(_protocol(lr=0.1, epochs=2, schedule_step="step", schedule_period=4), 4)
+    assert short[4] == pytest.approx(0.0, abs=1e-9) and short[4] < short[5] < short[6]
 
 
 # --------------------------------------------------------------------------- frozen BatchNorm

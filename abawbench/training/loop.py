@@ -175,8 +175,9 @@ class LearningRateSchedule:
     """The configured learning-rate schedule: constant, or cosine annealing over
     ``schedule_period`` schedule steps, advanced once per epoch or once per optimiser step.
 
-    Per step, an unset period is the whole run (epochs x batches per epoch); a set period shorter
-    than the run restarts nothing: the cosine keeps its period (as torch's CosineAnnealingLR)."""
+    Per step, an unset period is the whole run (epochs x batches per epoch). A period shorter than
+    the run continues the cosine past its minimum, so the rate rises again (torch's
+    CosineAnnealingLR; a method trained that way, e.g. a fixed step count, is reproduced as is)."""
 
     def __init__(self, optimiser: torch.optim.Optimizer, protocol: "ProtocolConfig",
                  batches_per_epoch: int | None) -> None:
