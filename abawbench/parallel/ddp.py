@@ -23,7 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from abawbench.device import autocast_context, loader_kwargs, prepare_batch
-from abawbench.features.extract import ImageDataset, decoded_batches
+from abawbench.errors import ConfigError
+from abawbench.features.extract import decoded_batches
 from abawbench.features.preprocess import collate_images
 from abawbench.parallel.context import DistContext
 from abawbench.training.finetune import ImageFeed
@@ -49,6 +50,9 @@ class DistributedImageFeed(ImageFeed):
 
     def __init__(self, *args: Any, context: DistContext, seed: int, **kwargs: Any) -> None:
         super().__init__(*args, seed=seed, **kwargs)
+        if self.per_task:
+            raise ConfigError("task_batching 'per-task' is not supported under torchrun yet; use 'mixed' "
+                              "or run it as one process")
         self.context = context
         dataset = self.loader.dataset
         self.sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank,

@@ -54,6 +54,7 @@ from abawbench.training.augmentation import resolve_augmentation
 from abawbench.training.finetune import finetune
 from abawbench.training.loop import Outcome, loss_context
 from abawbench.training.probe import train_linear_probe
+from abawbench.training.warm_start import read_warm_start
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,9 @@ class Runner:
             t1 = time.perf_counter()
             outcome = finetune(backbone, splits, self.track, make_loss, protocol, seed, self.device, augment,
                                pixel_cache=PixelPackStore(self.cache_root) if protocol.pixel_cache else None,
-                               progress=self.progress, desc=f"finetune {entry.entry_id}", context=self.context)
+                               progress=self.progress, desc=f"finetune {entry.entry_id}", context=self.context,
+                               warm_start=read_warm_start(self.config.output, self.track.name, protocol.warm_start, seed)
+                               if protocol.warm_start else None)
         timings["train_s"] = time.perf_counter() - t1
         return outcome
 
