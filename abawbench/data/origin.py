@@ -46,4 +46,4 @@ def origin_text(origin: Mapping[str, str]) -> str:
     ``""`` when none is recorded."""
     if origin.get("kind") != SYNTHETIC:
         return ""
-    return f"synthetic stand-in (generator {origin.get('generator', '?')}, version {origin.get('version', '?')})"
+    return f"synthetic stand-in: generator {origin.get('generator', '?')}, version {origin.get('version', '?')}"
