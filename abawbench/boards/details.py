@@ -21,7 +21,7 @@ from abawbench.data.origin import data_origin, origin_text
 from abawbench.errors import AbawbenchError
 from abawbench.results import RunResult
 
-SCATTER_POINTS = 400
+SCATTER_POINTS = 250
 
 
 def with_recorded_origin(located: Iterable[tuple[Path, RunResult]]) -> list[tuple[Path, RunResult]]:

@@ -233,8 +233,16 @@ def render_csv(board: Leaderboard) -> str:
 
 @LEADERBOARD_FORMATS.register("json")
 def render_json(board: Leaderboard) -> str:
-    """Machine-readable; also what ``abawbench compare`` reads as OLD or NEW."""
-    return json.dumps(leaderboard_dict(board), indent=2, ensure_ascii=False) + "\n"
+    """Machine-readable; also what ``abawbench compare`` reads as OLD or NEW. Rows are indented
+    for readable diffs; each entry's details (hundreds of scatter points) take one line."""
+    document = leaderboard_dict(board)
+    details = document.pop("details")
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    lines = [f"    {json.dumps(entry, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
+             for entry, value in details.items()]
+    block = "{\n" + ",\n".join(lines) + "\n  }" if lines else "{}"
+    return text[: -len("\n}")] + f',\n  "details": {block}\n}}\n'
+
 
 
 def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
