@@ -98,7 +98,8 @@ def test_report_shows_every_part_of_every_entry(mtl_runs, tmp_path):
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page) and "@import" not in page
     [(path, result), *_] = list(iter_results(mtl_runs, "mtl"))
     for part in ("per-class F1 (expr)", "per-AU F1", "confusion (expr)", "valence: CCC", "arousal: CCC",
-                 "Provenance", result.git_commit or "unknown", "synthetic stand-in", "<svg"):
+                 "Provenance", "Where each number comes from", result.git_commit or "unknown", "synthetic stand-in",
+                 "<svg"):
         assert part in page, part
     # the scatter's CCC is the score over every labelled image of the first seed
     ids, predictions = read_predictions(path.parent / result.predictions_file, "validation")
@@ -239,3 +240,19 @@ def test_the_report_loads_in_chromium_without_errors_and_is_not_blank(mtl_runs, 
     subprocess.run([*common, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
     colours = Image.open(shot).convert("L").getextrema()
     assert colours[1] - colours[0] > 100  # ink on paper, not a blank page
+
+
+def test_pooled_runs_folders_make_one_board_and_never_count_a_run_twice(mtl_runs, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(mtl_runs, other)
+    assert main(["leaderboard", "--track", "mtl", "--runs", str(mtl_runs), "--runs", str(other)]) == 2
+    assert "is also in" in capsys.readouterr().err
+    for path in other.rglob("seed*.json"):  # the same configuration, another run: a separate entry
+        result = read_result(path)
+        moved = result.model_copy(update={"entry": result.entry + "-b", "label": "copy"})
+        (path.parent.parent / moved.entry).mkdir(exist_ok=True)
+        write_result(path.parent.parent / moved.entry / path.name, moved)
+        path.unlink()
+    assert main(["leaderboard", "--track", "mtl", "--runs", str(mtl_runs), "--runs", str(other),
+                 "--reference", "copy"]) == 0
+    assert "copy (reference)" in capsys.readouterr().out

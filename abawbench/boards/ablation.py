@@ -16,6 +16,7 @@ from typing import Any
 
 from abawbench.boards.build import REPORTED, Leaderboard, Row, Section
 from abawbench.boards.formats import FormatRegistry, csv_text, markdown_text, number, text_table
+from abawbench.boards.html import esc, page
 from abawbench.errors import ConfigError
 
 
@@ -182,15 +183,11 @@ def render_latex(ablation: Ablation) -> str:
 
 @ABLATION_FORMATS.register("html")
 def render_html(ablation: Ablation) -> str:
-    from abawbench.boards.html import esc, page
-
     return page(f"Ablation: {ablation.track}", f"<h1>Ablation: {esc(ablation.track)}</h1>\n" + ablation_html(ablation))
 
 
 def ablation_html(ablation: Ablation) -> str:
     """The ablation's tables as an HTML fragment (the report embeds it); deltas coloured."""
-    from abawbench.boards.html import esc
-
     def table(header: list[str], rows: list[list[str]]) -> str:
         head = "".join(f"<th>{esc(h)}</th>" for h in header)
         body = "\n".join("<tr>" + "".join(_html_cell(cell, column) for column, cell in enumerate(row)) + "</tr>"
@@ -205,8 +202,6 @@ def ablation_html(ablation: Ablation) -> str:
 
 
 def _html_cell(text: str, column: int) -> str:
-    from abawbench.boards.html import esc
-
     if column == 0:
         return f'<td class="label">{esc(text)}</td>'
     tone = ' pos' if "(+" in text or text.startswith("+") else (' neg' if "(-" in text or text.startswith("-") else "")

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from abawbench.boards.build import FAILED, REPORTED, Leaderboard, Row, Section
+from abawbench.boards.latex import render_latex as latex_tables
 from abawbench.errors import ConfigError
 
 Document = TypeVar("Document")
@@ -198,8 +199,6 @@ def render_markdown(board: Leaderboard) -> str:
 @LEADERBOARD_FORMATS.register("latex")
 def render_latex(board: Leaderboard) -> str:
     """Table floats a paper can include (:mod:`abawbench.boards.latex`), compact columns."""
-    from abawbench.boards.latex import render_latex as latex_tables
-
     return latex_tables(board)
 
 

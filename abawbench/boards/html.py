@@ -14,7 +14,7 @@ import html
 from typing import Callable, Sequence
 
 from abawbench.boards.build import REPORTED, Leaderboard, Row, Section
-from abawbench.boards.formats import MISSING, cells, headers, intro
+from abawbench.boards.formats import cells, headers, intro
 
 esc = html.escape
 
@@ -175,5 +175,3 @@ def render_html(board: Leaderboard) -> str:
     return page(f"Leaderboard: {board.track}",
                 f"<h1>Leaderboard: {esc(board.track)}</h1>\n{leaderboard_tables(board)}")
 
-
-__all__ = ["MISSING", "esc", "interval_svg", "leaderboard_tables", "page", "render_html", "section_table"]

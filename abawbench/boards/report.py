@@ -39,12 +39,30 @@ def render_report(board: Leaderboard, reference: str | None = None) -> str:
              + (' · <a href="#ablation">Ablation</a>' if reference else "")
              + (' · <a href="#entries">Entries</a>' if measured else "") + "</nav>",
              '<h2 id="leaderboard">Leaderboard</h2>', leaderboard_tables(board, label_cell)]
+    if measured and board.details:
+        parts += ['<h3>Where each number comes from</h3>', provenance_table(measured, board.details, label_cell)]
     if reference:
         parts += ['<h2 id="ablation">Ablation</h2>', ablation_html(build_ablation(board, reference))]
     if measured:
         parts.append('<h2 id="entries">Entries</h2>')
         parts += [entry_html(row, anchors[row.entry], board.details.get(row.entry)) for row in measured]
     return page(f"abawbench report: {board.track}", "\n".join(parts))
+
+
+def provenance_table(rows: list[Row], details: Mapping[str, Any], label_cell) -> str:
+    """One line per measured entry: its data and origin, weights, seeds, commit and version."""
+    lines = []
+    for row in rows:
+        provenance = details.get(row.entry, {}).get("provenance", {})
+        seeds = ", ".join(map(str, provenance.get("seeds", row.seed_list)))
+        cells = [label_cell(row)] + [esc(str(value)) for value in (
+            f"{provenance.get('dataset', '?')}: {provenance.get('origin', '?')}", provenance.get("weights", "?"),
+            seeds, ", ".join(commit[:12] for commit in provenance.get("commits", [])) or "unknown",
+            provenance.get("versions", {}).get("abawbench", row.version))]
+        lines.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    head = "".join(f"<th>{name}</th>" for name in ("entry", "data", "weights", "seeds", "commit", "abawbench"))
+    return (f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(lines)
+            + "\n</tbody>\n</table></div>")
 
 
 def entry_html(row: Row, anchor: str, details: Mapping[str, Any] | None) -> str:

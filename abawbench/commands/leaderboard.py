@@ -84,6 +84,13 @@ def load_board(args, track):
             raise ConfigError(f"--runs {runs}: no result of track {track.name} "
                               f"(expected {folder}/<entry>/seed<k>.json)")
         located += found
+    seen: dict[tuple[str, int], Path] = {}
+    for path, result in located:
+        # Pooled folders holding one run twice would count its seed twice in the mean.
+        first = seen.setdefault((result.entry, result.seed), path)
+        if first != path:
+            raise ConfigError(f"{path}: entry {result.label}, seed {result.seed} is also in {first}; "
+                              "pool runs folders that hold different runs")
     located = with_recorded_origin(located)
     results = [result for _path, result in located]
     references = [] if args.no_references else load_references(args.references)
