@@ -56,10 +56,11 @@ def test_a_generated_tree_is_recognised_by_its_manifest_and_nothing_else(tmp_pat
 
 def test_a_run_records_that_its_data_was_generated(mtl_runs, mtl_tree):
     results = [result for _path, result in iter_results(mtl_runs, "mtl")]
+    assert {r.dataset for r in results} == {"abaw4"}  # read by the official reader, as real data would be
     assert results and all(r.data_origin["kind"] == "synthetic" for r in results)
     assert {r.data_origin["generator"] for r in results} == {data_origin(mtl_tree)["generator"]}
     markdown = render(board(results, track="mtl"), "markdown")
-    assert f"synthetic stand-in: generator {results[0].data_origin['generator']}" in markdown
+    assert f"measured on dataset abaw4 (synthetic stand-in: generator {results[0].data_origin['generator']}" in markdown
 
 
 def test_reported_numbers_keep_their_published_digits_and_link_their_source(tmp_path):
