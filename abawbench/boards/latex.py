@@ -77,10 +77,12 @@ def default_columns(board: Leaderboard, section: Section) -> tuple[str, ...]:
     return ("label", "score") + tuple(name for name in COMPACT_SUB_SCORES if name in section.sub_score_names)
 
 
-def _column(board: Leaderboard, section: Section, name: str) -> _Column:
+def _column(board: Leaderboard, section: Section, name: str, count: int) -> _Column:
+    """Column ``name`` of a table of ``count`` columns (the label column narrows as they grow)."""
     if name == "label":
-        return _Column(name, "entry", r">{\raggedright\arraybackslash}p{0.38\linewidth}", lambda r: None,
-                       lambda r: breakable(r.label or r.entry))
+        width = max(0.25, min(0.6, 0.8 - 0.09 * (count - 1)))
+        return _Column(name, "entry", f">{{\\raggedright\\arraybackslash}}p{{{width:.2f}\\linewidth}}",
+                       lambda r: None, lambda r: breakable(r.label or r.entry))
     if name in TEXT_COLUMNS:
         text = {"rank": lambda r: escape(r.rank), "backbone": lambda r: breakable(r.backbone),
                 "protocol": lambda r: breakable(r.protocol), "loss": lambda r: breakable(r.loss),
@@ -127,7 +129,8 @@ def _bold_best(text: str, row: Row, column: _Column, best: float | None) -> str:
 
 def measured_table(board: Leaderboard, section: Section, columns: Sequence[str] | None, number: int) -> str:
     """One ``table`` float for a measured section."""
-    chosen = [_column(board, section, name) for name in (columns or default_columns(board, section))]
+    names = columns or default_columns(board, section)
+    chosen = [_column(board, section, name, len(names)) for name in names]
     spec = "@{}" + "".join(c.align for c in chosen) + "@{}"
     lines = [" & ".join(c.header for c in chosen) + r" \\", r"\midrule"]
     bests = {c.name: _best(section.rows, c.value, board.higher_is_better if c.name == "score" else True)
@@ -169,7 +172,7 @@ def reported_table(board: Leaderboard, section: Section, number: int) -> str:
 
 def _float(caption: str, label: str, spec: str, body: Sequence[str]) -> str:
     return "\n".join([r"\begin{table}[tbp]", r"\centering", r"\small", f"\\caption{{{caption}}}",
-                      f"\\label{{{escape(label)}}}", f"\\begin{{tabular}}{{{spec}}}", r"\toprule", *body,
+                      f"\\label{{{escape(label)}}}", r"\smallskip", f"\\begin{{tabular}}{{{spec}}}", r"\toprule", *body,
                       r"\bottomrule", r"\end{tabular}", r"\end{table}"])
 
 
