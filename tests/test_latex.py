@@ -83,3 +83,14 @@ def test_the_tables_compile_with_pdflatex(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex (a TeX toolchain with booktabs)")
+def test_the_compact_tables_fit_the_page(tmp_path):
+    long_labels = [make_result(f"{name}__linear-probe-linear__multitask", 1.0 + i / 10, track="mtl", subs=MTL_SUBS)
+                   for i, name in enumerate(("hog+mobilenetv3_small_100", "ensemble:mean-prob(a__x,b__y)"))]
+    (tmp_path / "table.tex").write_text(render(board(long_labels, track="mtl"), "latex"), encoding="utf-8")
+    (tmp_path / "doc.tex").write_text(TEX_DOCUMENT, encoding="utf-8")
+    subprocess.run(["pdflatex", "-halt-on-error", "-interaction=nonstopmode", "doc.tex"], cwd=tmp_path,
+                   capture_output=True, timeout=120, check=True)
+    assert "Overfull \\hbox" not in (tmp_path / "doc.log").read_text(errors="replace")
