@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "predict",
     "ensemble",
     "leaderboard",
+    "report",
     "compare",
     "data",
     "cache",

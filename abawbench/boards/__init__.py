@@ -3,7 +3,11 @@
 - :mod:`~abawbench.boards.build`: result files -> sections of ranked rows (the ranking rules);
 - :mod:`~abawbench.boards.formats`: the format registry and the leaderboard's formats;
 - :mod:`~abawbench.boards.compare`: two sets of scores -> per-entry changes (the CI gate);
-- :mod:`~abawbench.boards.inputs`: reading published numbers and leaderboard JSON documents.
+- :mod:`~abawbench.boards.inputs`: reading published numbers and leaderboard JSON documents;
+- :mod:`~abawbench.boards.details`: per-entry details (per-class F1, confusion, scatter, provenance);
+- :mod:`~abawbench.boards.latex`, :mod:`~abawbench.boards.html`: table floats for papers, standalone pages;
+- :mod:`~abawbench.boards.report`, :mod:`~abawbench.boards.plots`: the report page and its SVG figures;
+- :mod:`~abawbench.boards.ablation`: a section's rows against one reference row.
 
 Boards only read results (:mod:`abawbench.results`); nothing here runs or trains anything.
 """

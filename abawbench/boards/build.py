@@ -22,6 +22,7 @@ import statistics
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
+from abawbench.data.origin import origin_text
 from abawbench.results import RunResult
 
 REPORTED = "reported"
@@ -55,6 +56,8 @@ class Row:
     split: str = "validation"
     source: str = ""
     data: str = ""
+    published: str = ""  # a reported number as its source printed it ("0.30"): never more digits
+    url: str = ""  # where a reported number was published
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Section:
     fingerprint: str
     rows: tuple[Row, ...]
     sub_score_names: tuple[str, ...] = ()
+    origin: str = ""  # "synthetic stand-in (...)" for generated data (abawbench.data.origin)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class Leaderboard:
     higher_is_better: bool
     sections: tuple[Section, ...]
     version: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """Per entry id, what a report shows beyond the row (abawbench.boards.details); empty when
+    the board was built without reading predictions."""
 
 
 # --------------------------------------------------------------------------- results -> rows
@@ -165,22 +172,26 @@ def measured_sections(results: Iterable[RunResult], track: str, primary_metric: 
     """One ranked section per (dataset, validation fingerprint), largest section first."""
     groups: dict[tuple[str, str], dict[str, list[RunResult]]] = {}
     sizes: dict[tuple[str, str], int] = {}
+    origins: dict[tuple[str, str], str] = {}
     for result in results:
         if result.track != track:
             continue
         key = data_key(result)
         groups.setdefault(key, {}).setdefault(result.entry, []).append(result)
         sizes[key] = result.split_sizes.get("validation", sizes.get(key, 0))
+        origins[key] = origins.get(key) or origin_text(result.data_origin)
     sections = []
     for key, entries in groups.items():
         rows = rank_rows([summarise_entry(sorted(rs, key=lambda r: r.seed)) for rs in entries.values()],
                          higher_is_better)
         names = tuple(sorted({n for r in rows for n in r.sub_scores if n != primary_metric}))
         dataset, fingerprint = key
-        title = (f"measured on dataset {dataset}, validation split fingerprint {fingerprint}"
+        # Generated data is named as such wherever the section's scores appear.
+        origin = f" ({origins[key]})" if origins[key] else ""
+        title = (f"measured on dataset {dataset}{origin}, validation split fingerprint {fingerprint}"
                  f" ({sizes[key]} images)")
         sections.append(Section(kind="measured", title=title, dataset=dataset, fingerprint=fingerprint,
-                                rows=rows, sub_score_names=names))
+                                rows=rows, sub_score_names=names, origin=origins[key]))
     sections.sort(key=lambda s: (-len(s.rows), s.dataset, s.fingerprint))
     return sections
 
@@ -189,7 +200,8 @@ def reference_section(references: Iterable[Mapping[str, Any]], track: str) -> Se
     """Published numbers for ``track``, marked reported, never ranked."""
     rows = tuple(
         Row(rank=REPORTED, status=REPORTED, entry=str(ref["entry"]), label=str(ref["entry"]),
-            mean=float(ref["score"]), split=str(ref["split"]), source=str(ref["source"]), data=str(ref["data"]))
+            mean=float(ref["score"]), split=str(ref["split"]), source=str(ref["source"]), data=str(ref["data"]),
+            published=str(ref.get("published", "")), url=str(ref.get("url", "")))
         for ref in references if ref.get("track") == track
     )
     if not rows:

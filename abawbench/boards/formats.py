@@ -11,13 +11,13 @@ place. Render functions do no I/O: callers print the text or write it atomically
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from dataclasses import asdict
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from abawbench.boards.build import FAILED, REPORTED, Leaderboard, Row, Section
+from abawbench.boards.latex import render_latex as latex_tables
 from abawbench.errors import ConfigError
 
 Document = TypeVar("Document")
@@ -127,13 +127,38 @@ def headers(board: Leaderboard, section: Section) -> list[str]:
     if section.kind == REPORTED:
         return ["rank", "label", "split", board.primary_metric, "source", "data"]
     return (["rank", "label", "backbone", "protocol", "loss", f"{board.primary_metric} (mean ± std)",
-             "95% CI"] + list(section.sub_score_names) + ["seeds", "date", "abawbench", "note"])
+             "95% CI"] + list(section.sub_score_names) + ["seeds"]
+            + [header for header, _value in _selection_columns(section)] + ["date", "abawbench", "note"])
+
+
+def _selection_columns(section: Section) -> list[tuple[str, Callable[[Row], str]]]:
+    """The statistics columns, shown when a row of the section carries them: the split a row's
+    epochs and thresholds were chosen on, and whether a paired bootstrap can tell it from the
+    section's best row."""
+    columns: list[tuple[str, Callable[[Row], str]]] = []
+    if any(getattr(r, "selection", "") for r in section.rows):
+        columns.append(("selected on", lambda r: getattr(r, "selection", "") or MISSING))
+    if any(getattr(r, "not_worse_than_best", None) is not None for r in section.rows):
+        columns.append(("vs best", tie_with_best))
+    return columns
+
+
+def tie_with_best(row: Row) -> str:
+    """``tie`` when a paired bootstrap cannot tell the row from its section's best, ``worse``
+    when it can, a dash when untested."""
+    tie = getattr(row, "not_worse_than_best", None)
+    return MISSING if tie is None else ("tie" if tie else "worse")
+
+
+def published_score(row: Row) -> str:
+    """A reported number as its source printed it; four decimals only for rows without it."""
+    return row.published or number(row.mean)
 
 
 def cells(section: Section, row: Row) -> list[str]:
     """Display strings of a row, in :func:`headers` order."""
     if section.kind == REPORTED:
-        return [row.rank, row.label, row.split, number(row.mean), row.source, row.data]
+        return [row.rank, row.label, row.split, published_score(row), row.source, row.data]
     if row.status == FAILED:
         score, interval = FAILED, MISSING
     else:
@@ -143,10 +168,11 @@ def cells(section: Section, row: Row) -> list[str]:
     subs = [number(row.sub_scores.get(name)) for name in section.sub_score_names]
     seeds = str(row.seeds) if row.seeds == row.seeds_total else f"{row.seeds}/{row.seeds_total}"
     return ([row.rank, row.label, row.backbone, row.protocol, row.loss, score, interval] + subs
-            + [seeds, row.date, row.version, row.note])
+            + [seeds] + [value(row) for _header, value in _selection_columns(section)]
+            + [row.date, row.version, row.note])
 
 
-def _intro(board: Leaderboard) -> str:
+def intro(board: Leaderboard) -> str:
     order = "higher is better" if board.higher_is_better else "lower is better"
     return (f"Track {board.track}: {board.primary_metric} on validation ({order}). Mean ± std over "
             "seeds; 95% CI: percentile bootstrap over images (averaged over seeds). Sections never "
@@ -158,48 +184,30 @@ def _intro(board: Leaderboard) -> str:
 
 @LEADERBOARD_FORMATS.register("markdown")
 def render_markdown(board: Leaderboard) -> str:
-    parts = [f"# Leaderboard: {markdown_text(board.track)}", "", markdown_text(_intro(board))]
+    parts = [f"# Leaderboard: {markdown_text(board.track)}", "", markdown_text(intro(board))]
     if not board.sections:
         parts += ["", "No results."]
     for section in board.sections:
         table = text_table([cells(section, r) for r in section.rows], headers(board, section), "github")
         parts += ["", f"## {markdown_text(section.title)}", "", table]
+        links = [f"- {markdown_text(r.source)}: <{r.url}>" for r in section.rows if r.url]
+        if links:
+            parts += ["", "Sources:", "", *dict.fromkeys(links)]
     return "\n".join(parts) + "\n"
 
 
 @LEADERBOARD_FORMATS.register("latex")
 def render_latex(board: Leaderboard) -> str:
-    """One booktabs tabular per section; every cell escaped by tabulate, titles by us."""
-    parts = [f"% abawbench leaderboard, track {_latex_escape(board.track)}; needs \\usepackage{{booktabs}}"]
-    for section in board.sections:
-        table = text_table([cells(section, r) for r in section.rows], headers(board, section), "latex_booktabs")
-        parts += ["", f"% {_latex_escape(section.title)}", f"\\paragraph{{{_latex_escape(section.title)}}}", table]
-    return "\n".join(parts) + "\n"
-
-
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                  "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
-
-
-def _latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+    """Table floats a paper can include (:mod:`abawbench.boards.latex`), compact columns."""
+    return latex_tables(board)
 
 
 @LEADERBOARD_FORMATS.register("html")
 def render_html(board: Leaderboard) -> str:
-    """A self-contained fragment; every field goes through :func:`html.escape`."""
-    esc = html.escape
-    parts = [f"<h2>Leaderboard: {esc(board.track)}</h2>", f"<p>{esc(_intro(board))}</p>"]
-    for section in board.sections:
-        head = "".join(f"<th>{esc(h)}</th>" for h in headers(board, section))
-        body = "\n".join(
-            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells(section, r)) + "</tr>"
-            for r in section.rows
-        )
-        parts.append(f'<section class="{esc(section.kind)}">\n<h3>{esc(section.title)}</h3>\n'
-                     f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n</section>")
-    return "\n".join(parts) + "\n"
+    """A standalone page (:mod:`abawbench.boards.html`): sortable tables, intervals drawn."""
+    from abawbench.boards.html import render_html as html_page  # html builds on this module's cells
+
+    return html_page(board)
 
 
 @LEADERBOARD_FORMATS.register("csv")
@@ -208,22 +216,32 @@ def render_csv(board: Leaderboard) -> str:
     subs = sorted({n for s in board.sections for n in s.sub_score_names})
     header = (["section", "dataset", "fingerprint", "rank", "label", "entry", "status", "backbone", "protocol",
                "loss", board.primary_metric, "std", "ci_low", "ci_high"] + subs
-              + ["seeds", "seeds_total", "date", "abawbench", "split", "source", "data", "note"])
+              + ["seeds", "seeds_total", "date", "abawbench", "split", "source", "data", "note",
+                 "published", "url", "selection", "not_worse_than_best"])
     rows = []
     for section in board.sections:
         for row in section.rows:
             values = [section.kind, section.dataset, section.fingerprint, row.rank, row.label, row.entry, row.status,
                       row.backbone, row.protocol, row.loss, row.mean, row.std, row.ci_low, row.ci_high]
             values += [row.sub_scores.get(name) for name in subs]
-            values += [row.seeds, row.seeds_total, row.date, row.version, row.split, row.source, row.data, row.note]
+            values += [row.seeds, row.seeds_total, row.date, row.version, row.split, row.source, row.data, row.note,
+                       row.published, row.url, getattr(row, "selection", ""), getattr(row, "not_worse_than_best", None)]
             rows.append(values)
     return csv_text(header, rows)
 
 
 @LEADERBOARD_FORMATS.register("json")
 def render_json(board: Leaderboard) -> str:
-    """Machine-readable; also what ``abawbench compare`` reads as OLD or NEW."""
-    return json.dumps(leaderboard_dict(board), indent=2, ensure_ascii=False) + "\n"
+    """Machine-readable; also what ``abawbench compare`` reads as OLD or NEW. Rows are indented
+    for readable diffs; each entry's details (hundreds of scatter points) take one line."""
+    document = leaderboard_dict(board)
+    details = document.pop("details")
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    lines = [f"    {json.dumps(entry, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
+             for entry, value in details.items()]
+    block = "{\n" + ",\n".join(lines) + "\n  }" if lines else "{}"
+    return text[: -len("\n}")] + f',\n  "details": {block}\n}}\n'
+
 
 
 def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
@@ -235,7 +253,9 @@ def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
         "abawbench_version": board.version,
         "sections": [
             {"kind": s.kind, "title": s.title, "dataset": s.dataset, "fingerprint": s.fingerprint,
-             "sub_score_names": list(s.sub_score_names), "rows": [asdict(r) for r in s.rows]}
+             "origin": s.origin, "sub_score_names": list(s.sub_score_names), "rows": [asdict(r) for r in s.rows]}
             for s in board.sections
         ],
+        # what the report and the ablation view need beyond the rows (abawbench.boards.details)
+        "details": dict(board.details),
     }

@@ -181,6 +181,11 @@ class RunResult(BaseModel):
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     predictions_file: str | None = None
     weights_file: str | None = None
+    data_origin: dict[str, str] = Field(
+        default_factory=dict,
+        description="where the data tree came from (abawbench.data.origin): a generated tree "
+                    "is a synthetic stand-in, named with its generator and version; empty otherwise",
+    )
 
     @model_validator(mode="after")
     def _label_defaults_to_the_readable_id(self) -> "RunResult":

@@ -22,6 +22,7 @@ import numpy as np
 
 from abawbench.features.pixel_packs import PixelPackStore
 from abawbench.config import RunConfig
+from abawbench.data.origin import data_origin
 from abawbench.device import resolve_device, seed_everything
 from abawbench.errors import AbawbenchError, ConfigError, RunFailedError, StorageError
 from abawbench.evaluation import score_with_intervals, tuned_threshold_report
@@ -184,7 +185,7 @@ class Runner:
             undecodable_skipped={s: i.undecodable for s, i in self.data.splits.items() if i.undecodable},
             config=self.config.model_dump(mode="json"), versions=package_versions(), git_commit=git_commit(),
             provenance=entry_provenance(self.host, entry, self.data.dataset, self.track),
-            device=str(self.device),
+            device=str(self.device), data_origin=data_origin(self.data.root),
         )
         out_dir = entry_dir(self.config.output, self.track.name, entry.entry_id)
         try:
