@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "data",
     "cache",
     "plugins",
+    "check_plugin",
     "listing",
     "config",
 )

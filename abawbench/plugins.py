@@ -172,7 +172,7 @@ class PluginHost:
         try:
             module = ep.load()
         except Exception as exc:  # any import-time failure is the plugin's, not ours
-            self._mark_broken(info, f"failed to import {ep.value!r}: {_describe(exc)}", exc)
+            self._mark_broken(info, f"failed to import {ep.value!r}: {describe_exception(exc)}", exc)
             return
         self.add_plugin(module, ep.name, info=info)
 
@@ -183,14 +183,14 @@ class PluginHost:
             info.hooks = self._validated_hooks(module, name)
             self.pm.register(module, name=name)
         except Exception as exc:
-            self._mark_broken(info, _describe(exc), exc)
+            self._mark_broken(info, describe_exception(exc), exc)
             return info
         try:
             staged = self._collect(name)
             self._commit(staged, name, info.builtin)
         except Exception as exc:
             self.pm.unregister(name=name)
-            self._mark_broken(info, _describe(exc), exc)
+            self._mark_broken(info, describe_exception(exc), exc)
             return info
         self.plugins[name] = info
         if not staged:
@@ -361,7 +361,9 @@ def _info_for(ep: EntryPoint) -> PluginInfo:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
+    """An exception in one line: an abawbench error's own message, anything else with its type
+    and the innermost ``file:line``, so a plugin's bug is located without a traceback."""
     if isinstance(exc, AbawbenchError):
         return str(exc)
     frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
