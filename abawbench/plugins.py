@@ -22,11 +22,15 @@ rest of each plugin stays usable.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import re
+import sys
 import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -53,6 +57,8 @@ BUILTIN_ENTRY_POINT_PREFIX = "builtin."
 """Entry-point names reserved for the built-ins (``builtin.losses``, ...)."""
 BUILTIN_PACKAGE = "abawbench_builtins"
 """The package the built-ins live in; no other distribution's entry point may point into it."""
+LOCAL_PREFIX = "local:"
+"""Plugins loaded with ``--plugin MODULE`` are named ``local:<module>``."""
 
 
 @dataclass
@@ -196,6 +202,20 @@ class PluginHost:
         if not staged:
             self._mark_empty(info, module)
         self._note_collisions(name)
+        return info
+
+    def add_local_plugin(self, target: str) -> PluginInfo:
+        """Import ``target`` (a ``.py`` file, or a module importable from the current folder)
+        and register it as plugin ``local:<module>`` with the same validation as an installed
+        plugin: ``--plugin``, for trying a plugin before packaging it. Unlike an installed
+        plugin, one named explicitly that fails to import or register is an error, not a
+        warning: the user asked for it."""
+        module = import_local_module(target)
+        name = LOCAL_PREFIX + module.__name__
+        info = self.add_plugin(module, name, PluginInfo(name=name, version=getattr(module, "__version__", None),
+                                                          distribution=None))
+        if info.status == "broken":
+            raise PluginError(f"--plugin {target}: plugin {name!r} is broken: {info.error}")
         return info
 
     def _validated_hooks(self, module: object, name: str) -> list[str]:
@@ -361,6 +381,39 @@ def _info_for(ep: EntryPoint) -> PluginInfo:
     )
 
 
+def import_local_module(target: str) -> ModuleType:
+    """The module ``target`` names: a path to a ``.py`` file (its folder goes on ``sys.path``,
+    so it can import its neighbours) or a dotted name importable from the current folder."""
+    path = Path(target)
+    try:
+        if target.endswith(".py") or os.sep in target or "/" in target:
+            if not path.is_file():
+                raise PluginError(f"--plugin {target}: no such file")
+            folder = str(path.resolve().parent)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None:
+                raise PluginError(f"--plugin {target}: cannot be imported as a Python module")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module  # as an import would: its classes can be found by name
+            spec.loader.exec_module(module)
+            return module
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        return importlib.import_module(target)
+    except PluginError:
+        raise
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (target == exc.name or target.startswith(exc.name + ".")):
+            raise PluginError(f"--plugin {target}: cannot import it: {describe_exception(exc)}") from exc
+        raise PluginError(f"--plugin {target}: no module {target!r} importable from {os.getcwd()} "
+                          f"(give a .py file or run from the folder that holds the module)") from exc
+    except Exception as exc:  # the module's own failure
+        sys.modules.pop(path.stem, None)
+        raise PluginError(f"--plugin {target}: cannot import it: {describe_exception(exc)}") from exc
+
+
 def describe_exception(exc: BaseException) -> str:
     """An exception in one line: an abawbench error's own message, anything else with its type
     and the innermost ``file:line``, so a plugin's bug is located without a traceback."""
@@ -371,10 +424,14 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def load_plugins(strict: bool | None = None, allowed: Iterable[str] | None = None) -> PluginHost:
-    """A fresh host with every entry-point plugin loaded (honouring the environment)."""
+def load_plugins(strict: bool | None = None, allowed: Iterable[str] | None = None,
+                 local: Iterable[str] = ()) -> PluginHost:
+    """A fresh host with every entry-point plugin loaded (honouring the environment), then the
+    ``local`` modules (``--plugin``; not limited by ``ABAWBENCH_LOAD_PLUGINS``)."""
     host = PluginHost(strict=strict_from_env() if strict is None else strict)
     host.load_entry_points(set(allowed) if allowed is not None else allowed_from_env())
+    for target in local:
+        host.add_local_plugin(target)
     return host
 
 
