@@ -170,3 +170,35 @@ def test_every_builtin_plugin_passes(host, tmp_path):
     assert [o.line() for o in outcomes if o.status == "FAIL"] == []
     passed = {o.check.kind for o in outcomes if o.status == "PASS"}
     assert passed == {"plugin", "model", "loss", "dataset", "ensemble", "track", "augmentation"}
+
+
+def test_contributing_reference_is_generated_from_the_code():
+    """The types' reference in CONTRIBUTING.md is the one the code renders now; rewrite it with
+    ``python -m abawbench.conformance.reference --write CONTRIBUTING.md``."""
+    import re
+    from pathlib import Path
+
+    from abawbench.conformance.reference import BEGIN, END, render
+
+    text = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    committed = re.search(re.escape(BEGIN) + ".*?" + re.escape(END), text, flags=re.S)
+    assert committed is not None
+    assert committed.group(0) == render(), "run: python -m abawbench.conformance.reference --write CONTRIBUTING.md"
+
+
+def test_contributing_tutorial_check_output_is_what_check_plugin_prints(tmp_path, monkeypatch, capsys):
+    """Step 3 of the tutorial shows check-plugin's output on the tutorial's own module."""
+    import re
+    import sys
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    files = dict(re.findall(r"```\w+ file=(\S+)\n(.*?)```", text, flags=re.S))
+    (tmp_path / "abawbench_tinycnn.py").write_text(files["abawbench_tinycnn.py"], encoding="utf-8")
+    shown = re.search(r"```text\n(PASS plugin local:abawbench_tinycnn.*?)```", text, flags=re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert main(["--plugin", "abawbench_tinycnn.py", "check-plugin", "local:abawbench_tinycnn"]) == 0
+    finally:
+        sys.modules.pop("abawbench_tinycnn", None)
+    assert capsys.readouterr().out == shown
