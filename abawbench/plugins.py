@@ -7,8 +7,10 @@ registering is recorded as broken and left out; the rest go on. A plugin that re
 (typically: its hook functions lack ``@hookimpl``) is recorded as empty. Strict mode
 (``strict=True`` or ``ABAWBENCH_STRICT_PLUGINS=1``) turns the first such problem, or a name
 collision, into a :class:`PluginError`. ``ABAWBENCH_LOAD_PLUGINS=a,b`` loads only the named
-entry points (empty: none). :meth:`PluginHost.problems` says in one line each what a user
-should know before trusting what loaded; ``run``, ``list`` and ``plugins`` show it.
+entry points (empty: none); ``--plugin MODULE`` adds a module that is not installed, as
+plugin ``local:<module>`` (:meth:`PluginHost.add_local_plugin`). :meth:`PluginHost.problems`
+says in one line each what a user should know before trusting what loaded; ``run``, ``list``
+and ``plugins`` show it.
 
 Built-ins cannot be shadowed, and no collision is settled by load order. The built-ins are the
 entry points ``builtin.<name>`` of the ``abawbench`` distribution, pointing into the package
@@ -22,15 +24,11 @@ rest of each plugin stays usable.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import re
-import sys
 import traceback
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -210,6 +208,8 @@ class PluginHost:
         plugin: ``--plugin``, for trying a plugin before packaging it. Unlike an installed
         plugin, one named explicitly that fails to import or register is an error, not a
         warning: the user asked for it."""
+        from abawbench.local_plugins import import_local_module
+
         module = import_local_module(target)
         name = LOCAL_PREFIX + module.__name__
         info = self.add_plugin(module, name, PluginInfo(name=name, version=getattr(module, "__version__", None),
@@ -379,39 +379,6 @@ def _info_for(ep: EntryPoint) -> PluginInfo:
         version=getattr(dist, "version", None),
         distribution=getattr(dist, "name", None) if dist is not None else None,
     )
-
-
-def import_local_module(target: str) -> ModuleType:
-    """The module ``target`` names: a path to a ``.py`` file (its folder goes on ``sys.path``,
-    so it can import its neighbours) or a dotted name importable from the current folder."""
-    path = Path(target)
-    try:
-        if target.endswith(".py") or os.sep in target or "/" in target:
-            if not path.is_file():
-                raise PluginError(f"--plugin {target}: no such file")
-            folder = str(path.resolve().parent)
-            if folder not in sys.path:
-                sys.path.insert(0, folder)
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            if spec is None or spec.loader is None:
-                raise PluginError(f"--plugin {target}: cannot be imported as a Python module")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[path.stem] = module  # as an import would: its classes can be found by name
-            spec.loader.exec_module(module)
-            return module
-        if os.getcwd() not in sys.path and "" not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        return importlib.import_module(target)
-    except PluginError:
-        raise
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not (target == exc.name or target.startswith(exc.name + ".")):
-            raise PluginError(f"--plugin {target}: cannot import it: {describe_exception(exc)}") from exc
-        raise PluginError(f"--plugin {target}: no module {target!r} importable from {os.getcwd()} "
-                          f"(give a .py file or run from the folder that holds the module)") from exc
-    except Exception as exc:  # the module's own failure
-        sys.modules.pop(path.stem, None)
-        raise PluginError(f"--plugin {target}: cannot import it: {describe_exception(exc)}") from exc
 
 
 def describe_exception(exc: BaseException) -> str:

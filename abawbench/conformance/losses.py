@@ -26,7 +26,10 @@ def loss_checks(spec: "LossSpec", tracks: list["Track"]) -> list[Check]:
     for track in tracks:
         served = tuple(task for task in track.tasks if task.kind in spec.task_kinds)
         if served:
-            checks += _checks_on(spec, _restricted(track, served))
+            on = f"on track {track.name}"
+            if len(served) < len(track.tasks):
+                on += f" ({', '.join(task.name for task in served)} only)"
+            checks += _checks_on(spec, _restricted(track, served), on)
     if not checks:
         served = ", ".join(spec.task_kinds)
 
@@ -46,7 +49,8 @@ def _restricted(track: "Track", tasks: tuple) -> "Track":
     return view
 
 
-def _checks_on(spec: "LossSpec", track: "Track") -> list[Check]:
+def _checks_on(spec: "LossSpec", track: "Track", on: str) -> list[Check]:
+    """The checks on ``track`` (``on`` says which, in each check's title)."""
     import torch
 
     from abawbench.training.loop import labels_as_tensors, loss_context
@@ -97,9 +101,6 @@ def _checks_on(spec: "LossSpec", track: "Track") -> list[Check]:
         expect(all(bool(grad.isfinite().all()) for grad in grads), "gradients hold NaN or infinite values")
         expect(any(bool(grad.abs().sum() > 0) for grad in grads), "every gradient is zero")
 
-    on = f"on track {track.name}"
-    if len(track.tasks) != len(type(track).tasks):
-        on += f" ({', '.join(task.name for task in track.tasks)} only)"
     return [
         Check("loss", spec.name, f"builds {on}", builds),
         Check("loss", spec.name, f"returns a finite scalar {on}", finite_scalar),

@@ -27,9 +27,9 @@ HEAD_KINDS = get_args(HeadName)
 
 
 def model_checks(spec: "ModelSpec", image_size: int, tracks: list["Track"]) -> list[Check]:
-    """The checks of one model, built (twice) at ``image_size`` pixels with
-    random weights seeded as a run seeds them (``ModelOptions.extra["seed"]``); its own heads,
-    if it brings any, on the tasks of ``tracks``."""
+    """The checks of one model, built twice at ``image_size`` pixels with random weights seeded
+    as a run seeds them (``ModelOptions.extra["seed"]``: 0, then 1 for the digest check); its
+    own heads, if it brings any, on the tasks of ``tracks``."""
     from abawbench.specs import ModelOptions
 
     def build(seed: int) -> "Backbone":
