@@ -11,18 +11,7 @@ import pytest
 
 from abawbench.cli import main
 
-LOSS = '''
-from abawbench.hookspecs import hookimpl
-from abawbench.specs import LossSpec
-
-def build(track, context):
-    raise AssertionError("listing must not build a loss")
-
-@hookimpl
-def abawbench_register_losses(register):
-    register(LossSpec(name="{name}", build=build, description="tried before packaging"))
-'''
-
+from plugin_helpers import LOSS_PLUGIN
 
 @pytest.fixture
 def folder(tmp_path, monkeypatch):
@@ -36,6 +25,10 @@ def folder(tmp_path, monkeypatch):
             del sys.modules[name]
 
 
+def loss_plugin(name: str) -> str:
+    return LOSS_PLUGIN.format(name=name, description="tried before packaging")
+
+
 def write(folder, name, source):
     (folder / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
 
@@ -46,7 +39,7 @@ def listed_losses(capsys) -> dict[str, str]:
 
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_a_py_file_is_loaded_as_local_plugin(folder, capsys, where):
-    write(folder, "flagplug_a", LOSS.format(name="tried-loss"))
+    write(folder, "flagplug_a", loss_plugin("tried-loss"))
     argv = ["list", "losses", "--json"]
     argv = ["--plugin", "flagplug_a.py", *argv] if where == "before" else [*argv, "--plugin", "flagplug_a.py"]
     assert main(argv) == 0
@@ -58,8 +51,8 @@ def test_a_py_file_is_loaded_as_local_plugin(folder, capsys, where):
 def test_dotted_modules_repeatable_and_shown_by_plugins(folder, capsys):
     (folder / "flagplug_pkg").mkdir()
     (folder / "flagplug_pkg" / "__init__.py").write_text("", encoding="utf-8")
-    write(folder / "flagplug_pkg", "losses", LOSS.format(name="pkg-loss"))
-    write(folder, "flagplug_b", LOSS.format(name="b-loss"))
+    write(folder / "flagplug_pkg", "losses", loss_plugin("pkg-loss"))
+    write(folder, "flagplug_b", loss_plugin("b-loss"))
     assert main(["--plugin", "flagplug_pkg.losses", "plugins", "--json", "--plugin", "flagplug_b"]) == 0
     infos = {info["name"]: info for info in json.loads(capsys.readouterr().out)}
     assert infos["local:flagplug_pkg.losses"]["status"] == "ok"
@@ -67,7 +60,7 @@ def test_dotted_modules_repeatable_and_shown_by_plugins(folder, capsys):
 
 
 def test_nested_actions_accept_it(folder, capsys):
-    write(folder, "flagplug_c", LOSS.format(name="c-loss"))
+    write(folder, "flagplug_c", loss_plugin("c-loss"))
     # 'data check' parses --plugin after its action; the path holds no data, so the check fails
     assert main(["data", "check", str(folder), "--track", "lsd", "--plugin", "flagplug_c.py"]) == 2
     assert "--plugin" not in capsys.readouterr().err
@@ -83,15 +76,16 @@ def test_missing_module_and_file_are_one_line_errors(folder, capsys):
 
 
 def test_a_plugin_registering_the_wrong_type_is_refused_with_its_name(folder, capsys):
-    write(folder, "flagplug_d", LOSS.format(name="d-loss").replace(
-        'register(LossSpec(name="d-loss", build=build, description="tried before packaging"))', 'register("d-loss")'))
+    write(folder, "flagplug_d", loss_plugin("d-loss").replace(
+        'register(LossSpec(name="d-loss", build=_build, description="tried before packaging"))',
+        'register("d-loss")'))
     assert main(["--plugin", "flagplug_d.py", "list", "losses"]) == 2
     err = capsys.readouterr().err
     assert "plugin 'local:flagplug_d' is broken" in err and "registered a str through abawbench_register_losses" in err
 
 
 def test_a_builtin_name_stays_the_builtins(folder, capsys):
-    write(folder, "flagplug_e", LOSS.format(name="cross-entropy"))
+    write(folder, "flagplug_e", loss_plugin("cross-entropy"))
     assert main(["--plugin", "flagplug_e.py", "list", "losses", "--json"]) == 0
     captured = capsys.readouterr()
     assert {row["name"]: row["plugin"] for row in json.loads(captured.out)}["cross-entropy"] == "builtin.losses"
