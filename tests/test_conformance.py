@@ -151,14 +151,16 @@ def test_unknown_plugin_name_is_one_error_with_a_suggestion(capsys):
 @pytest.mark.slow
 def test_every_builtin_plugin_passes(host, tmp_path):
     """Every built-in plugin, in one process; timm and hust_ant on one small model each (all
-    their models: ``abawbench check-plugin builtin.timm``), abaw4 on a generated tree."""
+    their models: ``abawbench check-plugin builtin.timm``), the datasets that cannot generate a
+    tree (abaw4's and hust_ant's) on one synthface generates."""
     from abawbench.conformance.core import run_check
     from abawbench.conformance.plan import ConformanceOptions, plugin_checks
 
     tree = host.datasets.get("synthface").generate("lsd", tmp_path / "lsd", 12, 0)
     special = {
         "builtin.timm": ConformanceOptions(models=("resnet10t",), workdir=tmp_path / "timm"),
-        "builtin.hust_ant": ConformanceOptions(models=("smm-emotionnet:resnet10t",), workdir=tmp_path / "hust"),
+        "builtin.hust_ant": ConformanceOptions(models=("smm-emotionnet:resnet10t",), data=tree, tracks=("lsd",),
+                                               workdir=tmp_path / "hust"),
         "builtin.abaw4": ConformanceOptions(data=tree, tracks=("lsd",), workdir=tmp_path / "abaw4"),
     }
     builtins = sorted(name for name, info in host.plugins.items() if info.builtin)
@@ -170,6 +172,8 @@ def test_every_builtin_plugin_passes(host, tmp_path):
     assert [o.line() for o in outcomes if o.status == "FAIL"] == []
     passed = {o.check.kind for o in outcomes if o.status == "PASS"}
     assert passed == {"plugin", "model", "loss", "dataset", "ensemble", "track", "augmentation"}
+    read = {o.check.name for o in outcomes if o.status == "PASS" and o.check.check.startswith("reads")}
+    assert read == {"abaw4", "abaw4-oversampled", "synthface", "synthface-oversampled"}
 
 
 def test_contributing_reference_is_generated_from_the_code():
