@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 PLUGIN_HELP = ("load this module as a plugin (a .py file, or a module importable from the current "
-               "folder; repeatable), named local:<module>, to try a plugin before packaging it")
+               "folder; repeatable), named local:<module>, to try a plugin before packaging it; default: "
+               "installed plugins only")
 
 
 def _accept_plugin_after(parser: argparse.ArgumentParser) -> None:

@@ -31,11 +31,12 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("name", help="the plugin's name as 'abawbench plugins' lists it (e.g. "
                                      "builtin.losses, an entry-point name, or local:<module> for --plugin)")
-    parser.add_argument("--data", type=Path, default=None,
+    parser.add_argument("--data", type=Path, default=None, metavar="PATH",
                         help="dataset tree to read (default: the tree each dataset generates; "
                              "a dataset that cannot generate one is skipped without it)")
     parser.add_argument("--track", action="append", default=[], metavar="NAME",
-                        help="check datasets on this track only (repeatable; use with --data)")
+                        help="check datasets on this track only (repeatable; use with --data; default: every "
+                             "track the dataset serves)")
     parser.add_argument("--models", default="", metavar="A,B",
                         help="check only these models (the plugin's own, or members of a family such "
                              "as timm:resnet18); default: every model the plugin registers")
