@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "data",
     "cache",
     "plugins",
+    "check_plugin",
     "listing",
     "config",
 )
@@ -52,10 +53,30 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail when any plugin is broken, registered nothing, or clashes with another (also: ABAWBENCH_STRICT_PLUGINS=1)",
     )
+    parser.add_argument("--plugin", dest="plugin", action="append", default=[], metavar="MODULE",
+                        help=PLUGIN_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"abawbench.commands.{name}").add_parser(subparsers)
+    for command in subparsers.choices.values():
+        _accept_plugin_after(command)
     return parser
+
+
+PLUGIN_HELP = ("load this module as a plugin (a .py file, or a module importable from the current "
+               "folder; repeatable), named local:<module>, to try a plugin before packaging it; default: "
+               "installed plugins only")
+
+
+def _accept_plugin_after(parser: argparse.ArgumentParser) -> None:
+    """``--plugin`` after the command too (``abawbench run --plugin my.py ...``), on every
+    command and action; kept apart from the global one so that neither overwrites the other."""
+    parser.add_argument("--plugin", dest="plugin_after", action="append", default=[],
+                        metavar="MODULE", help=PLUGIN_HELP)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _accept_plugin_after(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,10 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        if args.strict:
+        local = [*args.plugin, *getattr(args, "plugin_after", [])]
+        if args.strict or local:
             from abawbench.plugins import load_plugins, set_host
 
-            set_host(load_plugins(strict=True))
+            set_host(load_plugins(strict=True if args.strict else None, local=local))
         return int(args.handler(args) or 0)
     except AbawbenchError as exc:
         if args.debug:

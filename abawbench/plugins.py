@@ -7,8 +7,10 @@ registering is recorded as broken and left out; the rest go on. A plugin that re
 (typically: its hook functions lack ``@hookimpl``) is recorded as empty. Strict mode
 (``strict=True`` or ``ABAWBENCH_STRICT_PLUGINS=1``) turns the first such problem, or a name
 collision, into a :class:`PluginError`. ``ABAWBENCH_LOAD_PLUGINS=a,b`` loads only the named
-entry points (empty: none). :meth:`PluginHost.problems` says in one line each what a user
-should know before trusting what loaded; ``run``, ``list`` and ``plugins`` show it.
+entry points (empty: none); ``--plugin MODULE`` adds a module that is not installed, as
+plugin ``local:<module>`` (:meth:`PluginHost.add_local_plugin`). :meth:`PluginHost.problems`
+says in one line each what a user should know before trusting what loaded; ``run``, ``list``
+and ``plugins`` show it.
 
 Built-ins cannot be shadowed, and no collision is settled by load order. The built-ins are the
 entry points ``builtin.<name>`` of the ``abawbench`` distribution, pointing into the package
@@ -53,6 +55,8 @@ BUILTIN_ENTRY_POINT_PREFIX = "builtin."
 """Entry-point names reserved for the built-ins (``builtin.losses``, ...)."""
 BUILTIN_PACKAGE = "abawbench_builtins"
 """The package the built-ins live in; no other distribution's entry point may point into it."""
+LOCAL_PREFIX = "local:"
+"""Plugins loaded with ``--plugin MODULE`` are named ``local:<module>``."""
 
 
 @dataclass
@@ -172,7 +176,7 @@ class PluginHost:
         try:
             module = ep.load()
         except Exception as exc:  # any import-time failure is the plugin's, not ours
-            self._mark_broken(info, f"failed to import {ep.value!r}: {_describe(exc)}", exc)
+            self._mark_broken(info, f"failed to import {ep.value!r}: {describe_exception(exc)}", exc)
             return
         self.add_plugin(module, ep.name, info=info)
 
@@ -183,19 +187,35 @@ class PluginHost:
             info.hooks = self._validated_hooks(module, name)
             self.pm.register(module, name=name)
         except Exception as exc:
-            self._mark_broken(info, _describe(exc), exc)
+            self._mark_broken(info, describe_exception(exc), exc)
             return info
         try:
             staged = self._collect(name)
             self._commit(staged, name, info.builtin)
         except Exception as exc:
             self.pm.unregister(name=name)
-            self._mark_broken(info, _describe(exc), exc)
+            self._mark_broken(info, describe_exception(exc), exc)
             return info
         self.plugins[name] = info
         if not staged:
             self._mark_empty(info, module)
         self._note_collisions(name)
+        return info
+
+    def add_local_plugin(self, target: str) -> PluginInfo:
+        """Import ``target`` (a ``.py`` file, or a module importable from the current folder)
+        and register it as plugin ``local:<module>`` with the same validation as an installed
+        plugin: ``--plugin``, for trying a plugin before packaging it. Unlike an installed
+        plugin, one named explicitly that fails to import or register is an error, not a
+        warning: the user asked for it."""
+        from abawbench.local_plugins import import_local_module
+
+        module = import_local_module(target)
+        name = LOCAL_PREFIX + module.__name__
+        info = self.add_plugin(module, name, PluginInfo(name=name, version=getattr(module, "__version__", None),
+                                                          distribution=None))
+        if info.status == "broken":
+            raise PluginError(f"--plugin {target}: plugin {name!r} is broken: {info.error}")
         return info
 
     def _validated_hooks(self, module: object, name: str) -> list[str]:
@@ -361,7 +381,9 @@ def _info_for(ep: EntryPoint) -> PluginInfo:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
+    """An exception in one line: an abawbench error's own message, anything else with its type
+    and the innermost ``file:line``, so a plugin's bug is located without a traceback."""
     if isinstance(exc, AbawbenchError):
         return str(exc)
     frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
@@ -369,10 +391,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def load_plugins(strict: bool | None = None, allowed: Iterable[str] | None = None) -> PluginHost:
-    """A fresh host with every entry-point plugin loaded (honouring the environment)."""
+def load_plugins(strict: bool | None = None, allowed: Iterable[str] | None = None,
+                 local: Iterable[str] = ()) -> PluginHost:
+    """A fresh host with every entry-point plugin loaded (honouring the environment), then the
+    ``local`` modules (``--plugin``; not limited by ``ABAWBENCH_LOAD_PLUGINS``)."""
     host = PluginHost(strict=strict_from_env() if strict is None else strict)
     host.load_entry_points(set(allowed) if allowed is not None else allowed_from_env())
+    for target in local:
+        host.add_local_plugin(target)
     return host
 
 

@@ -263,7 +263,7 @@ class Registry(Generic[T]):
         contested = self._contested(name)
         if contested is not None:  # registered, but by several plugins: none of them may have it
             raise PluginError(contested.describe())
-        hint = suggest(name, list(self._entries) + list(self._families))
+        hint = suggest(name, list(self._entries) + list(self._families)) or self._family_hint(name)
         known = ", ".join(sorted(self._entries)) or "none"
         raise UnknownNameError(f"unknown {self.singular} {name!r}{hint}; known: {known}")
 
@@ -283,6 +283,23 @@ class Registry(Generic[T]):
         matching = [entry.item for entry in self._families.values()
                     if name.startswith(entry.item.prefix)]  # type: ignore[attr-defined]
         return max(matching, key=lambda family: len(family.prefix), default=None)
+
+    def _family_hint(self, name: str) -> str:
+        """`` (did you mean 'timm:convnext_tiny'?)`` for a name a family knows without its
+        prefix (or one close to it), from the families' ``known_names``; asked only after the
+        plain names gave no suggestion, and a family whose list fails is passed over."""
+        close: list[str] = []
+        for entry in sorted(self._families.values(), key=lambda e: e.name):
+            family: ModelFamily = entry.item  # type: ignore[assignment]
+            try:
+                known = list(family.known_names())
+            except Exception:
+                continue
+            matches = [name] if name in known else close_matches(name, known, limit=1)
+            close += [family.prefix + match for match in matches]
+        if not close:
+            return ""
+        return " (did you mean " + ", ".join(repr(c) for c in close) + "?)"  # one per family
 
     def _resolve_member(self, family: ModelFamily, name: str) -> T:
         """``family.resolve`` for the part after the prefix; on an unknown member the error

@@ -12,6 +12,20 @@ from typing import Iterator
 import pytest
 
 
+LOSS_PLUGIN = '''
+from abawbench.hookspecs import hookimpl
+from abawbench.specs import LossSpec
+
+def _build(track, context):
+    raise AssertionError("loading or listing plugins must not build losses")
+
+@hookimpl
+def abawbench_register_losses(register):
+    register(LossSpec(name="{name}", build=_build, description="{description}"))
+'''
+"""A plugin registering one loss ``{name}`` that must never be built (fill with ``format``)."""
+
+
 def make_module(name: str, source: str) -> ModuleType:
     """An in-memory module built from ``source`` (dedented)."""
     module = ModuleType(name)

@@ -22,19 +22,9 @@ import abawbench_builtins
 from abawbench.errors import PluginError
 from abawbench.plugins import load_plugins
 
-from plugin_helpers import install_distribution, site_on_path
+from plugin_helpers import LOSS_PLUGIN, install_distribution, site_on_path
 
-FOCAL_EXTRA = '''
-from abawbench.hookspecs import hookimpl
-from abawbench.specs import LossSpec
-
-def _build(track, context):
-    raise AssertionError("loading plugins must not build losses")
-
-@hookimpl
-def abawbench_register_losses(register):
-    register(LossSpec(name="focal-extra", build=_build, description="a contributor's loss"))
-'''
+FOCAL_EXTRA = LOSS_PLUGIN.format(name="focal-extra", description="a contributor's loss")
 
 LOAD_AND_REPORT = '''
 import json

@@ -310,6 +310,19 @@ def test_family_lookup_suggests_full_names_from_known_names_only_when_it_fails()
         host.models.get("fam:zzz")  # nothing close: the family's own reason stands
 
 
+def test_unknown_plain_name_suggests_a_family_member_from_known_names():
+    def resolve(arch):
+        raise UnknownNameError(f"no such architecture {arch!r}")
+
+    host = PluginHost(strict=True)
+    host.models.add(ModelFamily(prefix="fam:", resolve=resolve, known_names=lambda: ["convnext_tiny"]), "fam")
+    host.models.add(ModelFamily(prefix="bad:", resolve=resolve, known_names=lambda: 1 / 0), "bad")
+    with pytest.raises(UnknownNameError, match=r"unknown model 'convnext_tiny' \(did you mean 'fam:convnext_tiny'\?\)"):
+        host.models.get("convnext_tiny")
+    with pytest.raises(UnknownNameError, match=r"did you mean 'fam:convnext_tiny'"):
+        host.models.get("convnext_tiy")
+
+
 # ---- one test per hook: each hook is called and what it registers is usable ---------------
 
 
