@@ -34,6 +34,14 @@ def synthstats_spec(inner: str) -> ModelSpec:
                      description=f"{inner} normalised by the synthetic LSD training statistics (the seed's LSD code)")
 
 
-FAMILY = ModelFamily(prefix=PREFIX, resolve=synthstats_spec, known_names=lambda: [],
+def known_inner_names() -> list[str]:
+    """What did-you-mean offers after ``synthstats:``: the registered plain model names (a
+    family member such as ``timm:resnet50.tv_in1k`` works too)."""
+    from abawbench.plugins import get_host
+
+    return [name for name in get_host().models.names() if not name.startswith(PREFIX)]
+
+
+FAMILY = ModelFamily(prefix=PREFIX, resolve=synthstats_spec, known_names=known_inner_names,
                      description="any model normalised by the synthetic LSD training statistics, "
                                  "e.g. synthstats:resnet50.tv_in1k")
