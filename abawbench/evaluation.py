@@ -48,7 +48,7 @@ def tuned_threshold_report(track: Track, predictions: Predictions, labels: Label
     the F1 at the fixed 0.5 threshold. Reported, never used in place of the official score."""
     report: dict[str, Any] = {}
     for task in track.tasks:
-        if task.kind != "multilabel" or task.name not in labels:
+        if task.kind != "multilabel" or task.name not in labels or task.name not in predictions:
             continue
         column = labels[task.name]
         if not column.mask.any():

@@ -35,6 +35,10 @@ class TrackScore:
     sub_scores: dict[str, float] = field(default_factory=dict)
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     confusion: dict[str, list[list[int]]] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)
+    """Tasks the predictions did not cover (a zero-shot model predicts expressions only): their
+    terms are missing from ``sub_scores``, not zero, and ``primary`` is partial, over the
+    present terms only. Empty for a complete score."""
 
 
 ROUNDING_SLACK = 1e-6

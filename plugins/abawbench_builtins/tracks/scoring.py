@@ -74,12 +74,19 @@ def score_task(
 
 
 def score_tasks(
-    track: Track, predictions: Predictions, labels: LabelSet, au_thresholds: Any = None
+    track: Track, predictions: Predictions, labels: LabelSet, au_thresholds: Any = None, *,
+    allow_absent: bool = False,
 ) -> dict[str, TaskResult]:
-    """Every task of ``track`` scored over its labelled rows, labels checked first."""
+    """Every task of ``track`` scored over its labelled rows, labels checked first.
+    ``allow_absent``: tasks missing from ``predictions`` are left out of the results (at least
+    one must be present) instead of refused."""
     columns = track.validate_labels(labels)
     results = {}
+    if allow_absent and not any(spec.name in predictions for spec in track.tasks):
+        raise MetricInputError(f"predictions cover none of the tasks {list(track.task_names)}; got {sorted(predictions)}")
     for spec in track.tasks:
+        if allow_absent and spec.name not in predictions:
+            continue
         values, mask = columns[spec.name]
         pred = prediction(predictions, spec, values.shape[0])
         results[spec.name] = score_task(spec, pred, values, mask, au_thresholds)
