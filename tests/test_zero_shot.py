@@ -110,13 +110,16 @@ def test_mtl_scores_absent_tasks_as_absent_not_zero(host):
     labels = {"va": TaskLabels(va, present), "expr": TaskLabels(np.arange(rows) % 8, present),
               "au": TaskLabels(np.ones((rows, 12), dtype=np.float32), present)}
     expr = torch.nn.functional.one_hot(torch.arange(rows) % 8, 8).float()
-    partial = track.score({"expr": expr}, labels)
+    nothing = torch.empty(rows, 0)  # declared absent
+    partial = track.score({"expr": expr, "va": nothing, "au": nothing}, labels)
     assert partial.absent == ["va", "au"] and set(partial.sub_scores) == {"f1_expr"}
     assert partial.primary == partial.sub_scores["f1_expr"] and partial.per_class.keys() == {"expr"}
     full = track.score({"expr": expr, "va": torch.from_numpy(va), "au": torch.ones(rows, 12)}, labels)
     assert full.absent == [] and full.primary == pytest.approx(3.0)
-    with pytest.raises(MetricInputError, match="none of the tasks"):
-        track.score({}, labels)
+    with pytest.raises(MetricInputError, match="declare every task absent"):
+        track.score({"expr": torch.empty(rows, 0), "va": nothing, "au": nothing}, labels)
+    with pytest.raises(MetricInputError, match="lack task 'au'"):  # missing is not absent
+        track.score({"expr": expr, "va": nothing}, labels)
 
 
 def test_lsd_zero_shot_end_to_end(tmp_path, trees, expression_host):

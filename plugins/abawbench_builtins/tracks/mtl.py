@@ -10,7 +10,7 @@ import torch
 
 from abawbench.labels import LabelSet, TaskSpec
 from abawbench.metrics import DEFAULT_THRESHOLD
-from abawbench.tracks import Predictions, Track, TrackScore
+from abawbench.tracks import Predictions, Track, TrackScore, absent_tasks
 
 from abawbench_builtins.tracks.scoring import MTLTerms, score_tasks
 
@@ -53,10 +53,11 @@ class MTLTrack(Track):
         """P_MTL, each term over the rows where its label is present. AU probabilities are
         thresholded at 0.5 unless ``au_thresholds`` (one per AU, tuned elsewhere) are given.
 
-        A task missing from ``predictions`` (a zero-shot expression model has no VA or AUs) is
-        absent: its terms are left out of the sub-scores, P_MTL is the sum of the present terms
-        and ``absent`` names the missing tasks, so the score reads as partial, never as zeros."""
-        absent = [task for task in self.task_names if task not in predictions]
+        A task the predictions declare absent (zero columns: a zero-shot expression model has no
+        VA or AUs) has its terms left out of the sub-scores, P_MTL is the sum of the present
+        terms and ``absent`` names those tasks, so the score reads as partial, never as zeros. A
+        task missing from ``predictions`` is refused, as ever."""
+        absent = [task for task in self.task_names if task in absent_tasks(predictions)]
         if absent:
             return self._partial_score(score_tasks(self, predictions, labels, au_thresholds, allow_absent=True),
                                        absent)

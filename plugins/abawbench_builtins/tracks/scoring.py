@@ -16,7 +16,7 @@ import torch
 from abawbench import metrics
 from abawbench.errors import MetricInputError
 from abawbench.labels import LabelSet, TaskSpec
-from abawbench.tracks import Predictions, Track
+from abawbench.tracks import Predictions, Track, absent_tasks
 
 
 @dataclass
@@ -78,14 +78,15 @@ def score_tasks(
     allow_absent: bool = False,
 ) -> dict[str, TaskResult]:
     """Every task of ``track`` scored over its labelled rows, labels checked first.
-    ``allow_absent``: tasks missing from ``predictions`` are left out of the results (at least
-    one must be present) instead of refused."""
+    ``allow_absent``: tasks the predictions declare absent (zero columns, :func:`absent_tasks`)
+    are left out of the results (at least one task must be present) instead of refused."""
     columns = track.validate_labels(labels)
     results = {}
-    if allow_absent and not any(spec.name in predictions for spec in track.tasks):
-        raise MetricInputError(f"predictions cover none of the tasks {list(track.task_names)}; got {sorted(predictions)}")
+    absent = absent_tasks(predictions) if allow_absent else []
+    if absent and all(spec.name in absent for spec in track.tasks):
+        raise MetricInputError(f"predictions declare every task absent ({', '.join(absent)}); nothing to score")
     for spec in track.tasks:
-        if allow_absent and spec.name not in predictions:
+        if spec.name in absent:
             continue
         values, mask = columns[spec.name]
         pred = prediction(predictions, spec, values.shape[0])
