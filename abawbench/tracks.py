@@ -37,9 +37,8 @@ class TrackScore:
     confusion: dict[str, list[list[int]]] = field(default_factory=dict)
     absent: list[str] = field(default_factory=list)
     """Tasks the predictions declared absent (:func:`absent_tasks`; a zero-shot model predicts
-    expressions only): their
-    terms are missing from ``sub_scores``, not zero, and ``primary`` is partial, over the
-    present terms only. Empty for a complete score."""
+    expressions only): their terms are missing from ``sub_scores``, not zero, and ``primary``
+    is partial, over the present terms only. Empty for a complete score."""
 
 
 ROUNDING_SLACK = 1e-6

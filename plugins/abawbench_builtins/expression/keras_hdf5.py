@@ -318,7 +318,9 @@ class KerasGraph(nn.Module):
         target = until or self.output_name
         if target != self.input_name and target not in self.layer_names:
             raise KerasModelError(f"no layer {target!r} in this model; layers: {', '.join(self.layer_names)}")
-        outputs = {self.input_name: x}
+        # Channels-last is Keras's own layout, and torch's CPU kernels for max pooling and
+        # depthwise convolutions are several times faster in it (docs/bench/pretrained.md).
+        outputs = {self.input_name: x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x}
         for name, inputs in self.order:
             if target in outputs:
                 break
