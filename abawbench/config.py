@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from abawbench.errors import ConfigError
 from abawbench.registry import suggest
 
-ProtocolName = Literal["linear-probe", "finetune"]
+ProtocolName = Literal["linear-probe", "finetune", "zero-shot"]
 HeadName = Literal["linear", "mlp"]
 OptimizerName = Literal["adamw", "adam", "sgd"]
 LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+=@/-]*$"
@@ -36,7 +36,7 @@ class _Strict(BaseModel):
 class ProtocolConfig(_Strict):
     """How heads (or whole networks) are trained and selected."""
 
-    name: ProtocolName = Field("linear-probe", description="linear-probe: frozen backbone, cached features; finetune: end to end")
+    name: ProtocolName = Field("linear-probe", description="linear-probe: frozen backbone, cached features; finetune: end to end; zero-shot: the model's own expression classifier, nothing trained (docs/pretrained.md)")
     head: HeadName = Field("linear", description="head on top of the backbone features: linear, or mlp (one hidden layer)")
     epochs: int = Field(20, ge=1, le=10_000, description="training epochs; the best validation epoch is kept")
     batch_size: int = Field(64, ge=1, le=65_536, description="batch size for training and for feature extraction")

@@ -10,7 +10,7 @@ from abawbench.bootstrap import percentile_interval, resampled
 from abawbench.labels import LabelSet, take_labels
 from abawbench.metrics import tune_au_thresholds
 from abawbench.results import ScoreWithInterval
-from abawbench.tracks import Predictions, Track, TrackScore
+from abawbench.tracks import Predictions, Track, TrackScore, absent_tasks
 
 
 def score_with_intervals(
@@ -48,7 +48,7 @@ def tuned_threshold_report(track: Track, predictions: Predictions, labels: Label
     the F1 at the fixed 0.5 threshold. Reported, never used in place of the official score."""
     report: dict[str, Any] = {}
     for task in track.tasks:
-        if task.kind != "multilabel" or task.name not in labels:
+        if task.kind != "multilabel" or task.name not in labels or task.name in absent_tasks(predictions):
             continue
         column = labels[task.name]
         if not column.mask.any():

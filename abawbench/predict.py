@@ -23,6 +23,7 @@ from abawbench.run.plan import cache_root_of, prepare_data
 from abawbench.tracks import Track
 from abawbench.training.finetune import predict_with_network
 from abawbench.training.probe import PROBE_KIND, predict_with_probe
+from abawbench.training.zero_shot import ZERO_SHOT_KIND, map_probabilities
 
 
 def recompute_predictions(result: RunResult, result_dir: Path, data: Path,
@@ -45,7 +46,11 @@ def recompute_predictions(result: RunResult, result_dir: Path, data: Path,
     state = read_weights(result_dir / result.weights_file)
     spec, protocol = result.spec, config.protocol
     index = prepared.splits[split]
-    if state["kind"] == PROBE_KIND:
+    if state["kind"] == ZERO_SHOT_KIND:  # nothing trained: the model's classifier, mapped again
+        features = RunFeatures(host, config, prepared.splits, device, cache_root, progress=False)
+        probabilities, _ = features.expression_probabilities(spec.model, split)
+        preds = {state["task"]: map_probabilities(probabilities, state["mapping"].numpy())}
+    elif state["kind"] == PROBE_KIND:
         features = RunFeatures(host, config, prepared.splits, device, cache_root, progress=False)
         preds = predict_with_probe(state, features.features(spec.model, split), track.tasks, protocol.head)
     else:
@@ -74,6 +79,9 @@ def predict_entry(result_file: Path, out: Path, data: Path | None = None, tuned_
     if result.status != "completed":
         raise ConfigError(f"{result_file}: the run failed ({result.error}); nothing to predict with")
     track = get_host().tracks.get(result.track)
+    if result.absent_tasks:
+        raise ConfigError(f"{result_file}: the entry predicts no {', '.join(result.absent_tasks)} (a zero-shot "
+                          f"expression model), which a {track.name} submission needs")
     stored = None
     if data is None and result.predictions_file:
         stored = read_predictions(result_file.parent / result.predictions_file, split)  # names a bad file itself

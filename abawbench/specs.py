@@ -54,6 +54,23 @@ class Backbone:
     """Optional: ``make_heads(track.tasks, head_kind)`` builds the model's own task heads (for
     architectures whose heads read more than a pooled vector, e.g. spatial AU attention). The
     heads map ``module``'s output to raw outputs per task. None: abawbench's generic heads."""
+    expression: "ExpressionHead | None" = None
+    """Optional: the model's own expression classifier, for models trained to recognise
+    expressions; the ``zero-shot`` protocol scores it without training anything."""
+    pretrained: Mapping[str, str] | None = None
+    """Optional: where pretrained weights came from (``file``, ``sha256``, ``source``,
+    ``licence``, ``trained_on``), recorded in every result of the model."""
+
+
+@dataclass
+class ExpressionHead:
+    """A model's own expression classifier: ``module`` maps the same normalised images as the
+    backbone's ``module`` to class probabilities ``[N, len(classes)]``, in ``classes`` order.
+    Class names are the model's own (e.g. ``"happy"``); the zero-shot protocol maps them to a
+    track's classes by name (:mod:`abawbench.training.zero_shot`)."""
+
+    classes: tuple[str, ...]
+    module: "nn.Module"
 
 
 @dataclass(frozen=True)

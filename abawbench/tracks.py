@@ -35,6 +35,10 @@ class TrackScore:
     sub_scores: dict[str, float] = field(default_factory=dict)
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     confusion: dict[str, list[list[int]]] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)
+    """Tasks the predictions declared absent (:func:`absent_tasks`; a zero-shot model predicts
+    expressions only): their terms are missing from ``sub_scores``, not zero, and ``primary``
+    is partial, over the present terms only. Empty for a complete score."""
 
 
 ROUNDING_SLACK = 1e-6
@@ -44,7 +48,16 @@ computed from float32 moments can land a hair above 1) before :meth:`Track.check
 
 Predictions = Mapping[str, torch.Tensor]
 """Model outputs keyed by task: regression values ``[N, K]``, class probabilities ``[N, C]``,
-multilabel probabilities ``[N, K]``. Probabilities (not logits) so ensembles can average them."""
+multilabel probabilities ``[N, K]``. Probabilities (not logits) so ensembles can average them.
+A task predicted as ``[N, 0]`` (no columns) is declared absent: the model cannot predict it
+(:func:`absent_tasks`); a task missing from the mapping is an error, as ever."""
+
+
+def absent_tasks(predictions: Predictions) -> list[str]:
+    """The tasks ``predictions`` declare absent (zero columns), in mapping order. A track that
+    can score without them leaves their terms out (``TrackScore.absent``), never scores them 0."""
+    return [task for task, value in predictions.items()
+            if getattr(value, "ndim", 0) == 2 and value.shape[1] == 0]
 
 
 class Track(ABC):

@@ -37,6 +37,9 @@ from abawbench.errors import ConfigError, DataFormatError
 ImageInput = Any  # PIL.Image.Image | torch.Tensor (uint8 [3,H,W]) | np.ndarray (uint8 [H,W,3])
 
 _REQUIRED = ("input_size", "interpolation", "mean", "std", "crop_pct")
+GREY_WEIGHTS = {"bt601": (0.299, 0.587, 0.114)}
+"""``data_config["grey"]``: luma weights of R, G, B for networks trained on grey faces (ITU-R
+BT.601, what Pillow's ``convert("L")`` and OpenCV's ``COLOR_*2GRAY`` use)."""
 _JPEG_MAGIC = b"\xff\xd8"
 
 
@@ -45,6 +48,12 @@ class Preprocessing:
 
     ``preprocessing(image)`` runs both for one image and returns the normalised float tensor
     ``[3, H, W]`` timm's own transform would.
+
+    ``data_config["grey"]`` (optional, a key of :data:`GREY_WEIGHTS`): after normalisation each
+    pixel's channels are replaced by their weighted sum (luma), repeated on all three channels.
+    With one mean and std for every channel this equals normalising the grey image, so a
+    grey-trained network reads any one channel. Being in the data config, it is in every
+    feature cache key; the pixels (and pixel packs) stay RGB.
     """
 
     def __init__(self, data_config: Mapping[str, Any]) -> None:
@@ -73,6 +82,7 @@ class Preprocessing:
         self.std = _per_channel(normalize.std, "std")
         if bool((self.std == 0).any()):
             raise ConfigError(f"data_config std has a zero: {list(data_config['std'])}")
+        self.grey = _grey_weights(data_config)
         # table[c, v] = (v / 255 - mean[c]) / std[c], by the ops ToTensor + Normalize apply.
         levels = torch.arange(256, dtype=torch.uint8).to(torch.float32).div(255).expand(3, 256)
         self._table = levels.sub(self.mean[:, None]).div(self.std[:, None]).numpy().copy()
@@ -117,9 +127,12 @@ class Preprocessing:
             raise ConfigError(f"expected a uint8 image batch [N, 3, H, W], got {batch.dtype} {tuple(batch.shape)}")
         if batch.device.type == "cpu":
             if self._arithmetic_is_exact:
-                return self._normalize_by_arithmetic(batch)
-            return self._normalize_by_table(batch)
-        return self._normalize_by_gather(batch)
+                normalised = self._normalize_by_arithmetic(batch)
+            else:
+                normalised = self._normalize_by_table(batch)
+        else:
+            normalised = self._normalize_by_gather(batch)
+        return normalised if self.grey is None else _to_grey(normalised, self.grey)
 
     def _normalize_by_arithmetic(self, batch: torch.Tensor) -> torch.Tensor:
         # ToTensor + Normalize's own float32 ops (divide, subtract, divide), in place.
@@ -152,6 +165,26 @@ class Preprocessing:
 
     def __repr__(self) -> str:
         return f"Preprocessing({self.data_config})"
+
+
+def _grey_weights(data_config: Mapping[str, Any]) -> tuple[float, float, float] | None:
+    """The luma weights ``data_config["grey"]`` names, or None; refused where the channels are
+    normalised differently (the weighted sum would then not be the normalised grey image)."""
+    name = data_config.get("grey")
+    if name is None:
+        return None
+    if name not in GREY_WEIGHTS:
+        raise ConfigError(f"data_config grey {name!r} is unknown; known: {', '.join(GREY_WEIGHTS)}")
+    if len({float(v) for v in np.ravel(data_config["mean"])}) > 1 or len({float(v) for v in np.ravel(data_config["std"])}) > 1:
+        raise ConfigError("data_config grey needs one mean and one std for all channels, got "
+                          f"mean {list(data_config['mean'])}, std {list(data_config['std'])}")
+    return GREY_WEIGHTS[name]
+
+
+def _to_grey(batch: torch.Tensor, weights: tuple[float, float, float]) -> torch.Tensor:
+    """Each pixel's weighted channel sum on all three channels of a float ``[N, 3, H, W]`` batch."""
+    red, green, blue = batch[:, 0:1], batch[:, 1:2], batch[:, 2:3]
+    return (red * weights[0] + green * weights[1] + blue * weights[2]).expand_as(batch).contiguous()
 
 
 def _agrees_with_table(normalize: Callable[[torch.Tensor], torch.Tensor], table: np.ndarray) -> bool:

@@ -186,6 +186,12 @@ class RunResult(BaseModel):
         description="where the data tree came from (abawbench.data.origin): a generated tree "
                     "is a synthetic stand-in, named with its generator and version; empty otherwise",
     )
+    absent_tasks: list[str] = Field(default_factory=list, description="tasks the entry did not predict "
+                                    "(zero-shot: VA and AUs); their sub-scores are missing, and the primary "
+                                    "is partial, over the present terms only")
+    pretrained: dict[str, dict[str, str]] = Field(default_factory=dict, description="per backbone with "
+                                                  "pretrained weights: file, sha256, source, licence, what "
+                                                  "it was trained on")
 
     @model_validator(mode="after")
     def _label_defaults_to_the_readable_id(self) -> "RunResult":

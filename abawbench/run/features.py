@@ -114,8 +114,33 @@ class RunFeatures:
             return self._features[(model, split)]
         if FUSION_SEPARATOR in model:
             return self._fused_features(model, split)
-        protocol = self.config.protocol
+        return self._extracted(model, split, self.backbone(model), (model, split))
+
+    def expression_probabilities(self, model: str, split: str) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Probabilities of ``model``'s own expression classifier on a split and their class
+        names, cached like features (under the backbone name ``<name>/expression``)."""
+        if FUSION_SEPARATOR in model:
+            raise ConfigError(f"{model!r} fuses features; only a single model has an expression classifier")
         backbone = self.backbone(model)
+        if backbone.expression is None:
+            raise ConfigError(f"model {model!r} has no expression classifier of its own, which zero-shot needs "
+                              f"(models trained on expressions have one, e.g. fer:mini-xception)")
+        head = Backbone(name=f"{backbone.name}/expression", module=backbone.expression.module,
+                        feature_dim=len(backbone.expression.classes), data_config=backbone.data_config,
+                        weights_digest=backbone.weights_digest)
+        return self._extracted(model, split, head, (model, f"{split}:expression")), backbone.expression.classes
+
+    def pretrained(self, model: str) -> dict[str, dict[str, str]]:
+        """Where each backbone of ``model`` got pretrained weights from, by backbone, for the
+        result file (empty for random or weight-free backbones)."""
+        parts = {part: self.backbone(part).pretrained for part in model.split(FUSION_SEPARATOR)}
+        return {part: dict(record) for part, record in parts.items() if record}
+
+    def _extracted(self, model: str, split: str, backbone: Backbone, memo: tuple[str, str]) -> np.ndarray:
+        """``backbone``'s outputs on a split (``model``'s identity), from the cache or extracted."""
+        if memo in self._features:
+            return self._features[memo]
+        protocol = self.config.protocol
         index = self.splits[split]
         weights, code = self._model_identities[model]
         device_decoding = choose_device_decoding(eval_transform(backbone.data_config), self.device)
@@ -140,8 +165,8 @@ class RunFeatures:
         else:
             entry = get_or_create(lambda writer: extract(writer.write))
         array = entry.read()
-        self._cache_keys[(model, split)] = key.digest()
-        self._features[(model, split)] = array
+        self._cache_keys[memo] = key.digest()
+        self._features[memo] = array
         return array
 
     def cache_keys(self, model: str) -> dict[str, str]:

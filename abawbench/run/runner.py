@@ -56,6 +56,7 @@ from abawbench.training.finetune import finetune
 from abawbench.training.loop import Outcome, loss_context
 from abawbench.training.probe import train_linear_probe
 from abawbench.training.warm_start import read_warm_start
+from abawbench.training.zero_shot import zero_shot_outcome
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,8 @@ class Runner:
                 confusion=score.confusion, tuned=tuned, best_epoch=outcome.best_epoch,
                 epochs_run=outcome.epochs_run, cache_keys=self.features.cache_keys(entry.model),
                 timings=timings, predictions_file=predictions_file.name,
-                weights_file=weights_file.name, **base,
+                weights_file=weights_file.name, absent_tasks=list(score.absent),
+                pretrained=self.features.pretrained(entry.model), **base,
             )
         except Exception as exc:
             # One entry failing (NaN loss, bad data, out of memory, a plugin's bug) must not stop
@@ -263,6 +265,11 @@ class Runner:
             t1 = time.perf_counter()
             outcome = train_linear_probe(features, splits, self.track, make_loss, protocol, seed,
                                          progress=self.progress, desc=f"train {entry.entry_id}")
+        elif protocol.name == "zero-shot":  # nothing trained: the model's own classifier
+            t0 = time.perf_counter()
+            outcome = zero_shot_outcome(self.features, entry.model, splits, self.track)
+            timings["features_s"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
         else:
             backbone = build_backbone(self.host, entry.model, self.config.weights, protocol.image_size)
             augment = resolve_augmentation(protocol.augmentation, self.host.augmentations)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from abawbench.labels import LabelSet, TaskSpec
 from abawbench.metrics import DEFAULT_THRESHOLD
-from abawbench.tracks import Predictions, Track, TrackScore
+from abawbench.tracks import Predictions, Track, TrackScore, absent_tasks
 
 from abawbench_builtins.tracks.scoring import MTLTerms, score_tasks
 
@@ -51,7 +51,16 @@ class MTLTrack(Track):
         au_thresholds: torch.Tensor | None = None,
     ) -> TrackScore:
         """P_MTL, each term over the rows where its label is present. AU probabilities are
-        thresholded at 0.5 unless ``au_thresholds`` (one per AU, tuned elsewhere) are given."""
+        thresholded at 0.5 unless ``au_thresholds`` (one per AU, tuned elsewhere) are given.
+
+        A task the predictions declare absent (zero columns: a zero-shot expression model has no
+        VA or AUs) has its terms left out of the sub-scores, P_MTL is the sum of the present
+        terms and ``absent`` names those tasks, so the score reads as partial, never as zeros. A
+        task missing from ``predictions`` is refused, as ever."""
+        absent = [task for task in self.task_names if task in absent_tasks(predictions)]
+        if absent:
+            return self._partial_score(score_tasks(self, predictions, labels, au_thresholds, allow_absent=True),
+                                       absent)
         results = score_tasks(self, predictions, labels, au_thresholds)
         terms = MTLTerms(
             ccc_valence=results["va"].columns["valence"],
@@ -70,6 +79,26 @@ class MTLTrack(Track):
             },
             per_class={"expr": results["expr"].per_class, "au": results["au"].per_class},
             confusion={"expr": results["expr"].confusion or []},
+        )
+
+    @staticmethod
+    def _partial_score(results: Mapping[str, Any], absent: list[str]) -> TrackScore:
+        """P_MTL over the tasks present in ``results`` (the others are listed in ``absent``)."""
+        subs: dict[str, float] = {}
+        if "va" in results:
+            columns = results["va"].columns
+            subs |= {"ccc_valence": columns["valence"], "ccc_arousal": columns["arousal"],
+                     "ccc_mean": (columns["valence"] + columns["arousal"]) / 2}
+        if "expr" in results:
+            subs["f1_expr"] = results["expr"].value
+        if "au" in results:
+            subs["f1_au"] = results["au"].value
+        primary = sum(value for name, value in subs.items() if name in ("ccc_mean", "f1_expr", "f1_au"))
+        return TrackScore(
+            primary=primary, sub_scores=subs,
+            per_class={task: results[task].per_class for task in ("expr", "au") if task in results},
+            confusion={"expr": results["expr"].confusion or []} if "expr" in results else {},
+            absent=absent,
         )
 
     def write_submission(self, path: Path, sample_ids: Sequence[str], predictions: Mapping[str, np.ndarray],

@@ -16,7 +16,7 @@ import torch
 from abawbench import metrics
 from abawbench.errors import MetricInputError
 from abawbench.labels import LabelSet, TaskSpec
-from abawbench.tracks import Predictions, Track
+from abawbench.tracks import Predictions, Track, absent_tasks
 
 
 @dataclass
@@ -74,12 +74,20 @@ def score_task(
 
 
 def score_tasks(
-    track: Track, predictions: Predictions, labels: LabelSet, au_thresholds: Any = None
+    track: Track, predictions: Predictions, labels: LabelSet, au_thresholds: Any = None, *,
+    allow_absent: bool = False,
 ) -> dict[str, TaskResult]:
-    """Every task of ``track`` scored over its labelled rows, labels checked first."""
+    """Every task of ``track`` scored over its labelled rows, labels checked first.
+    ``allow_absent``: tasks the predictions declare absent (zero columns, :func:`absent_tasks`)
+    are left out of the results (at least one task must be present) instead of refused."""
     columns = track.validate_labels(labels)
     results = {}
+    absent = absent_tasks(predictions) if allow_absent else []
+    if absent and all(spec.name in absent for spec in track.tasks):
+        raise MetricInputError(f"predictions declare every task absent ({', '.join(absent)}); nothing to score")
     for spec in track.tasks:
+        if spec.name in absent:
+            continue
         values, mask = columns[spec.name]
         pred = prediction(predictions, spec, values.shape[0])
         results[spec.name] = score_task(spec, pred, values, mask, au_thresholds)
