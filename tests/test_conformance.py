@@ -164,7 +164,7 @@ def test_every_builtin_plugin_passes(host, tmp_path):
         "builtin.abaw4": ConformanceOptions(data=tree, tracks=("lsd",), workdir=tmp_path / "abaw4"),
     }
     builtins = sorted(name for name, info in host.plugins.items() if info.builtin)
-    assert len(builtins) == 8
+    assert len(builtins) == 9
     outcomes = []
     for plugin in builtins:
         options = special.get(plugin, ConformanceOptions(workdir=tmp_path / plugin))
