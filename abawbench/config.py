@@ -49,7 +49,9 @@ class ProtocolConfig(_Strict):
     image_size: int | None = Field(112, ge=16, le=1024, description="input size in pixels (112: the size the embedded default is drawn at, common for face crops); unset (--image-size none): each model's native size")
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader workers for image decoding")
     pixel_cache: bool = Field(False, description="keep each split's decoded, resized eval pixels in the cache folder (3*H*W bytes per image): later extractions with the same geometry, and fine-tuning's validation passes after the first, decode nothing; features and scores are the same either way")
-    bootstrap: int = Field(200, ge=0, le=100_000, description="bootstrap resamples for confidence intervals (0: none)")
+    bootstrap: int = Field(1000, ge=0, le=100_000, description="bootstrap resamples for confidence intervals and the significance mark (0: none); the track names what one draw takes (a video for mtl, an image for lsd)")
+    selection: Literal["train-holdout", "validation"] | None = Field(None, description="where epochs, early stopping and AU thresholds are chosen: train-holdout (a seeded part of the training split, never trained on) or validation (the reported split: optimistic); unset: the track's default (lsd: train-holdout, mtl: validation)")
+    holdout_fraction: float = Field(0.1, gt=0, lt=0.5, allow_inf_nan=False, description="with selection train-holdout: the part of the training split held out to select on (stratified by class, or drawn by whole videos where the track groups images)")
 
 
 class RunConfig(_Strict):

@@ -55,6 +55,10 @@ class Row:
     split: str = "validation"
     source: str = ""
     data: str = ""
+    selection: str = ""  # where epochs and thresholds were chosen: "train-holdout" or "validation"
+    # True: a paired bootstrap against the best row of its section cannot tell the two apart;
+    # False: significantly worse; None: not tested (reported rows, rows without resamples)
+    not_worse_than_best: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ def summarise_entry(results: Sequence[RunResult]) -> Row:
     common = dict(entry=first.entry, label=first.label, backbone=backbone, protocol=protocol, loss=loss,
                   seeds=len(done), seeds_total=len(results), seed_list=tuple(r.seed for r in results),
                   fingerprints=dict(first.dataset_fingerprints), date=dates[-1][:10],
-                  version=", ".join(versions))
+                  version=", ".join(versions), selection=first.selection)
     if not done:
         return Row(rank=FAILED, status=FAILED, note=_failure(failed[0])[:200], **common)
     mean, std = _mean_std([r.primary.value for r in done])
