@@ -182,7 +182,7 @@ def _ccc_columns(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> torch.
     ill = (sxx > CONDITION_LIMIT * vx) | (syy > CONDITION_LIMIT * vy)
     if bool(ill.any()):
         return _ccc_centred(x[keep], y[keep])
-    return _ccc_from_moments(mx, my, vx, vy, sxy - mx * my)
+    return ccc_from_moments(mx, my, vx, vy, sxy - mx * my)
 
 
 CONDITION_LIMIT = 1e6
@@ -199,7 +199,7 @@ def _ccc_centred(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     x, y = x.double(), y.double()
     mx, my = _bounded_mean(x), _bounded_mean(y)
     dx, dy = x - mx, y - my
-    return _ccc_from_moments(mx, my, (dx * dx).mean(0), (dy * dy).mean(0), (dx * dy).mean(0))
+    return ccc_from_moments(mx, my, (dx * dx).mean(0), (dy * dy).mean(0), (dx * dy).mean(0))
 
 
 def _bounded_mean(x: torch.Tensor) -> torch.Tensor:
@@ -210,7 +210,7 @@ def _bounded_mean(x: torch.Tensor) -> torch.Tensor:
     return torch.minimum(torch.maximum(x.mean(0), x.amin(0)), x.amax(0))
 
 
-def _ccc_from_moments(
+def ccc_from_moments(
     mx: torch.Tensor, my: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, cov: torch.Tensor
 ) -> torch.Tensor:
     """``2 cov / (vx + vy + (mx - my)^2)``, 0 where the denominator is 0 (zero_division=0)."""

@@ -98,7 +98,8 @@ def _describe(result: RunResult) -> tuple[str, str, str]:
     ensemble = result.config.get("ensemble") if isinstance(result.config, dict) else None
     if ensemble:
         members = ensemble.get("members", [])
-        return (f"ensemble of {len(members)}", f"{ensemble.get('method', '?')} (out of fold)", result.spec.loss)
+        how = "fitted on holdout" if str(ensemble.get("validation", "")).startswith("fitted") else "out of fold"
+        return (f"ensemble of {len(members)}", f"{ensemble.get('method', '?')} ({how})", result.spec.loss)
     protocol = result.spec.protocol
     return result.spec.model, f"{protocol.name}/{protocol.head}", result.spec.loss
 

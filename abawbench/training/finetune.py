@@ -103,7 +103,8 @@ class ImageFeed:
 
 def finetune(backbone: Backbone, splits: Mapping[str, "SampleIndex"], track: Track, make_loss: MakeLoss,
              protocol: "ProtocolConfig", seed: int, device: torch.device, augment: Augment, *,
-             pixel_cache: PixelPackStore | None = None, progress: bool = True, desc: str = "finetune") -> Outcome:
+             pixel_cache: PixelPackStore | None = None, progress: bool = True, desc: str = "finetune",
+             select_on: str = "validation") -> Outcome:
     """Train ``backbone`` with heads for ``track`` end to end; the outcome's ``state`` is what
     :func:`predict_with_network` needs."""
     torch.manual_seed(seed)
@@ -114,7 +115,8 @@ def finetune(backbone: Backbone, splits: Mapping[str, "SampleIndex"], track: Tra
         loss = loss.to(device)  # class weights and pos_weight are buffers
     feed = ImageFeed(splits, eval_transform(backbone.data_config), augment, track.tasks, protocol, seed, device,
                      pixel_cache=pixel_cache, progress=progress, desc=desc)
-    outcome = train_network(network, feed, track, loss, protocol, progress=progress, desc=desc)
+    outcome = train_network(network, feed, track, loss, protocol, progress=progress, desc=desc,
+                            select_on=select_on)
     outcome.state = {"kind": FINETUNE_KIND, "network": outcome.state}
     return outcome
 
