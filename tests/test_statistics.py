@@ -280,3 +280,47 @@ def test_selection_on_validation_is_recorded_and_thresholds_say_where_they_were_
     assert held.status == "completed", held.error
     assert held.selection == "train-holdout" and held.tuned["au"]["tuned_on"] == "train-holdout"
     assert held.entry != mtl.entry
+
+
+# --------------------------------------------------------------------------- ensembles
+
+
+def holdout_member(runs, entry: str, holdout: np.ndarray, validation: np.ndarray, selection="train-holdout"):
+    """A finished lsd entry selected on a training holdout: its predictions file holds the
+    holdout's predictions and labels beside validation's."""
+    from abawbench.results import result_path, write_predictions, write_result
+
+    folder = result_path(runs, "lsd", entry, 0).parent
+    labels = np.arange(12) % 6
+    split_labels = {"expr": TaskLabels(labels, np.ones(12, bool))}
+    write_predictions(folder / "seed0.predictions.npz",
+                      {"validation": [f"v{i}.jpg" for i in range(12)], "selection": [f"h{i}.jpg" for i in range(12)]},
+                      {"validation": {"expr": validation}, "selection": {"expr": holdout}},
+                      split_labels, split_labels={"selection": split_labels})
+    record = result(entry, 0, None, value=0.5, selection=selection)
+    write_result(result_path(runs, "lsd", entry, 0), record.model_copy(update={"predictions_file": "seed0.predictions.npz"}))
+
+
+def test_an_ensemble_of_holdout_selected_members_is_fitted_on_the_holdout(tmp_path, tracks):
+    from abawbench.ensembling import run_ensemble
+    from abawbench.errors import ConfigError
+
+    host = load_plugins(strict=True)
+    labels = np.arange(12) % 6
+    eye = np.eye(6)
+    right, wrong = eye[labels] * 0.6 + 0.05, eye[(labels + 1) % 6] * 0.9 + 0.02
+    runs = tmp_path / "runs"
+    # "a" is right on the holdout and wrong on validation; "b" the other way round: weights
+    # fitted on the holdout trust "a", so validation (which decided nothing) scores 0
+    holdout_member(runs, "a", right, wrong)
+    holdout_member(runs, "b", wrong, right)
+    _path, ensemble = run_ensemble(tracks[1], host.ensembles.get("weighted-prob"), ["a", "b"], runs,
+                                   bootstrap=20, options={"steps": 100})
+    assert ensemble.selection == "train-holdout"
+    assert ensemble.config["ensemble"]["validation"].startswith("fitted on the training holdout")
+    assert ensemble.primary.value == pytest.approx(0.0)
+    assert read_predictions(runs / "lsd" / _path.parent.name / "seed0.predictions.npz", "selection") is not None
+
+    holdout_member(runs, "c", right, right, selection="validation")
+    with pytest.raises(ConfigError, match="selected on different splits"):
+        run_ensemble(tracks[1], host.ensembles.get("mean-prob"), ["a", "c"], runs, bootstrap=0)

@@ -157,13 +157,11 @@ def resampled_scores(track: Track, predictions: Predictions, labels: LabelSet, g
         sums.append(task_sums)
         widths.append(task_sums.shape[1])
     stacked = torch.cat(sums, dim=1)
-    probe = track.combine_task_scores(_task_scores(track, stacked[:1].clone().fill_(1), widths))
-    if probe is None:
-        return _scored_one_by_one(track, predictions, labels, group, count, n_resamples, seed)
     blocks: dict[str, list[torch.Tensor]] = {}
     for weights in group_counts(count, n_resamples, seed):
         combined = track.combine_task_scores(_task_scores(track, weights @ stacked, widths))
-        assert combined is not None
+        if combined is None:  # known at the first block: nothing was kept yet
+            return _scored_one_by_one(track, predictions, labels, group, count, n_resamples, seed)
         for name, value in combined.items():
             blocks.setdefault(name, []).append(value)
     if track.primary_metric not in blocks:
