@@ -135,7 +135,7 @@ def test_committed_references_cover_the_specification():
 PINNED_MARKDOWN = """\
 # Leaderboard: lsd
 
-Track lsd: macro_f1 on validation (higher is better). Mean ± std over seeds; 95% CI: percentile bootstrap over images (averaged over seeds). Sections never share ranks.
+Track lsd: macro_f1 on validation (higher is better). Mean ± std over seeds; 95% CI: percentile bootstrap over the track's unit (mtl: videos, lsd: images), all seeds' resamples pooled (docs/statistics.md). Sections never share ranks.
 
 ## measured on dataset synthface, validation split fingerprint fp-a (30 images); selected on the reported (validation) split
 

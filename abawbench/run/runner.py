@@ -24,6 +24,7 @@ import numpy as np
 
 from abawbench.features.pixel_packs import PixelPackStore
 from abawbench.config import RunConfig
+from abawbench.data.index import SampleIndex
 from abawbench.device import resolve_device, seed_everything
 from abawbench.errors import AbawbenchError, ConfigError, RunFailedError, StorageError
 from abawbench.evaluation import score_and_resample, tuned_threshold_report
@@ -50,7 +51,6 @@ from abawbench.run.plan import (
     prepare_data,
 )
 from abawbench.run.selection import SELECTION_SPLIT, carve_holdout, subset
-from abawbench.data.index import SampleIndex
 from abawbench.tracks import Track
 from abawbench.training.augmentation import resolve_augmentation
 from abawbench.training.finetune import finetune
