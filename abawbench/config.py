@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from abawbench.errors import ConfigError
 from abawbench.registry import suggest
@@ -40,7 +40,7 @@ class ProtocolConfig(_Strict):
     head: HeadName = Field("linear", description="head on top of the backbone features: linear, or mlp (one hidden layer)")
     epochs: int = Field(20, ge=1, le=10_000, description="training epochs; the best validation epoch is kept")
     batch_size: int = Field(64, ge=1, le=65_536, description="batch size for training and for feature extraction")
-    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="initial learning rate, cosine-annealed over the epochs")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="initial learning rate, then as lr_schedule says (cosine-annealed by default)")
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="the optimizer's weight decay")
     optimizer: OptimizerName = Field("adamw", description="adamw, adam, or sgd (momentum 0.9)")
     augmentation: str = Field("flip", description="finetune training augmentation: none, flip, or one a plugin registers (see abawbench list augmentations); validation never gets any")
@@ -52,6 +52,24 @@ class ProtocolConfig(_Strict):
     bootstrap: int = Field(1000, ge=0, le=100_000, description="bootstrap resamples for confidence intervals and the significance mark (0: none); the track names what one draw takes (a video for mtl, an image for lsd)")
     selection: Literal["train-holdout", "validation"] | None = Field(None, description="where epochs, early stopping and AU thresholds are chosen: train-holdout (a seeded part of the training split, never trained on) or validation (the reported split: optimistic); unset: the track's default (lsd: train-holdout, mtl: validation)")
     holdout_fraction: float = Field(0.1, gt=0, lt=0.5, allow_inf_nan=False, description="with selection train-holdout: the part of the training split held out to select on (stratified by class, or drawn by whole videos where the track groups images)")
+    lr_schedule: Literal["cosine", "constant"] = Field("cosine", description="learning-rate schedule: cosine (annealed to 0 over schedule_period) or constant")
+    schedule_step: Literal["epoch", "step"] = Field("epoch", description="when the schedule advances: once per epoch, or once per optimiser step (training batch)")
+    schedule_period: int | None = Field(None, ge=1, le=10_000_000, description="cosine T_max in schedule steps (epochs or batches, see schedule_step); unset: the epochs, or the epochs times the batches per epoch")
+    freeze_batchnorm: bool = Field(False, description="keep every BatchNorm layer in eval mode while training: running statistics never move, normalisation uses them")
+    warm_start: str | None = Field(None, description="label or folder of a completed entry of this track under the run's output, same seed, whose saved weights initialise the network (finetune) or the heads (a linear-probe entry's heads, its standardisation folded in)")
+    task_batching: Literal["mixed", "per-task"] = Field("mixed", description="finetune training batches: mixed (one shuffled loader over all rows, each loss term over the rows labelled for it) or per-task (each step one batch from each task's labelled rows, shorter tasks repeated, one forward pass per task)")
+
+    @model_validator(mode="after")
+    def _finetune_only_settings(self) -> "ProtocolConfig":
+        """Warm start and per-task batches act on a network trained end to end; the linear
+        probe trains heads on cached features, where they would silently do nothing."""
+        if self.name == "linear-probe":
+            given = [name for name, on in (("warm_start", self.warm_start is not None),
+                                           ("task_batching", self.task_batching != "mixed")) if on]
+            if given:
+                raise ValueError(f"{' and '.join(given)}: only for protocol name 'finetune' (the linear probe "
+                                 "trains heads on cached features)")
+        return self
 
 
 class RunConfig(_Strict):

@@ -51,6 +51,7 @@ def main() -> None:
     from abawbench.features.pixel_packs import PixelPackStore
     from abawbench.config import load_config
     from abawbench.device import autocast_context, prepare_batch, prepare_module, resolve_device
+    from abawbench.features.device_decode import choose_device_decoding
     from abawbench.features.extract import decoded_batches, eval_transform, extract_features
     from abawbench.plugins import load_plugins
     from abawbench.run.features import RunFeatures
@@ -124,6 +125,13 @@ def main() -> None:
                 module(images)
     actions = {"bare": bare_forward, "loader": loader_alone, "pipeline": extraction,
                "pack": lambda: extraction(pack_cache), "pack_write": extraction_writing_pack}
+    # On CUDA the protocol decodes and resizes JPEGs on the card (abawbench.features.device_decode):
+    # "pipeline" is then the CPU-decoding path, "device_decode" what a run does.
+    device_decoding = choose_device_decoding(preprocessing, device)
+    if device_decoding is not None:
+        actions["device_decode"] = lambda: (extract_features(
+            backbone, train, device, write, batch_size=args.batch_size, num_workers=args.workers, progress=False,
+            device_decoding=device_decoding), sync())
     timings: dict[str, list[float]] = {name: [] for name in actions}
     for _ in range(args.rounds):
         for name, action in actions.items():
@@ -151,6 +159,9 @@ def main() -> None:
            for name, key in (("extraction", "pipeline"), ("extraction_from_pixel_pack", "pack"),
                              ("extraction_writing_pixel_pack", "pack_write"))},
     }
+    if device_decoding is not None:
+        report["extraction_device_decode_img_per_s"] = round(len(train) / min(timings["device_decode"]), 1)
+        report["extraction_device_decode_vs_bare_throughput"] = round(bare / min(timings["device_decode"]), 3)
     if device.type == "cuda":
         report["gpu"] = torch.cuda.get_device_name(device)
     if args.skip_probe:

@@ -39,7 +39,7 @@ fi
 $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --target /tmp/site . \
     || { echo "installing abawbench failed" | tee -a "$OUT/steps.txt"; exit 1; }
 
-# The step limits add up to 540 s: with the installs, one call of at most 600 s (a whole run
+# The step limits add up to 570 s: with the installs, one call of at most 600 s (a whole run
 # took 200-260 s on an H100). pytest-xdist is used where the machine has it.
 XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
 
@@ -53,8 +53,11 @@ step tests_gpu 60 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/t
 step tests_all 120 $PY -m pytest -q -p no:cacheprovider -x $XDIST \
     --deselect tests/test_gpu.py --deselect tests/test_preprocess.py --deselect tests/test_device.py  # run by tests_gpu
 step gpu_check 60 $PY scripts/gpu_check.py --device cuda --arch resnet50 --image-size 112 --batch-size 256
-step pipeline_resnet50 150 $PY benchmarks/bench_protocol.py --model timm:resnet50 --device cuda --images 20000 \
+step pipeline_resnet50 120 $PY benchmarks/bench_protocol.py --model timm:resnet50 --device cuda --images 20000 \
     --workers 14 --batch-size 256 --skip-probe
+step distributed_lsd 60 env PYTHONPATH=/tmp/site $PY -m torch.distributed.run --standalone \
+    --nproc-per-node "$(nvidia-smi -L | wc -l)" -m abawbench run --track lsd --device cuda --no-progress \
+    --output /tmp/device-runs-ddp --cache-dir /tmp/device-cache-ddp
 step run_lsd_cold 90 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs --cache-dir /tmp/device-cache
 step run_lsd_warm 60 $PY -m abawbench.cli run --track lsd --device cuda --no-progress --output /tmp/device-runs-warm --cache-dir /tmp/device-cache
 cp /tmp/device-runs/lsd/leaderboard.md "$OUT/" 2>/dev/null || true

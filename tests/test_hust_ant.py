@@ -52,16 +52,18 @@ def test_smm_emotionnet_shapes_bounds_and_gradients(host, name):
     assert feature_map.shape == (3, backbone.feature_dim, 2, 2)
     out = heads(feature_map)
     assert {k: tuple(v.shape) for k, v in out.items()} == {"va": (3, 2), "expr": (3, 8), "au": (3, 12)}
-    assert bool((out["va"].abs() <= 1).all())
     (out["va"].sum() + out["expr"].sum() + out["au"].sum()).backward()
-    for module in (heads.tokens[0], heads.tokens[16], heads.transformer, heads.emotion_maps, heads.au_classifier):
+    for module in (heads.attention, heads.tokens[0], heads.tokens[16], heads.transformer, heads.emotion_maps,
+                   heads.au_classifier):
         grads = [p.grad for p in module.parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads)
         assert any(g.abs().sum() > 0 for g in grads)
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in backbone.module.parameters())
 
 
-def test_smm_variants_differ_only_in_how_tokens_are_combined():
+def test_smm_variants_compute_the_same_function():
+    """With the seed's linear outputs and no bound inside the network, averaging per-token
+    outputs equals one output of the averaged embeddings: ``featavg`` adds no new model."""
     from abawbench_builtins.hust_ant.smm import SMMHeads
 
     tasks = (TaskSpec("expr", "multiclass", tuple("abcdef")),
@@ -72,10 +74,8 @@ def test_smm_variants_differ_only_in_how_tokens_are_combined():
     featavg.load_state_dict(token.state_dict())
     x = torch.randn(2, 16, 3, 3)
     token_out, featavg_out = token(x), featavg(x)
-    # with a linear output layer, mean of per-token logits == logits of the mean embedding ...
-    torch.testing.assert_close(token_out["expr"], featavg_out["expr"])
-    # ... but bounding (tanh) each token's VA before averaging is not bounding the average
-    assert not torch.allclose(token_out["va"], featavg_out["va"])
+    for task in ("expr", "va"):
+        torch.testing.assert_close(token_out[task], featavg_out[task])
     assert token.au_classifier is None and len(token.tokens) == 17  # no AU task: attention tokens unsupervised
 
 
@@ -279,7 +279,7 @@ def test_configuration_is_valid_and_names_registered_things(host, path):
     resolve_augmentation(config.protocol.augmentation, host.augmentations)
     if config.dataset:
         assert track.name in host.datasets.get(config.dataset).tracks
-    if any(m.startswith(("smm-", "dln:")) for m in config.models):
+    if any(m.removeprefix("synthstats:").startswith(("smm-", "dln:")) for m in config.models):
         assert config.protocol.name == "finetune"  # their heads/difference need end-to-end training
     if path.parent.name == "small":
         assert config.protocol.image_size is not None and config.protocol.image_size <= 112

@@ -51,6 +51,14 @@ def test_the_table_compares_each_remedy_with_its_reference(tmp_path, capsys):
     assert (data["track"], data["metric"]) == ("lsd", "macro F1")
     assert [row["remedy"] for row in data["rows"]] == [remedy.label for remedy in ROWS]
     assert data["rows"][1]["delta"] == pytest.approx(0.05) and data["rows"][0]["per_seed"] == [0.28, 0.32]
+    # the JSON records what produced it: the source commit, the results' commits, each row's settings
+    from abawbench.results import git_commit
+
+    assert data["commit"] == git_commit()
+    assert data["result_commits"] == sorted({row_commit for row in data["rows"] for row_commit in row["git_commits"]})
+    settings = data["rows"][0]["settings"]
+    assert settings["model"] == make_result(ROWS[0].entry, 0.3).spec.model and "protocol" in settings
+    assert data["rows"][2]["settings"] is None  # not run: nothing to record
 
 
 def test_rows_scored_on_different_validation_data_are_refused(tmp_path):

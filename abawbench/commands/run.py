@@ -49,13 +49,18 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def handle(args) -> int:
     from abawbench.commands.plugins import warn_about_plugins
+    from abawbench.parallel.context import shutdown
     from abawbench.run.runner import Runner
 
     warn_about_plugins()
     config = config_from_args(args)
     runner = Runner(config, progress=not args.no_progress)
-    summary = runner.run()
-    print(render_summary(runner.track, config, summary))
+    try:
+        summary = runner.run()
+    finally:
+        shutdown()
+    if runner.context.is_main:  # under torchrun, one summary for the job
+        print(render_summary(runner.track, config, summary))
     return 1 if summary.failed else 0
 
 
@@ -86,5 +91,8 @@ def render_summary(track, config, summary) -> str:
     lines = [f"track {track.name}: {track.primary_metric} on validation (results in {folder})"]
     if summary.skipped:
         lines.append(f"skipped {len(summary.skipped)} completed (entry, seed) pair(s); delete their JSON to redo")
+    if summary.elsewhere:
+        lines.append(f"left {len(summary.elsewhere)} (entry, seed) pair(s) to another job sharing {folder}: "
+                     + ", ".join(summary.elsewhere))
     lines.append(tabulate(rows, headers=["label", track.primary_metric, "95% CI", "seeds", "notes"]))
     return "\n".join(lines)

@@ -10,7 +10,7 @@ contract extraction is held to: docs/bench/protocol.md.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from abawbench.errors import RunFailedError
 from abawbench.features.pixel_packs import PixelPackStore, pack_key, with_pixel_pack
 from abawbench.features.preprocess import Preprocessing, collate_images, load_image
 from abawbench.specs import Backbone
+
+if TYPE_CHECKING:
+    from abawbench.features.device_decode import DeviceDecoding
 
 Batches = Iterable[tuple[int, torch.Tensor]]
 """``(start_row, uint8 images [N, 3, H, W])`` in row order."""
@@ -69,6 +72,8 @@ def extract_features(
     progress: bool = True,
     desc: str = "extract",
     pixel_pack: tuple[PixelPackStore, str] | None = None,
+    shard: tuple[int, int] = (0, 1),
+    device_decoding: "DeviceDecoding | None" = None,
 ) -> None:
     """Stream features of every image of ``index`` to ``write(start_row, batch)``, in order:
     memory stays flat however large the split is.
@@ -76,6 +81,14 @@ def extract_features(
     ``pixel_pack=(cache, split)`` reads the split's decoded pixels from a pixel pack in
     ``cache`` (:mod:`abawbench.features.pixel_packs`), writing the pack on the first extraction of this
     geometry; the features are the same either way.
+
+    ``shard=(rank, world_size)`` computes only batches ``rank, rank + world_size, ...`` of the
+    split (:mod:`abawbench.parallel.sharded`): the batches are the ones a single process forms,
+    so every row's features are the ones it computes. Sharded extraction decodes from the
+    image files (a pixel pack is written by one process reading every image).
+
+    ``device_decoding`` decodes and resizes the JPEG files on the model's device
+    (:mod:`abawbench.features.device_decode`); its pixels belong to their own cache key.
     """
     from tqdm.auto import tqdm
 
@@ -83,7 +96,7 @@ def extract_features(
     preprocessing = eval_transform(backbone.data_config)
 
     def forward(batches: Batches) -> None:
-        with tqdm(total=len(index), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        with tqdm(total=shard_rows(len(index), batch_size, shard), desc=desc, unit="img", disable=not progress, leave=False) as bar:
             for start, images in batches:
                 with autocast_context(device):
                     out = module(prepare_batch(images, device, preprocessing.normalize))
@@ -95,6 +108,13 @@ def extract_features(
                 write(start, out.float().cpu().numpy())
                 bar.update(out.shape[0])
 
+    if device_decoding is not None:
+        forward(device_decoding.batches(index, batch_size=batch_size, num_workers=num_workers, shard=shard))
+        return
+    if shard != (0, 1):
+        forward(decoded_batches(index, preprocessing, device, batch_size=batch_size, num_workers=num_workers,
+                                shard=shard))
+        return
     cache, split = pixel_pack if pixel_pack is not None else (None, "")
     consume_eval_batches(index, split, preprocessing, device, forward, batch_size=batch_size,
                          num_workers=num_workers, pixel_cache=cache)
@@ -119,8 +139,21 @@ def consume_eval_batches(index: SampleIndex, split: str, preprocessing: Preproce
                            decode, consume, batch_size=batch_size)
 
 
+def batch_starts(rows: int, batch_size: int, shard: tuple[int, int] = (0, 1), first_row: int = 0) -> range:
+    """First rows of the batches a split of ``rows`` is read in, from ``first_row`` on; with
+    ``shard=(rank, world_size)``, only every ``world_size``-th batch from the ``rank``-th."""
+    rank, world_size = shard
+    return range(first_row + rank * batch_size, rows, batch_size * world_size)
+
+
+def shard_rows(rows: int, batch_size: int, shard: tuple[int, int]) -> int:
+    """How many rows the batches of ``shard`` hold."""
+    return sum(min(batch_size, rows - start) for start in batch_starts(rows, batch_size, shard))
+
+
 def decoded_batches(index: SampleIndex, preprocessing: Preprocessing, device: torch.device, *,
-                    batch_size: int, num_workers: int, first_row: int = 0) -> Batches:
+                    batch_size: int, num_workers: int, first_row: int = 0,
+                    shard: tuple[int, int] = (0, 1)) -> Batches:
     """``(start_row, uint8 images [N, 3, H, W])`` of a split in row order from ``first_row`` on,
     decoded and resized from its image files (by ``num_workers`` DataLoader workers, if any).
 
@@ -128,8 +161,10 @@ def decoded_batches(index: SampleIndex, preprocessing: Preprocessing, device: to
     generator (worker seeds), by default torch's global one, and an eval pass must not move
     the random stream that fine-tuning's augmentation and dropout draw from (else a run would
     depend on whether its validation came from files or from a pixel pack)."""
-    loader = DataLoader(ImageDataset(index, preprocessing.pixels), batch_size=batch_size, collate_fn=collate_images,
-                        sampler=range(first_row, len(index)), num_workers=num_workers, **loader_kwargs(device),
+    batches = [range(start, min(start + batch_size, len(index)))
+               for start in batch_starts(len(index), batch_size, shard, first_row)]
+    loader = DataLoader(ImageDataset(index, preprocessing.pixels), batch_sampler=batches, collate_fn=collate_images,
+                        num_workers=num_workers, **loader_kwargs(device),
                         persistent_workers=False, generator=torch.Generator().manual_seed(0))
     for images, rows in loader:
         yield int(rows[0]), images

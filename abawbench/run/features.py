@@ -23,8 +23,11 @@ from abawbench.features.store import FeatureCache
 from abawbench.config import RunConfig
 from abawbench.data.index import SampleIndex
 from abawbench.errors import ConfigError
-from abawbench.features.extract import extract_features, precision_of
+from abawbench.features.device_decode import choose_device_decoding
+from abawbench.features.extract import eval_transform, extract_features, precision_of
 from abawbench.features.preprocess import image_decoder_identity
+from abawbench.parallel.context import DistContext
+from abawbench.parallel.sharded import sharded_entry
 from abawbench.plugins import PluginHost
 from abawbench.results.provenance import package_versions
 from abawbench.specs import Backbone, ModelOptions
@@ -79,7 +82,8 @@ class RunFeatures:
     and shared by all the entries and seeds that use them."""
 
     def __init__(self, host: PluginHost, config: RunConfig, splits: Mapping[str, SampleIndex],
-                 device: torch.device, cache_root: Path, *, progress: bool = True) -> None:
+                 device: torch.device, cache_root: Path, *, progress: bool = True,
+                 context: DistContext = DistContext()) -> None:
         self.host = host
         self.config = config
         self.splits = splits
@@ -87,6 +91,7 @@ class RunFeatures:
         self.feature_cache = FeatureCache(cache_root)
         self.pixel_packs = PixelPackStore(cache_root)
         self.progress = progress
+        self.context = context  # several ranks extract each split together (abawbench.parallel)
         self._backbones: dict[str, Backbone] = {}
         self._model_identities: dict[str, tuple[str, dict[str, Any]]] = {}
         self._features: dict[tuple[str, str], np.ndarray] = {}
@@ -113,16 +118,28 @@ class RunFeatures:
         backbone = self.backbone(model)
         index = self.splits[split]
         weights, code = self._model_identities[model]
+        device_decoding = choose_device_decoding(eval_transform(backbone.data_config), self.device)
+        decoder = device_decoding.identity() if device_decoding is not None else image_decoder_identity()
         key = CacheKey(backbone=backbone.name, weights_digest=weights, model_code=code,
                        preprocessing=backbone.data_config | {"precision": precision_of(self.device)},
-                       decoder=image_decoder_identity(), dataset_fingerprint=index.fingerprint, split=split)
-        array = self.feature_cache.get_or_create(
-            key, sample_ids=index.paths, row_dim=backbone.feature_dim,
-            produce=lambda writer: extract_features(
-                backbone, index, self.device, writer.write, batch_size=protocol.batch_size,
-                num_workers=protocol.num_workers, progress=self.progress, desc=f"extract {model} {split}",
-                pixel_pack=(self.pixel_packs, split) if protocol.pixel_cache else None),
-        ).read()
+                       decoder=decoder, dataset_fingerprint=index.fingerprint, split=split)
+
+        def extract(write: Any, shard: tuple[int, int] = (0, 1)) -> None:
+            extract_features(backbone, index, self.device, write, batch_size=protocol.batch_size,
+                             num_workers=protocol.num_workers, progress=self.progress,
+                             desc=f"extract {model} {split}",
+                             pixel_pack=(self.pixel_packs, split) if protocol.pixel_cache else None, shard=shard,
+                             device_decoding=device_decoding)
+
+        def get_or_create(produce: Any) -> Any:
+            return self.feature_cache.get_or_create(key, sample_ids=index.paths, row_dim=backbone.feature_dim,
+                                                    produce=produce)
+
+        if self.context.distributed:
+            entry = sharded_entry(self.context, get_or_create, extract)
+        else:
+            entry = get_or_create(lambda writer: extract(writer.write))
+        array = entry.read()
         self._cache_keys[(model, split)] = key.digest()
         self._features[(model, split)] = array
         return array

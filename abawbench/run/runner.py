@@ -28,6 +28,8 @@ from abawbench.data.index import SampleIndex
 from abawbench.device import resolve_device, seed_everything
 from abawbench.errors import AbawbenchError, ConfigError, RunFailedError, StorageError
 from abawbench.evaluation import score_and_resample, tuned_threshold_report
+from abawbench.parallel.claims import Claims
+from abawbench.parallel.context import DistContext, distributed_context
 from abawbench.plugins import PluginHost, get_host
 from abawbench.results import (
     EntrySpecModel,
@@ -56,6 +58,7 @@ from abawbench.training.augmentation import resolve_augmentation
 from abawbench.training.finetune import finetune
 from abawbench.training.loop import Outcome, loss_context
 from abawbench.training.probe import train_linear_probe
+from abawbench.training.warm_start import read_warm_start
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class RunSummary:
 
     results: list[RunResult] = field(default_factory=list)
     skipped_results: list[RunResult] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)  # held or finished by another worker
 
     @property
     def skipped(self) -> list[str]:
@@ -83,9 +87,10 @@ class Runner:
         self.config = config
         self.host = host or get_host()
         self.track: Track = self.host.tracks.get(config.track)
-        self.device = resolve_device(config.device)
+        self.context = distributed_context()
+        self.device = self.context.device_for(resolve_device(config.device))
         self.cache_root = cache_root_of(config)
-        self.progress = progress
+        self.progress = progress and self.context.is_main  # one set of bars, not one per rank
         self.data: PreparedData | None = None
         self.features: RunFeatures | None = None
         self.labels: dict[str, str] = {}
@@ -111,15 +116,28 @@ class Runner:
         assert self.data is not None
         self._check_losses(entries)
         self.features = RunFeatures(self.host, self.config, self.data.splits, self.device, self.cache_root,
-                                    progress=self.progress)
+                                    progress=self.progress, context=self.context)
+        spread = self.context.distributed and self.config.protocol.name == "linear-probe"
+        if spread:
+            # Ranks extract every split together first; then each trains whole entries on its own.
+            for model in dict.fromkeys(entry.model for entry in entries):
+                for split in self.data.splits:
+                    self.features.features(model, split)
+        claims = Claims()
         for seed in self.config.seeds:
             for entry in entries:
                 previous = self._completed(entry, seed)
                 if previous is not None:
                     summary.skipped_results.append(previous)
-                else:
-                    summary.results.append(self.run_entry(entry, seed))
-        return summary
+                    continue
+                with claims.claim(result_path(self.config.output, self.track.name, entry.entry_id, seed)) as mine:
+                    if not spread:  # all ranks train this entry together: rank 0's claim decides
+                        mine = self.context.broadcast(mine)
+                    if mine:
+                        summary.results.append(self.run_entry(entry, seed))
+                    else:
+                        summary.elsewhere.append(f"{entry.entry_id} seed {seed}")
+        return gathered(self.context, summary) if spread else summary
 
     def _check_losses(self, entries: list[EntrySpecModel]) -> None:
         """Build every entry's loss once before anything is extracted or trained, so a misspelt
@@ -191,8 +209,9 @@ class Runner:
             tuned = tuned_threshold_report(self.track, outcome.validation, validation.labels, selection=held)
             predictions_file = out_dir / f"seed{seed}.predictions.npz"
             weights_file = out_dir / f"seed{seed}.head.pt"
-            self._save_predictions(predictions_file, outcome, splits)
-            write_weights(weights_file, outcome.state | {"spec": entry.model_dump(mode="json")})
+            if self._writes():
+                self._save_predictions(predictions_file, outcome, splits)
+                write_weights(weights_file, outcome.state | {"spec": entry.model_dump(mode="json")})
             timings["evaluate_s"] = time.perf_counter() - eval_start
             timings["total_s"] = time.perf_counter() - started
             result = RunResult(
@@ -211,12 +230,31 @@ class Runner:
             log.error("entry %s seed %s failed: %s", entry.entry_id, seed, exc)
             result = RunResult(status="failed", error=f"{type(exc).__name__}: {exc}",
                                timings=timings, **base)
+            if self._trains_together():
+                # The other ranks wait at a collective this rank never reaches: end the job
+                # (torchrun stops the others); a rerun resumes, redoing this entry.
+                self._record(entry, seed, result)
+                raise RunFailedError(f"entry {entry.entry_id} seed {seed} failed on rank {self.context.rank}: "
+                                     f"{result.error}; the job stops (rerun it to resume)") from exc
+        self._record(entry, seed, result)
+        return result
+
+    def _trains_together(self) -> bool:
+        """Whether every rank trains each entry together (distributed fine-tuning)."""
+        return self.context.distributed and self.config.protocol.name != "linear-probe"
+
+    def _writes(self) -> bool:
+        """Whether this rank writes an entry's files: rank 0 of ranks training together, else each."""
+        return self.context.is_main or not self._trains_together()
+
+    def _record(self, entry: EntrySpecModel, seed: int, result: RunResult) -> None:
+        if not self._writes():
+            return
         try:
             write_result(result_path(self.config.output, self.track.name, entry.entry_id, seed), result)
         except StorageError as exc:
             # Not even the result can be recorded: every further entry would end the same way.
             raise RunFailedError(f"{exc}; the run stopped, since no result can be recorded") from exc
-        return result
 
     def _train(self, entry: EntrySpecModel, seed: int, timings: dict[str, float]) -> Outcome:
         """The entry's protocol: heads on cached features, or the whole network on images."""
@@ -246,7 +284,10 @@ class Runner:
             t1 = time.perf_counter()
             outcome = finetune(backbone, splits, self.track, make_loss, protocol, seed, self.device, augment,
                                pixel_cache=PixelPackStore(self.cache_root) if protocol.pixel_cache else None,
-                               progress=self.progress, desc=f"finetune {entry.entry_id}", select_on=select_on)
+                               progress=self.progress, desc=f"finetune {entry.entry_id}", context=self.context,
+                               select_on=select_on,
+                               warm_start=read_warm_start(self.config.output, self.track.name, protocol.warm_start, seed)
+                               if protocol.warm_start else None)
         timings["train_s"] = time.perf_counter() - t1
         return outcome
 
@@ -276,6 +317,19 @@ class Runner:
 def selection_of(entry: EntrySpecModel) -> str:
     """The entry's resolved selection split (``validation`` for a spec recorded without one)."""
     return getattr(entry.protocol, "selection", None) or "validation"
+
+
+def gathered(context: DistContext, summary: RunSummary) -> RunSummary:
+    """Rank 0's summary of every rank's entries (ranks that trained entries on their own)."""
+    parts = context.gather(summary)
+    if parts is None:
+        return summary
+    merged = RunSummary(skipped_results=summary.skipped_results)
+    for part in parts:
+        merged.results.extend(part.results)
+    ran = {f"{r.entry} seed {r.seed}" for r in merged.results}
+    merged.elsewhere = [name for name in summary.elsewhere if name not in ran]
+    return merged
 
 
 def run_config(config: RunConfig, host: PluginHost | None = None, progress: bool = True) -> RunSummary:

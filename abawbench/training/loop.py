@@ -1,6 +1,6 @@
 """The one training loop, for the linear probe and for fine-tuning alike.
 
-Both protocols train the same way: epochs of mini-batches under a cosine learning-rate
+Both protocols train the same way: epochs of mini-batches under the configured learning-rate
 schedule, a loss that must stay finite, a score on the selection split (validation, or a
 holdout of the training split: :mod:`abawbench.run.selection`) after every epoch, early
 stopping, and the best epoch's weights kept. They differ only in what a batch
@@ -128,24 +128,25 @@ def train_network(network: nn.Module, feed: TrainingFeed, track: Track, loss_fn:
     from tqdm.auto import tqdm
 
     optimiser = make_optimizer(network.parameters(), protocol)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=protocol.epochs)
+    schedule = LearningRateSchedule(optimiser, protocol, getattr(feed, "batches_per_epoch", None))
     stopper = EarlyStopping(track.higher_is_better, protocol.patience)
     selection_labels = feed.splits[select_on].labels
     history: list[dict[str, Any]] = []
     epoch = 0
     updated = False
     for epoch in tqdm(range(1, protocol.epochs + 1), desc=desc, disable=not progress, leave=False):
-        network.train()
+        set_training_mode(network, freeze_batchnorm=protocol.freeze_batchnorm)
         loss_sum, batches = torch.zeros(()), 0  # summed on the loss's device: no sync per batch
         for inputs, targets in feed.training_batches(epoch):
-            loss = loss_fn(feed.outputs(network, inputs), targets)
+            loss = _batch_loss(feed, network, loss_fn, inputs, targets)
             _check_loss(loss, epoch, updated)
             updated = True
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             loss_sum, batches = loss_sum.to(loss.device) + loss.detach().float(), batches + 1
-        scheduler.step()
+            schedule.after_step()
+        schedule.after_epoch()
         predictions = feed.predict(network, select_on)
         score = track.score(predictions, selection_labels).primary
         history.append({"epoch": epoch, "train_loss": float(loss_sum) / max(batches, 1), "selection_score": score})
@@ -158,6 +159,60 @@ def train_network(network: nn.Module, feed: TrainingFeed, track: Track, loss_fn:
     return Outcome(validation=validation, test=test, best_epoch=stopper.best_epoch, epochs_run=epoch,
                    state=stopper.best_state, selection=None if select_on == "validation" else selected,
                    history=history)
+
+
+class TaskParts(list):
+    """One training step made of several forward passes: ``[(inputs, targets), ...]``, one per
+    part (per-task batching: one batch per task, each with only that task's labels). The step's
+    loss is the sum of the parts' losses, as when each task's batch is its own forward pass."""
+
+
+def _batch_loss(feed: TrainingFeed, network: nn.Module, loss_fn: LossFunction, inputs: Any,
+                targets: Targets | None) -> torch.Tensor:
+    if isinstance(inputs, TaskParts):
+        losses = [loss_fn(feed.outputs(network, x), t) for x, t in inputs]
+        return sum(losses[1:], losses[0])
+    assert targets is not None
+    return loss_fn(feed.outputs(network, inputs), targets)
+
+
+def set_training_mode(network: nn.Module, *, freeze_batchnorm: bool) -> None:
+    """``network.train()``; with ``freeze_batchnorm`` every BatchNorm layer is put back in eval
+    mode, so its running statistics never move and it normalises with them (the seed paper's
+    DLN trains both copies this way). Its affine weights still train unless frozen otherwise."""
+    network.train()
+    if freeze_batchnorm:
+        for module in network.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+class LearningRateSchedule:
+    """The configured learning-rate schedule: constant, or cosine annealing over
+    ``schedule_period`` schedule steps, advanced once per epoch or once per optimiser step.
+
+    Per step, an unset period is the whole run (epochs x batches per epoch). A period shorter than
+    the run continues the cosine past its minimum, so the rate rises again (torch's
+    CosineAnnealingLR; a method trained that way, e.g. a fixed step count, is reproduced as is)."""
+
+    def __init__(self, optimiser: torch.optim.Optimizer, protocol: "ProtocolConfig",
+                 batches_per_epoch: int | None) -> None:
+        self.per_step = protocol.schedule_step == "step"
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        if protocol.lr_schedule == "constant":
+            return
+        period = protocol.schedule_period
+        if period is None:
+            period = protocol.epochs * max(1, batches_per_epoch or 1) if self.per_step else protocol.epochs
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=period)
+
+    def after_step(self) -> None:
+        if self.scheduler is not None and self.per_step:
+            self.scheduler.step()
+
+    def after_epoch(self) -> None:
+        if self.scheduler is not None and not self.per_step:
+            self.scheduler.step()
 
 
 def _check_loss(loss: Any, epoch: int, updated: bool) -> None:

@@ -39,6 +39,10 @@ class FeatureFeed:
         self.targets = labels_as_tensors(splits["train"].labels)
         self.generator = torch.Generator().manual_seed(seed)
 
+    @property
+    def batches_per_epoch(self) -> int:
+        return -(-self.features["train"].shape[0] // self.batch_size)
+
     def training_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, Targets]]:
         x_train = self.features["train"]
         order = torch.randperm(x_train.shape[0], generator=self.generator)

@@ -5,7 +5,8 @@ Registers, lazily (nothing heavy is imported until a model is built):
 - models ``smm-emotionnet`` and ``smm-emotionnet-featavg`` (InceptionV3 cut after Mixed_6e,
   AU-token heads), the families ``smm-emotionnet:<timm arch>`` and
   ``smm-emotionnet-featavg:<timm arch>`` (any timm CNN cut at stride 16: small ones for CPUs),
-  and ``dln:<timm arch>`` (deviation learning network);
+  ``dln:<timm arch>`` (deviation learning network), and ``synthstats:<model>`` (any model
+  normalised by the synthetic LSD training statistics, as the seed's LSD code);
 - datasets ``synthface-oversampled`` and ``abaw4-oversampled`` (RandAugment oversampling);
 - loss ``hust-ant-mtl``;
 - augmentation ``paper`` (the seed paper's training transform, for fine-tuning).
@@ -75,6 +76,9 @@ def abawbench_register_models(register: Callable) -> None:
         register(_smm_family(name, variant))
     register(ModelFamily(prefix=DLN_PREFIX, resolve=lambda arch: dln_spec(_checked(arch)), known_names=_known,
                          description="deviation learning network on any timm model, e.g. dln:resnet50"))
+    from abawbench_builtins.hust_ant.normalisation import FAMILY
+
+    register(FAMILY)
 
 
 @hookimpl

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from abawbench.atomic import atomic_write_text
 from abawbench.boards.formats import FormatRegistry, number
 from abawbench.errors import DataFormatError
-from abawbench.results import RunResult, iter_results, without_settings_digest
+from abawbench.results import RunResult, git_commit, iter_results, without_settings_digest
 
 CONFIGS = "plugins/abawbench_builtins/hust_ant/configs"
 
@@ -46,6 +46,8 @@ def _run(config: str) -> str:
 
 SMOOTH = "cross-entropy-smooth"
 LP32 = "linear probe at 32 px (+ smoothing): control for the rows below"
+DLN_SEED = "smoothing + class weights [1,3,5,1,1,1], oversampled, frozen BN"
+DLN_LOSS = "cross-entropy"  # with the seed's options (configs/small/lsd_dln.toml)
 ROWS: tuple[Remedy, ...] = (
     Remedy("baseline: cross-entropy, linear probe", "small/lsd_linear_probe",
            "resnet10t__linear-probe-linear__cross-entropy", _run("small/lsd_linear_probe")),
@@ -59,20 +61,26 @@ ROWS: tuple[Remedy, ...] = (
            "resnet10t__linear-probe-linear__cross-entropy", _run("small/lsd_oversampled")),
     Remedy("+ oversampling + label smoothing", "small/lsd_oversampled",
            f"resnet10t__linear-probe-linear__{SMOOTH}", _run("small/lsd_oversampled")),
+    Remedy("cosine schedule (abawbench's default) instead of the seed's constant lr", "ablation/lsd_lp_cosine",
+           "resnet10t__linear-probe-linear__cross-entropy", _run("ablation/lsd_lp_cosine")),
+    Remedy("synthetic-set normalisation (the seed's) instead of the model's", "ablation/lsd_lp_synthstats",
+           "synthstats-resnet10t__linear-probe-linear__cross-entropy", _run("ablation/lsd_lp_synthstats")),
     Remedy(LP32, "ablation/lsd_lp32", f"resnet10t__linear-probe-linear__{SMOOTH}", _run("ablation/lsd_lp32")),
     Remedy("fine-tuning, 32 px, 1 epoch (+ smoothing)", "small/lsd_finetune",
            f"resnet10t__finetune-linear__{SMOOTH}", _run("small/lsd_finetune"), LP32),
-    Remedy("DLN ResNet-10-T, 32 px, 1 epoch (+ smoothing)", "small/lsd_dln",
-           f"dln-resnet10t__finetune-linear__{SMOOTH}", _run("small/lsd_dln") + " --models dln:resnet10t", LP32),
-    Remedy("DLN MobileNetV3-Small, 32 px, 1 epoch (+ smoothing)", "small/lsd_dln",
-           f"dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}", _run("small/lsd_dln"), LP32),
+    Remedy(f"DLN ResNet-10-T, 32 px, 1 epoch ({DLN_SEED})", "small/lsd_dln",
+           f"dln-resnet10t__finetune-linear__{DLN_LOSS}", _run("small/lsd_dln") + " --models dln:resnet10t", LP32),
+    Remedy(f"DLN MobileNetV3-Small, 32 px, 1 epoch ({DLN_SEED})", "small/lsd_dln",
+           f"dln-mobilenetv3_small_100__finetune-linear__{DLN_LOSS}", _run("small/lsd_dln"), LP32),
     Remedy("mean-prob ensemble of the two DLNs", "small/lsd_dln",
-           f"ensemble-mean-prob-dln-resnet10t__finetune-linear__{SMOOTH}-dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}",
-           # members are named by their folders (entry ids end in the settings digest of lsd_dln.toml)
+           f"ensemble-mean-prob-dln-resnet10t__finetune-linear__{DLN_LOSS}-dln-mobilenetv3_small_100__finetune-linear__{DLN_LOSS}",
+           # members are named by their labels (unique within the run folder)
            "abawbench ensemble --method mean-prob --track lsd --runs runs/hust_ant/small/lsd_dln --seed S "
-           f"--members dln-resnet10t__finetune-linear__{SMOOTH}__18253721,"
-           f"dln-mobilenetv3_small_100__finetune-linear__{SMOOTH}__f85b9c67",
+           f"--members dln-resnet10t__finetune-linear__{DLN_LOSS},dln-mobilenetv3_small_100__finetune-linear__{DLN_LOSS}",
            LP32),
+    Remedy("DLN ResNet-10-T warm-started from the linear probe (+ smoothing)", "small/lsd_linear_probe",
+           f"dln-resnet10t__finetune-linear__{DLN_LOSS}", _run("small/lsd_dln_warm_start"),
+           f"DLN ResNet-10-T, 32 px, 1 epoch ({DLN_SEED})"),
 )
 
 
@@ -100,7 +108,8 @@ def summarise(rows: Sequence[Remedy], found: dict[tuple[str, str], list[RunResul
         scores = [r.primary.value for r in results]  # type: ignore[union-attr]
         row: dict[str, Any] = {"remedy": remedy.label, "entry": remedy.entry, "runs": remedy.folder,
                                "command": remedy.command, "seeds": [r.seed for r in results],
-                               "per_seed": scores}
+                               "per_seed": scores, "git_commits": sorted({r.git_commit or "unknown" for r in results}),
+                               "settings": settings_of(results[0]) if results else None}
         if scores:
             mean = statistics.fmean(scores)
             row.update(mean=mean, std=statistics.stdev(scores) if len(scores) > 1 else None,
@@ -116,6 +125,14 @@ def summarise(rows: Sequence[Remedy], found: dict[tuple[str, str], list[RunResul
     if len(validation) > 1:
         raise DataFormatError(f"ablation rows were scored on different validation splits: {sorted(validation)}")
     return out
+
+
+def settings_of(result: RunResult) -> dict[str, Any]:
+    """What a row ran with, as its result recorded it: enough to tell two tables apart."""
+    config = result.config
+    return {"model": result.spec.model, "loss": result.spec.loss, "loss_options": result.spec.loss_options,
+            "dataset": result.dataset, "weights": config.get("weights"), "protocol": config.get("protocol"),
+            "dataset_fingerprints": result.dataset_fingerprints}
 
 
 def _mean_per_class(results: Sequence[RunResult]) -> dict[str, float]:
@@ -155,8 +172,12 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
 
 @ABLATION_FORMATS.register("json")
 def render_json(rows: list[dict[str, Any]]) -> str:
-    """Every row with its per-seed scores and provenance, for scripts."""
-    return json.dumps({"track": "lsd", "metric": "macro F1", "rows": rows}, indent=2)
+    """Every row with its per-seed scores, settings and commits, for scripts; ``commit`` is the
+    source tree the table was rendered from, ``result_commits`` those its results were measured
+    at (one commit, when the table was regenerated in one go)."""
+    measured = sorted({commit for row in rows for commit in row.get("git_commits", [])})
+    return json.dumps({"track": "lsd", "metric": "macro F1", "commit": git_commit(), "result_commits": measured,
+                       "rows": rows}, indent=2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

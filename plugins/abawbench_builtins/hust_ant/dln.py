@@ -34,6 +34,16 @@ class DeviationNetwork(nn.Module):
         self.frozen.eval()  # BN running stats and dropout of the reference never change
         return self
 
+    def load_warm_start(self, state: dict[str, torch.Tensor]) -> None:
+        """Another entry's backbone weights (``protocol.warm_start``): a DLN's own state as it
+        is, a plain network's into both copies (the seed's DLN runs that start both copies from
+        one checkpoint), so the difference starts at zero again."""
+        if any(key.startswith(("trained.", "frozen.")) for key in state):
+            self.load_state_dict(state, strict=True)
+            return
+        self.trained.load_state_dict(state, strict=True)
+        self.frozen.load_state_dict(state, strict=True)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             reference = self.frozen(images)

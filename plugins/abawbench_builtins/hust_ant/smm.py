@@ -1,19 +1,32 @@
 """SMM-EmotionNet (HUST-ANT, arXiv 2207.09748): AU-token heads on a spatial CNN feature map.
 
-Why a spatial map: each AU token learns its own sigmoid attention over the face, so the heads
-must read ``[N, C, H, W]`` rather than a pooled vector. The backbone is a timm network cut at
-its last stride-16 stage (InceptionV3: ``Mixed_6e``, 768 x 17 x 17 at 299 px, as the paper);
+Why a spatial map: each AU token reads the face through its own sigmoid attention map, so the
+heads must read ``[N, C, H, W]`` rather than a pooled vector. The backbone is a timm network cut
+at its last stride-16 stage (InceptionV3: ``Mixed_6e``, 768 x 17 x 17 at 299 px, as the paper);
 :meth:`abawbench.specs.Backbone.make_heads` lets the fine-tuning protocol put these heads on it.
 
-Two prediction variants for expression and VA (both in the original design):
+The structure is the seed code's (``MTL/SMM_EmotionNet.py``, ``Multitask_EmotionNet``; the
+plugin's README lists each part with its place in that file):
 
-- ``token``: a linear layer on every token, predictions averaged over the 17 tokens;
-- ``featavg``: token embeddings averaged first, then one linear layer.
+- one shared attention branch for all tokens: conv3x3 C -> 4T, BN, ReLU; conv1x1 4T -> T, BN,
+  ReLU; conv1x1 T -> T and a sigmoid: map k belongs to token k (T = 17 tokens);
+- token k: ``x * map_k + x``, conv3x3 C -> 16, BN, ReLU; conv1x1 16 -> 16, BN, ReLU; global
+  average pool; linear 16 -> 16 (16 is the seed's ``AU_metric_dim``);
+- AU stream: sinusoidal positions with dropout 0.3, one transformer encoder layer (d 16, 8 heads,
+  feed-forward 1024, GELU, torch's default dropout 0.1); token k's logit from row k of one
+  linear layer over the labelled tokens (the seed's ``AUClassifier``);
+- expression and VA stream: a per-token 16 x 16 linear map without bias on the embeddings
+  *before* the transformer (no positions, no transformer), a linear output on every token,
+  averaged over the tokens. VA is unbounded while training and clipped to its range when the
+  network predicts (eval mode), as the seed's test step clips.
 
-Interpretation where the public description is silent: the per-token 16x16 maps turn the AU
-embeddings into an expression/VA sequence that goes through the *same* transformer layer (one
-layer, as described) as the AU sequence; the AU classifier keeps one weight row per labelled AU
-token (the original ``AUClassifier``), applied to token k only.
+C is the backbone's width (768 for InceptionV3); the attention branch and the token convs take
+whatever width the cut backbone has, so small CNNs work too.
+
+Two ways of combining the expression/VA tokens: ``token`` (the seed's: outputs per token,
+averaged) and ``featavg`` (embeddings averaged, one output). ``featavg`` is an option of the
+original SMM-EmotionNet authors' code, not of HUST-ANT's. With linear outputs and no bound inside
+the network, both compute the same function: the paper configuration runs ``token`` only.
 """
 
 from __future__ import annotations
@@ -32,9 +45,11 @@ HIDDEN_AUS = ("AU5", "AU9", "AU14", "AU16", "AU17")
 the 12 labelled AUs do not cover."""
 
 EMBED_DIM = 16
+"""The seed's ``AU_metric_dim``: the token convs' width and the embedding size."""
+ATTENTION_WIDTH_PER_TOKEN = 4
 TRANSFORMER_HEADS = 8
 TRANSFORMER_FF = 1024
-TRANSFORMER_DROPOUT = 0.3
+POSITION_DROPOUT = 0.3
 DEFAULT_LABELLED_AUS = 12
 
 Variant = Literal["token", "featavg"]
@@ -51,21 +66,35 @@ class CutBackbone(nn.Module):
         return self.features(images)[0]
 
 
-class AUToken(nn.Module):
-    """One AU token: sigmoid attention map, ``x * att + x`` (the residual keeps the whole face
-    visible), conv3x3, conv1x1, global average pool, linear to a 16-d embedding."""
+def _conv_bn_relu(channels_in: int, channels_out: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(channels_in, channels_out, kernel, padding=kernel // 2, bias=True),
+                         nn.BatchNorm2d(channels_out), nn.ReLU())
 
-    def __init__(self, channels: int, hidden: int, embed_dim: int = EMBED_DIM) -> None:
+
+class SharedAttention(nn.Module):
+    """All tokens' attention maps from one branch: ``[N, C, H, W] -> [N, T, H, W]`` in (0, 1)."""
+
+    def __init__(self, channels: int, tokens: int) -> None:
         super().__init__()
-        self.attention = nn.Conv2d(channels, 1, kernel_size=1)
-        self.conv3 = nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1, bias=False),
-                                   nn.BatchNorm2d(hidden), nn.ReLU(inplace=True))
-        self.conv1 = nn.Sequential(nn.Conv2d(hidden, hidden, 1, bias=False),
-                                   nn.BatchNorm2d(hidden), nn.ReLU(inplace=True))
-        self.embed = nn.Linear(hidden, embed_dim)
+        self.convs = nn.Sequential(_conv_bn_relu(channels, ATTENTION_WIDTH_PER_TOKEN * tokens, 3),
+                                   _conv_bn_relu(ATTENTION_WIDTH_PER_TOKEN * tokens, tokens, 1))
+        self.maps = nn.Conv2d(tokens, tokens, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attention = torch.sigmoid(self.attention(x))
+        return torch.sigmoid(self.maps(self.convs(x)))
+
+
+class AUToken(nn.Module):
+    """One AU token's embedding: ``x * attention + x`` (the residual keeps the whole face
+    visible), conv3x3, conv1x1, global average pool, linear, all at width 16."""
+
+    def __init__(self, channels: int, embed_dim: int = EMBED_DIM) -> None:
+        super().__init__()
+        self.conv3 = _conv_bn_relu(channels, embed_dim, 3)
+        self.conv1 = _conv_bn_relu(embed_dim, embed_dim, 1)
+        self.embed = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         y = self.conv1(self.conv3(x * attention + x))
         return self.embed(y.mean(dim=(2, 3)))
 
@@ -81,41 +110,37 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
 
 
 class PerTokenLinear(nn.Module):
-    """One learned ``dim x dim`` linear map per token (no sharing across tokens)."""
+    """One ``dim x dim`` linear map without bias per token (no sharing across tokens), each
+    initialised as ``nn.Linear`` is."""
 
     def __init__(self, tokens: int, dim: int) -> None:
         super().__init__()
-        # identity plus noise: at start the expression stream sees the AU embeddings as they are
-        self.weight = nn.Parameter(torch.eye(dim).repeat(tokens, 1, 1) + 0.01 * torch.randn(tokens, dim, dim))
-        self.bias = nn.Parameter(torch.zeros(tokens, dim))
+        self.maps = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(tokens))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("ntd,tde->nte", tokens, self.weight) + self.bias
+        return torch.stack([linear(tokens[:, k]) for k, linear in enumerate(self.maps)], dim=1)
 
 
 class PerTokenScore(nn.Module):
-    """Token k scored by weight row k: ``logit_k = <w_k, t_k> + b_k`` (one AU per token)."""
+    """Token k scored by row k of one linear layer: ``logit_k = <w_k, t_k> + b_k``."""
 
     def __init__(self, tokens: int, dim: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(tokens, dim) / math.sqrt(dim))
-        self.bias = nn.Parameter(torch.zeros(tokens))
+        self.fc = nn.Linear(dim, tokens)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return (tokens * self.weight).sum(-1) + self.bias
+        return (tokens * self.fc.weight).sum(-1) + self.fc.bias
 
 
 class SMMHeads(nn.Module):
-    """AU tokens, transformer and task outputs on a ``[N, C, H, W]`` map.
+    """Attention, AU tokens, transformer and task outputs on a ``[N, C, H, W]`` map.
 
     Builds an output for each task of the track that it can serve: the multilabel task (AUs:
     one token per label plus the hidden AUs), multiclass tasks (expression) and regression
-    tasks (VA, bounded to the task's value range by tanh). A track without AUs (``lsd``) still
-    gets 12 + 5 attention tokens, unsupervised.
+    tasks (VA). A track without AUs (``lsd``) still gets 12 + 5 attention tokens, unsupervised.
     """
 
-    def __init__(self, channels: int, tasks: tuple[TaskSpec, ...], variant: Variant = "token",
-                 hidden: int | None = None) -> None:
+    def __init__(self, channels: int, tasks: tuple[TaskSpec, ...], variant: Variant = "token") -> None:
         super().__init__()
         if variant not in ("token", "featavg"):
             raise ConfigError(f"SMM-EmotionNet variant must be 'token' or 'featavg', got {variant!r}")
@@ -126,12 +151,12 @@ class SMMHeads(nn.Module):
         self.variant = variant
         self.labelled = multilabel[0].width if multilabel else DEFAULT_LABELLED_AUS
         n_tokens = self.labelled + len(HIDDEN_AUS)
-        hidden = hidden or max(16, channels // 8)
-        self.tokens = nn.ModuleList(AUToken(channels, hidden) for _ in range(n_tokens))
+        self.attention = SharedAttention(channels, n_tokens)
+        self.tokens = nn.ModuleList(AUToken(channels) for _ in range(n_tokens))
         self.register_buffer("positions", sinusoidal_positions(n_tokens, EMBED_DIM), persistent=False)
-        self.transformer = nn.TransformerEncoderLayer(
-            EMBED_DIM, TRANSFORMER_HEADS, dim_feedforward=TRANSFORMER_FF, dropout=TRANSFORMER_DROPOUT,
-            activation="gelu", batch_first=True)
+        self.position_dropout = nn.Dropout(POSITION_DROPOUT)
+        self.transformer = nn.TransformerEncoderLayer(EMBED_DIM, TRANSFORMER_HEADS, dim_feedforward=TRANSFORMER_FF,
+                                                      activation="gelu", batch_first=True)
         self.emotion_maps = PerTokenLinear(n_tokens, EMBED_DIM)
         self.au_classifier = PerTokenScore(self.labelled, EMBED_DIM) if multilabel else None
         self.outputs = nn.ModuleDict({t.name: nn.Linear(EMBED_DIM, t.width) for t in tasks if t.kind != "multilabel"})
@@ -139,29 +164,23 @@ class SMMHeads(nn.Module):
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         if features.dim() != 4:
             raise ValueError(f"SMM-EmotionNet heads need a [N, C, H, W] feature map, got {tuple(features.shape)}")
-        embeddings = torch.stack([token(features) for token in self.tokens], dim=1)  # [N, T, 16]
+        maps = self.attention(features)
+        embeddings = torch.stack([token(features, maps[:, k:k + 1]) for k, token in enumerate(self.tokens)],
+                                 dim=1)  # [N, T, 16]
         raw: dict[str, torch.Tensor] = {}
-        if self.au_classifier is not None:
-            au_tokens = self.transformer(embeddings + self.positions)
-            raw_au = self.au_classifier(au_tokens[:, : self.labelled])
-        emotion = self.transformer(self.emotion_maps(embeddings) + self.positions)  # [N, T, 16]
+        emotion = self.emotion_maps(embeddings)  # [N, T, 16], before the transformer, no positions
         for task in self.tasks:
             if task.kind == "multilabel":
-                raw[task.name] = raw_au
+                au_tokens = self.transformer(self.position_dropout(embeddings + self.positions))
+                raw[task.name] = self.au_classifier(au_tokens[:, : self.labelled])
                 continue
             head = self.outputs[task.name]
-            # token: every token predicts (bounded), the predictions are averaged;
-            # featavg: the embeddings are averaged, one prediction is made
-            out = head(emotion.mean(dim=1)) if self.variant == "featavg" else head(emotion)
-            if task.kind == "regression":
-                out = _bounded(out, task.value_range or (-1.0, 1.0))
-            raw[task.name] = out if self.variant == "featavg" else out.mean(dim=1)
+            out = head(emotion.mean(dim=1)) if self.variant == "featavg" else head(emotion).mean(dim=1)
+            if task.kind == "regression" and not self.training:
+                low, high = task.value_range or (-1.0, 1.0)
+                out = out.clamp(low, high)  # unbounded in training; clipped when predicting
+            raw[task.name] = out
         return raw
-
-
-def _bounded(values: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
-    low, high = value_range
-    return low + (torch.tanh(values) + 1) * (high - low) / 2
 
 
 # --------------------------------------------------------------------------- building

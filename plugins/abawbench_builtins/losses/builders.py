@@ -18,13 +18,13 @@ from abawbench.specs import LossContext, LossSpec
 from abawbench.tracks import Track
 
 from abawbench_builtins.losses.modules import BCELoss, CCCLoss, CrossEntropyLoss, FocalLoss, TrackLoss
-from abawbench_builtins.losses.options import choice, mapping, number, read_options
-from abawbench_builtins.losses.weights import class_weights, counts_of, pos_weights
+from abawbench_builtins.losses.options import choice, choice_or_numbers, mapping, number, read_options
+from abawbench_builtins.losses.weights import class_weights, counts_of, explicit_class_weights, pos_weights
 
 TaskBuilder = Callable[[str, TaskSpec, LossContext, Mapping[str, Any]], nn.Module]
 
 WEIGHTING = {
-    "class_weights": (choice("none", "inverse", "effective"), "none"),
+    "class_weights": (choice_or_numbers("none", "inverse", "effective"), "none"),
     "beta": (number(0.0, 1.0, high_open=True), 0.999),
 }
 
@@ -32,6 +32,8 @@ WEIGHTING = {
 def _weights(name: str, spec: TaskSpec, context: LossContext, opts: Mapping[str, Any]) -> torch.Tensor | None:
     if opts["class_weights"] == "none":
         return None
+    if isinstance(opts["class_weights"], list):
+        return explicit_class_weights(name, spec.name, opts["class_weights"], spec.width)
     counts = counts_of(context, spec.name, name, spec.width)
     return class_weights(opts["class_weights"], counts, opts["beta"]).float()
 
@@ -81,13 +83,13 @@ TASK_LOSSES = {
                      "1 - CCC per regression column, summed (VA: 1-CCC_V + 1-CCC_A as HUST-ANT); "
                      "option reduction=sum|mean"),
         TaskLossKind("cross-entropy", "multiclass", cross_entropy_task,
-                     "masked cross-entropy; options class_weights=none|inverse|effective, beta, label_smoothing"),
+                     "masked cross-entropy; options class_weights=none|inverse|effective|[w per class], beta, label_smoothing"),
         TaskLossKind("cross-entropy-smooth", "multiclass", cross_entropy_task,
                      "cross-entropy with label smoothing 0.2 (HUST-ANT's LSD loss)", {"label_smoothing": 0.2}),
         TaskLossKind("cross-entropy-balanced", "multiclass", cross_entropy_task,
                      "cross-entropy with inverse-frequency class weights", {"class_weights": "inverse"}),
         TaskLossKind("focal", "multiclass", focal_task,
-                     "focal loss (Lin et al. 2017); options gamma (2), class_weights, beta"),
+                     "focal loss (Lin et al. 2017); options gamma (2), class_weights (as cross-entropy), beta"),
         TaskLossKind("bce", "multilabel", bce_task,
                      "masked BCE with logits, per-label pos_weight = negatives/positives; option pos_weight=balanced|none"),
     )

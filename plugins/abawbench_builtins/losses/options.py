@@ -85,3 +85,21 @@ def mapping() -> Check:
         return dict(value)
 
     return check
+
+
+def choice_or_numbers(*allowed: str) -> Check:
+    """One of the ``allowed`` strings, or a list of numbers >= 0 (explicit per-class weights,
+    e.g. ``[1, 3, 5, 1, 1, 1]``); the list's length is checked where the task is known."""
+    named = choice(*allowed)
+
+    def check(where: str, value: Any) -> str | list[float]:
+        if isinstance(value, str):
+            return named(where, value)
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{where}: expected one of {list(allowed)} or a list of numbers, got {value!r}")
+        weights = [number(0.0, 1e6)(f"{where} item {k}", item) for k, item in enumerate(value)]
+        if not any(weights):
+            raise ConfigError(f"{where}: every weight is 0")
+        return weights
+
+    return check

@@ -44,6 +44,14 @@ def class_weights(kind: str, counts: torch.Tensor, beta: float) -> torch.Tensor 
     return raw / raw.mean()
 
 
+def explicit_class_weights(loss: str, task: str, weights: list[float], width: int) -> torch.Tensor:
+    """Weights given per class in the loss options, used as given (the seed paper's DLN:
+    ``[1, 3, 5, 1, 1, 1]``); the count must be the task's class count."""
+    if len(weights) != width:
+        raise ConfigError(f"loss {loss!r}: class_weights has {len(weights)} values, task {task!r} has {width} classes")
+    return torch.tensor(weights, dtype=torch.float32)
+
+
 def pos_weights(positives: torch.Tensor, labelled: int) -> torch.Tensor:
     """``negatives / positives`` per label (BCE ``pos_weight``); 1 where a label has no positive
     or no negative, since there is nothing to balance."""

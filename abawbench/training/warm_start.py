@@ -1,0 +1,95 @@
+"""Warm start: another entry's saved weights initialise a network before it is fine-tuned.
+
+``protocol.warm_start`` names a completed entry (label, entry id or folder, as ``ensemble
+--members`` takes them) of the same track under the run's output, at the same seed. What it
+saved decides what is initialised:
+
+- a fine-tuned entry: the whole network, backbone and heads. A backbone module may define
+  ``load_warm_start(state)`` to take another architecture's state (a deviation network loads a
+  plain network's weights into both of its copies); otherwise names and shapes must match.
+- a linear-probe entry: the heads only (the probe never changed its backbone: its features are
+  extracted in eval mode, so its backbone *is* the model's weights). The probe's heads read
+  standardised features; the standardisation is folded into their first linear layer, so the
+  warm-started network predicts exactly what the probe did before its first update.
+
+Anything that cannot be loaded is one :class:`ConfigError` naming the entry and the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from abawbench.errors import ConfigError
+from abawbench.results.files import read_result, read_weights
+from abawbench.results.lookup import find_entry_result
+
+FINETUNED = "finetune"
+PROBED = "linear-probe"
+
+
+def read_warm_start(runs: Path, track: str, name: str, seed: int) -> dict[str, Any]:
+    """The saved state of entry ``name`` at ``seed`` under ``runs``, with ``source`` (its
+    result file) added for error messages; ConfigError when it has no usable weights."""
+    path = find_entry_result(runs, track, name, seed)
+    result = read_result(path)
+    if result.status != "completed" or result.weights_file is None:
+        raise ConfigError(f"warm start {name!r}: {path} is a {result.status} entry without saved weights; "
+                          "run that entry first (same output folder and seed)")
+    weights = path.parent / result.weights_file
+    if not weights.is_file():
+        raise ConfigError(f"warm start {name!r}: weights file {weights} is missing")
+    return {**read_weights(weights), "source": str(weights)}
+
+
+def apply_warm_start(network: nn.Module, state: Mapping[str, Any]) -> None:
+    """Load ``state`` (from :func:`read_warm_start`) into ``network``, a module with ``backbone``
+    and ``heads`` (:class:`abawbench.training.heads.BackboneWithHeads`)."""
+    source = state.get("source", "warm start")
+    kind = state.get("kind")
+    if kind == FINETUNED:
+        saved = state["network"]
+        _load(network.backbone, _part(saved, "backbone."), source, "backbone")
+        _load(network.heads, _part(saved, "heads."), source, "heads")
+    elif kind == PROBED:
+        heads = _folded_probe_heads(state["heads"], state["feature_mean"], state["feature_std"])
+        _load(network.heads, heads, source, "heads")
+    else:
+        raise ConfigError(f"{source}: saved weights of kind {kind!r} cannot warm-start a network "
+                          f"(expected {FINETUNED!r} or {PROBED!r})")
+
+
+def _part(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+
+
+def _load(module: nn.Module, state: dict[str, torch.Tensor], source: str, what: str) -> None:
+    custom = getattr(module, "load_warm_start", None)
+    try:
+        if custom is not None:
+            custom(state)
+        else:
+            module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ConfigError(f"{source}: its {what} do not fit this entry's {what} (another model or head?): "
+                          f"{first[0] if first else exc}") from None
+
+
+def _folded_probe_heads(heads: Mapping[str, torch.Tensor], mean: torch.Tensor,
+                        std: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The probe's heads rewritten for raw features: ``W (x - m) / s + b`` is
+    ``(W / s) x + (b - (W / s) m)``. The first linear layer on the features is the shared
+    trunk's (mlp head) or, for a linear head, every task's output layer."""
+    folded = dict(heads)
+    first_layers = ["trunk.0"] if "trunk.0.weight" in heads else sorted(
+        {key[: -len(".weight")] for key in heads if key.startswith("outputs.") and key.endswith(".weight")})
+    mean, std = mean.reshape(-1).float(), std.reshape(-1).float()
+    for layer in first_layers:
+        weight = heads[f"{layer}.weight"].float() / std
+        folded[f"{layer}.weight"] = weight
+        folded[f"{layer}.bias"] = heads[f"{layer}.bias"].float() - weight @ mean
+    return folded
