@@ -6,11 +6,15 @@ at ``<runs>/<track>/<entry folder>/seed<k>.json``, so the leaderboard, ``compare
 wrote (``seed<k>.predictions.npz`` holds validation ids, probabilities and labels), so no data,
 model or cache is needed to ensemble.
 
-Validation scores are out of fold. Rows are dealt into ``folds`` folds (a seeded permutation);
-for each fold a fresh ensemble is fitted on the other folds and predicts the held-out one. A
-method that fits nothing (``mean-prob``, ``majority-vote``) gives the same predictions either
-way; one that does (``weighted-prob``) is never scored on rows it was fitted on. Test
-predictions come from one ensemble fitted on all validation rows.
+An ensemble is fitted where its members were selected. Members selected on a holdout of the
+training split (``selection = "train-holdout"``) saved their predictions on it: the ensemble is
+fitted there and scored on all of validation, which decided nothing. Members selected on
+validation leave nothing else to fit on, so there validation scores are out of fold: rows are
+dealt into ``folds`` folds (a seeded permutation); for each fold a fresh ensemble is fitted on
+the other folds and predicts the held-out one. A method that fits nothing (``mean-prob``,
+``majority-vote``) gives the same predictions either way; one that does (``weighted-prob``) is
+never scored on rows it was fitted on. Test predictions come from one ensemble fitted on all
+rows of the selection split.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from abawbench.results import (
     write_predictions,
     write_result,
 )
+from abawbench.run.selection import SELECTION_SPLIT
 from abawbench.specs import EnsembleSpec
 from abawbench.tracks import Predictions, Track
 
@@ -56,7 +61,8 @@ class Member:
     folder: Path
     ids: dict[str, list[str]]
     predictions: dict[str, dict[str, torch.Tensor]]
-    labels: dict[str, TaskLabels]
+    labels: dict[str, dict[str, TaskLabels]]
+    """Per split (validation, and the selection holdout where there is one), its stored labels."""
 
 
 def ensemble_name(method: str, members: Sequence[str]) -> str:
@@ -120,14 +126,20 @@ def load_member(runs: Path, track: str, entry: str, seed: int) -> Member:
         raise DataFormatError(f"{npz}: predictions file of {entry!r} seed {seed} is missing")
     ids: dict[str, list[str]] = {}
     predictions: dict[str, dict[str, torch.Tensor]] = {}
-    for split in ("validation", "test"):
+    for split in ("validation", "test", SELECTION_SPLIT):
         loaded = read_predictions(npz, split)
         if loaded is not None:
             ids[split] = loaded[0]
             predictions[split] = {task: torch.from_numpy(array) for task, array in loaded[1].items()}
     if "validation" not in ids:
         raise DataFormatError(f"{npz}: no validation predictions")
-    return Member(result=result, folder=path.parent, ids=ids, predictions=predictions, labels=read_prediction_labels(npz))
+    if result.selection == "train-holdout" and SELECTION_SPLIT not in ids:
+        raise DataFormatError(f"{npz}: {entry!r} was selected on a training holdout but its predictions "
+                              "file holds none; rerun the entry to write it again")
+    labels = {"validation": read_prediction_labels(npz)}
+    if SELECTION_SPLIT in ids:
+        labels[SELECTION_SPLIT] = read_prediction_labels(npz, SELECTION_SPLIT)
+    return Member(result=result, folder=path.parent, ids=ids, predictions=predictions, labels=labels)
 
 
 def check_aligned(members: Sequence[Member], split: str) -> None:
@@ -200,13 +212,13 @@ def run_ensemble(
     name: str | None = None,
     options: Mapping[str, Any] | None = None,
     folds: int = 5,
-    bootstrap: int = 200,
+    bootstrap: int = 1000,
     host: PluginHost | None = None,
 ) -> tuple[Path, RunResult]:
     """Ensemble ``member_entries`` (each named by label, label prefix or folder; their ``seed``
     runs) and write the result; returns its path. ``host`` (default: the process's) tells which
     plugins supplied the method and the track, for the result's provenance."""
-    from abawbench.evaluation import score_with_intervals, tuned_threshold_report
+    from abawbench.evaluation import score_and_resample, tuned_threshold_report
 
     started = time.perf_counter()
     options = dict(options or {})
@@ -221,8 +233,15 @@ def run_ensemble(
         raise ConfigError(f"ensemble members {list(member_entries)} name one entry more than once")
     entry = name or ensemble_name(spec.name, [m.result.entry for m in members])
     label = name or ensemble_name(spec.name, [m.result.label for m in members])
+    selections = {m.result.selection for m in members}
+    if len(selections) > 1:
+        raise ConfigError(f"members were selected on different splits ({', '.join(sorted(selections))}); "
+                          "an ensemble is fitted where its members were selected, so they must agree")
+    selection = selections.pop()
+    scored_how = ("fitted on the training holdout, scored on all of validation" if selection == "train-holdout"
+                  else "out-of-fold (k-fold cross-fitting)")
     settings = {"method": spec.name, "members": [m.result.entry for m in members], "options": options,
-                "folds": folds, "bootstrap": bootstrap, "validation": "out-of-fold (k-fold cross-fitting)"}
+                "folds": folds, "bootstrap": bootstrap, "validation": scored_how}
     out_dir = check_target_free(runs, track.name, entry, label, folder_name(entry), settings)
     check_aligned(members, "validation")
     fingerprints = {m.result.dataset_fingerprints.get("validation") for m in members}
@@ -231,13 +250,23 @@ def run_ensemble(
     splits = ["validation"] + (["test"] if all("test" in m.ids for m in members) else [])
     if "test" in splits:
         check_aligned(members, "test")
-    labels = members[0].labels
+    labels = members[0].labels["validation"]
     validation = [m.predictions["validation"] for m in members]
-    oof = cross_fit(spec, options, validation, labels, track, folds=folds, seed=seed)
     full = spec.build(options)
-    full.fit(validation, labels, track)
+    held: tuple[dict[str, torch.Tensor], dict[str, TaskLabels]] | None = None
+    if selection == "train-holdout":
+        check_aligned(members, SELECTION_SPLIT)
+        holdout = [m.predictions[SELECTION_SPLIT] for m in members]
+        full.fit(holdout, members[0].labels[SELECTION_SPLIT], track)
+        oof = full.combine(validation, track)  # validation decided nothing: no folds needed
+        held = (full.combine(holdout, track), members[0].labels[SELECTION_SPLIT])
+    else:
+        oof = cross_fit(spec, options, validation, labels, track, folds=folds, seed=seed)
+        full.fit(validation, labels, track)
     test = full.combine([m.predictions["test"] for m in members], track) if "test" in splits else None
-    score, primary, subs = score_with_intervals(track, oof, labels, n_resamples=bootstrap, seed=seed)
+    scored = score_and_resample(track, oof, labels, n_resamples=bootstrap, seed=seed,
+                                sample_ids=members[0].ids["validation"])
+    score = scored.score
     track.check_score(score)  # a NaN or impossible combined score is refused, never written
 
     host = host or get_host()
@@ -245,17 +274,20 @@ def run_ensemble(
     if "dataset" in members[0].result.provenance:
         provenance["dataset"] = members[0].result.provenance["dataset"]
     predictions_file = out_dir / f"seed{seed}.predictions.npz"
-    split_predictions = {"validation": oof} | ({"test": test} if test is not None else {})
-    write_predictions(predictions_file, members[0].ids, split_predictions, labels)
+    split_predictions = ({"validation": oof} | ({"test": test} if test is not None else {})
+                         | ({SELECTION_SPLIT: held[0]} if held is not None else {}))
+    write_predictions(predictions_file, members[0].ids, split_predictions, labels,
+                      split_labels={SELECTION_SPLIT: held[1]} if held is not None else None)
     first = members[0].result
     losses = sorted({m.result.spec.loss for m in members})
     result = RunResult(
         status="completed", track=track.name, entry=entry, label=label, seed=seed,
         spec=EntrySpecModel(model=entry, loss="+".join(losses), protocol=first.spec.protocol,
                             weights=first.spec.weights),
-        primary_metric=track.primary_metric, primary=primary, sub_scores=subs,
+        primary_metric=track.primary_metric, primary=scored.primary, sub_scores=scored.sub_scores,
         per_class=score.per_class, confusion=score.confusion,
-        tuned=tuned_threshold_report(track, oof, labels),
+        tuned=tuned_threshold_report(track, oof, labels, selection=held), selection=selection,
+        primary_resamples=scored.primary_resamples, resampling=scored.resampling,
         dataset=first.dataset, data_root=first.data_root,
         dataset_fingerprints=dict(first.dataset_fingerprints), split_sizes=dict(first.split_sizes),
         config={"ensemble": settings},

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn, Sequence
 
+import numpy as np
 import torch
 
 from abawbench.errors import MetricInputError
@@ -181,7 +182,7 @@ def _ccc_columns(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> torch.
     ill = (sxx > CONDITION_LIMIT * vx) | (syy > CONDITION_LIMIT * vy)
     if bool(ill.any()):
         return _ccc_centred(x[keep], y[keep])
-    return _ccc_from_moments(mx, my, vx, vy, sxy - mx * my)
+    return ccc_from_moments(mx, my, vx, vy, sxy - mx * my)
 
 
 CONDITION_LIMIT = 1e6
@@ -196,12 +197,20 @@ def _ccc_centred(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if x.shape[0] == 0:
         return torch.zeros(x.shape[1], dtype=torch.float64)
     x, y = x.double(), y.double()
-    mx, my = x.mean(0), y.mean(0)
+    mx, my = _bounded_mean(x), _bounded_mean(y)
     dx, dy = x - mx, y - my
-    return _ccc_from_moments(mx, my, (dx * dx).mean(0), (dy * dy).mean(0), (dx * dy).mean(0))
+    return ccc_from_moments(mx, my, (dx * dx).mean(0), (dy * dy).mean(0), (dx * dy).mean(0))
 
 
-def _ccc_from_moments(
+def _bounded_mean(x: torch.Tensor) -> torch.Tensor:
+    """Column means held inside each column's [min, max]. The float mean of n copies of c is
+    not always c (0.1 three times sums to 0.30000000000000004); left alone, a constant column
+    would get a tiny variance, and CCC of one constant against itself would be 1 instead of the
+    documented 0. A true mean never leaves [min, max], so the clamp only undoes rounding."""
+    return torch.minimum(torch.maximum(x.mean(0), x.amin(0)), x.amax(0))
+
+
+def ccc_from_moments(
     mx: torch.Tensor, my: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, cov: torch.Tensor
 ) -> torch.Tensor:
     """``2 cov / (vx + vy + (mx - my)^2)``, 0 where the denominator is 0 (zero_division=0)."""
@@ -270,9 +279,19 @@ def macro_f1(pred: Any, target: Any, num_classes: int, mask: Any = None) -> torc
 
 
 def _as_thresholds(thresholds: Any, width: int) -> torch.Tensor:
+    """Thresholds as float64 ``[width]``, holding exactly the values given. A Python float or
+    list goes through float64 (``torch.as_tensor(0.7)`` would round it to float32's
+    0.699999988, and a probability of 0.69999999 would pass it); a tensor or array is taken at
+    the value it holds, whatever its dtype."""
     if thresholds is None:
         return torch.full((width,), DEFAULT_THRESHOLD, dtype=torch.float64)
-    t = as_tensor(thresholds, "thresholds").double()
+    if isinstance(thresholds, torch.Tensor):
+        t = thresholds.detach().double()
+    else:
+        try:
+            t = torch.from_numpy(np.asarray(thresholds, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise MetricInputError(f"thresholds: not numbers ({exc})") from exc
     if t.dim() == 0:
         t = t.expand(width)
     if t.shape != (width,):

@@ -70,6 +70,30 @@ class Track(ABC):
     higher_is_better: bool = True
     default_loss: str
     """Name of the loss plugin a run uses when the configuration names none."""
+    default_selection: str = "validation"
+    """Where a run selects epochs and thresholds when the configuration does not say:
+    ``train-holdout`` (a part of the training split) or ``validation`` (docs/statistics.md)."""
+    resampling_unit_name: str = "image"
+    """What one bootstrap draw takes (see :meth:`resampling_unit`), as results record it."""
+
+    def resampling_unit(self, sample_ids: Sequence[str]) -> "np.ndarray":
+        """Group id ``int64 [N]`` of every row: rows that are not independent of each other
+        (the frames of one video) share a group, and the bootstrap draws whole groups. By
+        default every image is its own group; a track whose images come in correlated groups
+        overrides this and :attr:`resampling_unit_name`."""
+        import numpy as np
+
+        return np.arange(len(sample_ids), dtype=np.int64)
+
+    def combine_task_scores(self, tasks: Mapping[str, torch.Tensor]) -> "dict[str, torch.Tensor] | None":
+        """The primary score and sub-scores (keys: :attr:`primary_metric` and the sub-score
+        names of :meth:`score`) from per-task scores of many resamples at once: multiclass
+        macro F1 ``[B]``, multilabel mean F1 ``[B]``, regression CCC per column ``[B, K]``.
+
+        Lets the bootstrap score a thousand resamples in one vectorised pass
+        (:mod:`abawbench.stats.clusters`). None (the default) means the track's score is not
+        such a combination, and each resample is scored by :meth:`score` instead (slower)."""
+        return None
 
     def task(self, name: str) -> TaskSpec:
         """The task called ``name`` (KeyError with the known names otherwise)."""

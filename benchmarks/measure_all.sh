@@ -38,6 +38,7 @@ step protocol-resnet18 "$PY" benchmarks/bench_protocol.py --model resnet18 --ima
 step protocol-mobilenet-1-worker "$PY" benchmarks/bench_protocol.py --model mobilenetv3_small_100 --images 600 --workers 1 --skip-probe --rounds 7
 step cache "$PY" benchmarks/bench_cache.py --repeat 31
 step scoring "$PY" benchmarks/bench_scoring.py
+step bootstrap "$PY" benchmarks/bench_bootstrap.py
 step indexing "$PY" benchmarks/bench_indexing.py --repeat 3
 step synthface "$PY" -m abawbench_builtins.synthface.bench --images 2000 --repeats 3
 echo "outputs in $OUT"

@@ -70,3 +70,18 @@ def test_bootstrap_lsd_30_resamples(benchmark, tracks):
         score_with_intervals, args=(lsd, predictions, labels), kwargs={"n_resamples": 30, "seed": 0},
         rounds=3, iterations=1)
     assert primary.ci_low <= primary.value <= primary.ci_high
+
+
+@pytest.mark.parametrize("unit", ["videos", "images"])
+def test_bootstrap_mtl_1000_resamples(benchmark, tracks, unit):
+    """The default interval of an mtl result: 1,000 cluster resamples (target: at most 2 s,
+    docs/bench/scoring.md); videos of 500 frames, or every image its own unit (worst case)."""
+    from abawbench.evaluation import score_and_resample
+
+    mtl, _ = tracks
+    predictions, labels = mtl_case(MTL_ROWS)
+    ids = [f"v{row // 500}/{row:05d}.jpg" for row in range(MTL_ROWS)] if unit == "videos" else None
+    scored = benchmark.pedantic(
+        score_and_resample, args=(mtl, predictions, labels),
+        kwargs={"n_resamples": 1000, "seed": 0, "sample_ids": ids}, rounds=3, iterations=1)
+    assert scored.primary.ci_low <= scored.primary.value <= scored.primary.ci_high

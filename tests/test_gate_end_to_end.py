@@ -60,7 +60,7 @@ def run(tmp_path, tree, name: str, models: str, losses: str = "cross-entropy") -
     """``abawbench run --track lsd`` into its own runs and cache folders (a fresh machine)."""
     runs = tmp_path / name
     assert cli.main(["run", "--track", "lsd", "--data", str(tree), "--models", models, "--losses", losses,
-                     "--epochs", "3", "--bootstrap", "20", "--output", str(runs),
+                     "--epochs", "10", "--bootstrap", "20", "--output", str(runs),
                      "--cache-dir", str(tmp_path / f"{name}-cache"), "--no-progress"]) == 0
     return runs
 

@@ -55,7 +55,11 @@ def test_ranks_by_mean_over_seeds_with_std_and_interval():
     assert [(r.rank, r.entry) for r in section.rows] == [("1", "b"), ("2", "a")]
     a = section.rows[1]
     assert a.mean == pytest.approx(0.6) and a.std == pytest.approx(0.1414213, abs=1e-6)
-    assert (a.ci_low, a.ci_high) == (pytest.approx(0.5), pytest.approx(0.7))
+    # seeds stored no resamples to pool: no interval, rather than an average of endpoints
+    # (which would leave the seeds' variation out); pooling is tested in test_statistics.py
+    assert (a.ci_low, a.ci_high) == (None, None)
+    b = section.rows[0]
+    assert (b.ci_low, b.ci_high) == (0.5, 0.7)  # one seed: its own interval
     assert a.seeds == 2
     assert "0.6000 ± 0.1414" in render(board(results), "markdown")
 
@@ -131,18 +135,18 @@ def test_committed_references_cover_the_specification():
 PINNED_MARKDOWN = """\
 # Leaderboard: lsd
 
-Track lsd: macro_f1 on validation (higher is better). Mean ± std over seeds; 95% CI: percentile bootstrap over images (averaged over seeds). Sections never share ranks.
+Track lsd: macro_f1 on validation (higher is better). Mean ± std over seeds; 95% CI: percentile bootstrap over the track's unit (mtl: videos, lsd: images), all seeds' resamples pooled (docs/statistics.md). Sections never share ranks.
 
-## measured on dataset synthface, validation split fingerprint fp-a (30 images)
+## measured on dataset synthface, validation split fingerprint fp-a (30 images); selected on the reported (validation) split
 
-| rank    | label   | backbone   | protocol            | loss          | macro_f1 (mean ± std)   | 95% CI           | seeds   | date       | abawbench   | note                            |
-|---------|---------|------------|---------------------|---------------|-------------------------|------------------|---------|------------|-------------|---------------------------------|
-| 1       | b__lp   | b          | linear-probe/linear | cross-entropy | 0.6500                  | —                | 1       | 2024-05-01 | 0.1.0       |                                 |
-| 2       | a__lp   | a          | linear-probe/linear | cross-entropy | 0.6000 ± 0.1414         | [0.5000, 0.7000] | 2       | 2024-05-01 | 0.1.0       |                                 |
-| failed  | dead    | dead       | linear-probe/linear | cross-entropy | failed                  | —                | 0/1     | 2024-05-01 | 0.1.0       | RunFailedError: loss became nan |
-| partial | half    | half       | linear-probe/linear | cross-entropy | 0.9000                  | —                | 1/2     | 2024-05-01 | 0.1.0       | 1 of 2 seeds failed             |
+| rank    | label   | backbone   | protocol            | loss          | macro_f1 (mean ± std)   | 95% CI   | seeds   | date       | abawbench   | note                            |
+|---------|---------|------------|---------------------|---------------|-------------------------|----------|---------|------------|-------------|---------------------------------|
+| 1       | b__lp   | b          | linear-probe/linear | cross-entropy | 0.6500                  | —        | 1       | 2024-05-01 | 0.1.0       |                                 |
+| 2       | a__lp   | a          | linear-probe/linear | cross-entropy | 0.6000 ± 0.1414         | —        | 2       | 2024-05-01 | 0.1.0       |                                 |
+| failed  | dead    | dead       | linear-probe/linear | cross-entropy | failed                  | —        | 0/1     | 2024-05-01 | 0.1.0       | RunFailedError: loss became nan |
+| partial | half    | half       | linear-probe/linear | cross-entropy | 0.9000                  | —        | 1/2     | 2024-05-01 | 0.1.0       | 1 of 2 seeds failed             |
 
-## measured on dataset synthface, validation split fingerprint fp-b (30 images)
+## measured on dataset synthface, validation split fingerprint fp-b (30 images); selected on the reported (validation) split
 
 | rank   | label   | backbone   | protocol            | loss          | macro_f1 (mean ± std)   | 95% CI   | seeds   | date       | abawbench   | note   |
 |--------|---------|------------|---------------------|---------------|-------------------------|----------|---------|------------|-------------|--------|
@@ -227,7 +231,7 @@ def test_command_reads_a_runs_folder(tmp_path, capsys):
     assert entries == ["b__lp", "a__lp"]  # the mtl result stays on its own track
     assert data["sections"][-1]["kind"] == "reported"
     assert main(["leaderboard", "--track", "lsd", "--runs", str(runs), "--no-references"]) == 0
-    assert "reported" not in capsys.readouterr().out
+    assert "reported in publications" not in capsys.readouterr().out
 
 
 def test_every_registered_format_is_offered_on_the_command_line(capsys):

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from abawbench.data.origin import origin_text
 from abawbench.results import RunResult
+from abawbench.stats.seeds import not_worse_than_best, pooled_interval
 
 REPORTED = "reported"
 FAILED = "failed"
@@ -58,6 +59,10 @@ class Row:
     data: str = ""
     published: str = ""  # a reported number as its source printed it ("0.30"): never more digits
     url: str = ""  # where a reported number was published
+    selection: str = ""  # where epochs and thresholds were chosen: "train-holdout" or "validation"
+    # True: a paired bootstrap against the best row of its section cannot tell the two apart;
+    # False: significantly worse; None: not tested (reported rows, rows without resamples)
+    not_worse_than_best: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ def _describe(result: RunResult) -> tuple[str, str, str]:
     ensemble = result.config.get("ensemble") if isinstance(result.config, dict) else None
     if ensemble:
         members = ensemble.get("members", [])
-        return (f"ensemble of {len(members)}", f"{ensemble.get('method', '?')} (out of fold)", result.spec.loss)
+        how = "fitted on holdout" if str(ensemble.get("validation", "")).startswith("fitted") else "out of fold"
+        return (f"ensemble of {len(members)}", f"{ensemble.get('method', '?')} ({how})", result.spec.loss)
     protocol = result.spec.protocol
     return result.spec.model, f"{protocol.name}/{protocol.head}", result.spec.loss
 
@@ -120,14 +126,11 @@ def summarise_entry(results: Sequence[RunResult]) -> Row:
     common = dict(entry=first.entry, label=first.label, backbone=backbone, protocol=protocol, loss=loss,
                   seeds=len(done), seeds_total=len(results), seed_list=tuple(r.seed for r in results),
                   fingerprints=dict(first.dataset_fingerprints), date=dates[-1][:10],
-                  version=", ".join(versions))
+                  version=", ".join(versions), selection=first.selection)
     if not done:
         return Row(rank=FAILED, status=FAILED, note=_failure(failed[0])[:200], **common)
     mean, std = _mean_std([r.primary.value for r in done])
-    lows = [r.primary.ci_low for r in done]
-    highs = [r.primary.ci_high for r in done]
-    ci_low = statistics.fmean(lows) if None not in lows else None
-    ci_high = statistics.fmean(highs) if None not in highs else None
+    ci_low, ci_high = _interval(done)
     names = {name for r in done for name in r.sub_scores}
     subs: dict[str, float | None] = {}
     for name in sorted(names):
@@ -140,6 +143,42 @@ def summarise_entry(results: Sequence[RunResult]) -> Row:
     status = PARTIAL if failed else "completed"
     return Row(rank=PARTIAL if failed else "", status=status, mean=mean, std=std, ci_low=ci_low, ci_high=ci_high,
                sub_scores=subs, note=note, **common)
+
+
+def _interval(done: Sequence[RunResult]) -> tuple[float | None, float | None]:
+    """One seed: its own interval. Several: the percentiles of all seeds' resamples pooled, so
+    the interval holds the seed-to-seed variation too (:func:`abawbench.stats.seeds.pooled_interval`);
+    none when a seed stored no resamples, rather than an average of endpoints that leaves the
+    seeds' variation out."""
+    if len(done) == 1:
+        return done[0].primary.ci_low, done[0].primary.ci_high
+    pooled = pooled_interval(done)
+    return pooled if pooled is not None else (None, None)
+
+
+def mark_not_worse_than_best(rows: Sequence[Row], results: Mapping[str, Sequence[RunResult]],
+                             higher_is_better: bool) -> tuple[Row, ...]:
+    """Every ranked row marked by a paired bootstrap against the section's best row (the first
+    ranked): True when the two cannot be told apart, False when it is significantly worse, None
+    when it cannot be tested (:func:`abawbench.stats.seeds.not_worse_than_best`). The ranks stay;
+    the mark says which of them mean anything."""
+    ranked = [row for row in rows if row.status == "completed"]
+    if not ranked:
+        return tuple(rows)
+    best = _completed(results[ranked[0].entry])
+    marked = []
+    for row in rows:
+        if row.status != "completed":
+            marked.append(row)
+            continue
+        mark = True if row is ranked[0] else not_worse_than_best(best, _completed(results[row.entry]),
+                                                                  higher_is_better)
+        marked.append(replace(row, not_worse_than_best=mark))
+    return tuple(marked)
+
+
+def _completed(results: Sequence[RunResult]) -> list[RunResult]:
+    return [r for r in results if r.status == "completed" and r.primary is not None]
 
 
 def _failure(result: RunResult) -> str:
@@ -184,16 +223,27 @@ def measured_sections(results: Iterable[RunResult], track: str, primary_metric: 
     for key, entries in groups.items():
         rows = rank_rows([summarise_entry(sorted(rs, key=lambda r: r.seed)) for rs in entries.values()],
                          higher_is_better)
+        rows = mark_not_worse_than_best(rows, entries, higher_is_better)
         names = tuple(sorted({n for r in rows for n in r.sub_scores if n != primary_metric}))
         dataset, fingerprint = key
         # Generated data is named as such wherever the section's scores appear.
         origin = f" ({origins[key]})" if origins[key] else ""
         title = (f"measured on dataset {dataset}{origin}, validation split fingerprint {fingerprint}"
-                 f" ({sizes[key]} images)")
+                 f" ({sizes[key]} images){_selected_on(rows)}")
         sections.append(Section(kind="measured", title=title, dataset=dataset, fingerprint=fingerprint,
                                 rows=rows, sub_score_names=names, origin=origins[key]))
     sections.sort(key=lambda s: (-len(s.rows), s.dataset, s.fingerprint))
     return sections
+
+
+def _selected_on(rows: Sequence[Row]) -> str:
+    """The title's word on where the section's entries were selected, when they all agree."""
+    selections = {row.selection for row in rows if row.selection}
+    if selections == {"validation"}:
+        return "; selected on the reported (validation) split"
+    if selections == {"train-holdout"}:
+        return "; selected on a holdout of the training split"
+    return ""
 
 
 def reference_section(references: Iterable[Mapping[str, Any]], track: str) -> Section | None:

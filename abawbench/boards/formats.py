@@ -175,8 +175,8 @@ def cells(section: Section, row: Row) -> list[str]:
 def intro(board: Leaderboard) -> str:
     order = "higher is better" if board.higher_is_better else "lower is better"
     return (f"Track {board.track}: {board.primary_metric} on validation ({order}). Mean ± std over "
-            "seeds; 95% CI: percentile bootstrap over images (averaged over seeds). Sections never "
-            "share ranks.")
+            "seeds; 95% CI: percentile bootstrap over the track's unit (mtl: videos, lsd: images), all "
+            "seeds' resamples pooled (docs/statistics.md). Sections never share ranks.")
 
 
 # --------------------------------------------------------------------------- leaderboard formats

@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="members' seed to combine; also seeds the folds and bootstrap")
     parser.add_argument("--name", help="entry name (default: ensemble:METHOD(member,...))")
     parser.add_argument("--folds", type=int, default=5, help="cross-fitting folds on validation")
-    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the interval (0: off)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval and the significance mark (0: off)")
     parser.add_argument("--options", default="{}", help="method options as JSON, e.g. '{\"weights\": [0.7, 0.3]}'")
     parser.set_defaults(handler=handle)
 
@@ -58,5 +58,7 @@ def handle(args) -> int:
     interval = (f" [{primary.ci_low:.4f}, {primary.ci_high:.4f}]"
                 if primary is not None and primary.ci_low is not None else "")
     value = f"{primary.value:.4f}" if primary is not None else "n/a"
-    print(f"{result.label}: {track.primary_metric} {value}{interval} (out of fold, {args.folds} folds) -> {path}")
+    how = result.config["ensemble"]["validation"]
+    how = f"out of fold, {args.folds} folds" if how.startswith("out-of-fold") else how
+    print(f"{result.label}: {track.primary_metric} {value}{interval} ({how}) -> {path}")
     return 0

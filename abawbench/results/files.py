@@ -88,6 +88,9 @@ def read_weights(path: Path) -> dict[str, Any]:
 #   <split>/<task>                   probabilities (multiclass, multilabel) or values (regression)
 #   validation/labels/<task>/values  validation labels, so ensembles fit and score without data
 #   validation/labels/<task>/mask
+#   selection/...                    with selection train-holdout: the holdout's ids, predictions
+#   selection/labels/<task>/...      and labels, so ensemble weights are fitted where the
+#                                    members were selected, never on validation
 
 
 def write_predictions(
@@ -95,8 +98,10 @@ def write_predictions(
     ids: Mapping[str, Sequence[str]],
     predictions: Mapping[str, Mapping[str, Any]],
     labels: Mapping[str, "TaskLabels"],
+    split_labels: Mapping[str, Mapping[str, "TaskLabels"]] | None = None,
 ) -> None:
-    """Store per-split predictions (numpy arrays or tensors) and validation labels atomically."""
+    """Store per-split predictions (numpy arrays or tensors) and validation labels atomically;
+    ``split_labels`` adds the labels of other splits (the selection holdout's)."""
     import numpy as np
 
     arrays: dict[str, np.ndarray] = {}
@@ -105,9 +110,10 @@ def write_predictions(
         for task, values in split_predictions.items():
             array = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
             arrays[f"{split}/{task}"] = array
-    for task, column in labels.items():
-        arrays[f"validation/labels/{task}/values"] = column.values
-        arrays[f"validation/labels/{task}/mask"] = column.mask
+    for split, split_columns in {"validation": labels, **(split_labels or {})}.items():
+        for task, column in split_columns.items():
+            arrays[f"{split}/labels/{task}/values"] = column.values
+            arrays[f"{split}/labels/{task}/mask"] = column.mask
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
@@ -151,16 +157,16 @@ def read_predictions(path: Path, split: str) -> tuple[list[str], dict[str, "np.n
     return ids, preds
 
 
-def read_prediction_labels(path: Path) -> dict[str, "TaskLabels"]:
-    """Validation labels stored beside the predictions."""
+def read_prediction_labels(path: Path, split: str = "validation") -> dict[str, "TaskLabels"]:
+    """Labels of ``split`` stored beside the predictions (empty when none are stored)."""
     from abawbench.labels import TaskLabels
 
     with _open_predictions(path) as archive:
-        tasks = sorted({key.split("/")[2] for key in archive.files if key.startswith("validation/labels/")})
+        tasks = sorted({key.split("/")[2] for key in archive.files if key.startswith(f"{split}/labels/")})
         try:
             return {
-                task: TaskLabels(values=archive[f"validation/labels/{task}/values"],
-                                 mask=archive[f"validation/labels/{task}/mask"].astype(bool))
+                task: TaskLabels(values=archive[f"{split}/labels/{task}/values"],
+                                 mask=archive[f"{split}/labels/{task}/mask"].astype(bool))
                 for task in tasks
             }
         except KeyError as exc:

@@ -27,6 +27,35 @@ class ScoreWithInterval(BaseModel):
     ci_high: float | None = None
 
 
+SELECTION_SPLITS = ("train-holdout", "validation")
+"""Where epochs, early stopping, AU thresholds and ensemble weights are chosen: a held-out part
+of the training split, or the validation split that is also reported (docs/statistics.md)."""
+
+Selection = Literal["train-holdout", "validation"]
+
+
+class EpochRecord(BaseModel):
+    """One training epoch: its mean training loss and the selection split's primary score
+    (None when the epoch was not scored)."""
+
+    epoch: int
+    train_loss: float
+    selection_score: float | None = None
+
+
+class ResamplingRecord(BaseModel):
+    """How a result's bootstrap resamples were drawn. Two results with equal records (and the
+    same validation data) drew the very same resamples, so their stored resampled scores are
+    paired: the difference of the two, resample by resample, is a paired bootstrap."""
+
+    model_config = ConfigDict(frozen=True)
+
+    unit: str = Field(description="what one draw takes: 'image', or the track's group (e.g. 'video')")
+    groups: int = Field(description="how many units the validation rows form")
+    resamples: int
+    seed: int
+
+
 NO_EFFECT_SETTINGS = ("num_workers", "pixel_cache")
 """Protocol settings about how images are loaded, which change neither a score nor an interval,
 with one exception: fine-tuning's augmentation draws its random numbers in the DataLoader
@@ -117,6 +146,12 @@ class EntrySpecModel(BaseModel):
         settings = self.model_dump(mode="json")
         if settings.get("data") is None:
             settings.pop("data", None)
+        protocol = settings["protocol"]
+        if protocol.get("selection") in (None, "validation"):
+            # Selecting on validation is what every entry did before the setting existed: such
+            # an entry keeps its identity, and the holdout size, unused there, changes nothing.
+            protocol.pop("selection", None)
+            protocol.pop("holdout_fraction", None)
         return settings
 
     @property
@@ -159,6 +194,21 @@ class RunResult(BaseModel):
     )
     best_epoch: int | None = None
     epochs_run: int | None = None
+    selection: Selection = Field(
+        "validation",
+        description="the split epochs, early stopping, AU thresholds and ensemble weights were "
+                    "chosen on: train-holdout (a part of train never trained on) or validation "
+                    "(the reported split itself: optimistic)",
+    )
+    history: list[EpochRecord] = Field(default_factory=list,
+                                       description="per epoch: mean training loss, selection score")
+    primary_resamples: list[float] = Field(
+        default_factory=list,
+        description="the primary score on each bootstrap resample (drawn as `resampling` says): "
+                    "pooled across seeds for a row's interval, paired across entries for the "
+                    "significance mark",
+    )
+    resampling: ResamplingRecord | None = None
     dataset: str
     data_root: str
     dataset_fingerprints: dict[str, str] = Field(default_factory=dict)

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from abawbench.config import RunConfig
+from abawbench.config import ProtocolConfig, RunConfig
 from abawbench.data.choice import choose_dataset
 from abawbench.data.decode import drop_undecodable
 from abawbench.data.index import SampleIndex
@@ -19,7 +19,7 @@ from abawbench.data.problems import MAX_LISTED
 from abawbench.errors import ConfigError, DataFormatError
 from abawbench.features.key import default_cache_root
 from abawbench.plugins import PluginHost
-from abawbench.results.schema import DataIdentity, EntrySpecModel, PluginSupplier
+from abawbench.results.schema import SELECTION_SPLITS, DataIdentity, EntrySpecModel, PluginSupplier
 from abawbench.run.features import FUSION_SEPARATOR
 from abawbench.specs import DatasetSpec, ReadOptions
 from abawbench.tracks import Track
@@ -69,11 +69,23 @@ def plan_entries(host: PluginHost, config: RunConfig, track: Track) -> list[Entr
     for name in losses:
         host.losses.get(name)
     resolve_augmentation(config.protocol.augmentation, host.augmentations)
+    protocol = resolved_protocol(config, track)
     return [
-        EntrySpecModel(model=m, loss=l, protocol=config.protocol, weights=config.weights,
+        EntrySpecModel(model=m, loss=l, protocol=protocol, weights=config.weights,
                        loss_options=dict(config.loss_options.get(l, {})))
         for m in models for l in losses
     ]
+
+
+def resolved_protocol(config: RunConfig, track: Track) -> ProtocolConfig:
+    """The protocol with its selection split resolved (unset: the track's default), so that an
+    entry's identity and its result say where it was selected, whatever the default was then."""
+    if config.protocol.selection is not None:
+        return config.protocol
+    if track.default_selection not in SELECTION_SPLITS:
+        raise ConfigError(f"track {track.name!r} declares default_selection {track.default_selection!r}; "
+                          f"expected one of {list(SELECTION_SPLITS)}")
+    return config.protocol.model_copy(update={"selection": track.default_selection})
 
 
 def entry_labels(label: str | None, entries: list[EntrySpecModel]) -> dict[str, str]:

@@ -3,7 +3,9 @@
 ``linear-probe``: the backbone is frozen, its features are extracted once per split into the
 HDF5 feature cache, and heads are trained on the cached features. ``finetune``: backbone and
 heads train end to end on images (no feature cache). Both train on ``train``, select the epoch
-on ``validation`` (which never sees training augmentation) and report validation scores.
+on the entry's selection split (a holdout of ``train`` that is never trained on, or
+``validation``: :mod:`abawbench.run.selection`; neither sees training augmentation) and report
+validation scores with cluster-bootstrap intervals (:mod:`abawbench.stats.clusters`).
 
 Every (entry, seed) ends as a result file, completed or failed; a re-run skips entries whose
 completed result matches the configuration, so an interrupted run resumes where it stopped.
@@ -23,9 +25,10 @@ import numpy as np
 from abawbench.features.pixel_packs import PixelPackStore
 from abawbench.config import RunConfig
 from abawbench.data.origin import data_origin
+from abawbench.data.index import SampleIndex
 from abawbench.device import resolve_device, seed_everything
 from abawbench.errors import AbawbenchError, ConfigError, RunFailedError, StorageError
-from abawbench.evaluation import score_with_intervals, tuned_threshold_report
+from abawbench.evaluation import score_and_resample, tuned_threshold_report
 from abawbench.parallel.claims import Claims
 from abawbench.parallel.context import DistContext, distributed_context
 from abawbench.plugins import PluginHost, get_host
@@ -50,6 +53,7 @@ from abawbench.run.plan import (
     plan_entries,
     prepare_data,
 )
+from abawbench.run.selection import SELECTION_SPLIT, carve_holdout, subset
 from abawbench.tracks import Track
 from abawbench.training.augmentation import resolve_augmentation
 from abawbench.training.finetune import finetune
@@ -92,6 +96,8 @@ class Runner:
         self.data: PreparedData | None = None
         self.features: RunFeatures | None = None
         self.labels: dict[str, str] = {}
+        self._holdout: tuple[np.ndarray, np.ndarray] = (np.arange(0), np.arange(0))
+        self._holdout_key: float | None = None  # the holdout fraction ``_holdout`` was carved with
 
     def entries(self) -> list[EntrySpecModel]:
         """The run's entries, each bound to the data it is trained and scored on. Names are
@@ -186,31 +192,36 @@ class Runner:
             undecodable_skipped={s: i.undecodable for s, i in self.data.splits.items() if i.undecodable},
             config=self.config.model_dump(mode="json"), versions=package_versions(), git_commit=git_commit(),
             provenance=entry_provenance(self.host, entry, self.data.dataset, self.track),
-            device=str(self.device), data_origin=data_origin(self.data.root),
+            device=str(self.device), data_origin=data_origin(self.data.root), selection=selection_of(entry),
         )
         out_dir = entry_dir(self.config.output, self.track.name, entry.entry_id)
         try:
             seed_everything(seed)
             outcome = self._train(entry, seed, timings)
             eval_start = time.perf_counter()
-            labels = self.data.splits["validation"].labels
-            score, primary, subs = score_with_intervals(
-                self.track, outcome.validation, labels,
-                n_resamples=self.config.protocol.bootstrap, seed=seed,
-            )
+            validation = self.data.splits["validation"]
+            scored = score_and_resample(self.track, outcome.validation, validation.labels,
+                                        n_resamples=self.config.protocol.bootstrap, seed=seed,
+                                        sample_ids=validation.paths)
+            score = scored.score
             self.track.check_score(score)  # a NaN or impossible score fails the entry, never ranks
-            tuned = tuned_threshold_report(self.track, outcome.validation, labels)
+            splits = self._training_splits(entry)
+            held = ((outcome.selection, splits[SELECTION_SPLIT].labels)
+                    if outcome.selection is not None else None)
+            tuned = tuned_threshold_report(self.track, outcome.validation, validation.labels, selection=held)
             predictions_file = out_dir / f"seed{seed}.predictions.npz"
             weights_file = out_dir / f"seed{seed}.head.pt"
             if self._writes():
-                self._save_predictions(predictions_file, outcome)
+                self._save_predictions(predictions_file, outcome, splits)
                 write_weights(weights_file, outcome.state | {"spec": entry.model_dump(mode="json")})
             timings["evaluate_s"] = time.perf_counter() - eval_start
             timings["total_s"] = time.perf_counter() - started
             result = RunResult(
-                status="completed", primary=primary, sub_scores=subs, per_class=score.per_class,
-                confusion=score.confusion, tuned=tuned, best_epoch=outcome.best_epoch,
-                epochs_run=outcome.epochs_run, cache_keys=self.features.cache_keys(entry.model),
+                status="completed", primary=scored.primary, sub_scores=scored.sub_scores,
+                per_class=score.per_class, confusion=score.confusion, tuned=tuned,
+                best_epoch=outcome.best_epoch, epochs_run=outcome.epochs_run, history=outcome.history,
+                primary_resamples=scored.primary_resamples, resampling=scored.resampling,
+                cache_keys=self.features.cache_keys(entry.model),
                 timings=timings, predictions_file=predictions_file.name,
                 weights_file=weights_file.name, absent_tasks=list(score.absent),
                 pretrained=self.features.pretrained(entry.model), **base,
@@ -252,7 +263,8 @@ class Runner:
         """The entry's protocol: heads on cached features, or the whole network on images."""
         assert self.data is not None and self.features is not None
         protocol = self.config.protocol
-        splits = self.data.splits
+        splits = self._training_splits(entry)
+        select_on = SELECTION_SPLIT if SELECTION_SPLIT in splits else "validation"
 
         def make_loss() -> Any:
             context = loss_context(self.track, splits["train"].labels, entry.loss_options)
@@ -260,11 +272,15 @@ class Runner:
 
         if protocol.name == "linear-probe":
             t0 = time.perf_counter()
-            features = {split: self.features.features(entry.model, split) for split in splits}
+            features = {split: self.features.features(entry.model, split) for split in self.data.splits}
+            if select_on == SELECTION_SPLIT:  # the cached train features, cut as the splits are
+                kept, held = self._holdout
+                features |= {"train": features["train"][kept], SELECTION_SPLIT: features["train"][held]}
             timings["features_s"] = time.perf_counter() - t0
             t1 = time.perf_counter()
             outcome = train_linear_probe(features, splits, self.track, make_loss, protocol, seed,
-                                         progress=self.progress, desc=f"train {entry.entry_id}")
+                                         progress=self.progress, desc=f"train {entry.entry_id}",
+                                         select_on=select_on)
         elif protocol.name == "zero-shot":  # nothing trained: the model's own classifier
             t0 = time.perf_counter()
             outcome = zero_shot_outcome(self.features, entry.model, splits, self.track)
@@ -277,16 +293,41 @@ class Runner:
             outcome = finetune(backbone, splits, self.track, make_loss, protocol, seed, self.device, augment,
                                pixel_cache=PixelPackStore(self.cache_root) if protocol.pixel_cache else None,
                                progress=self.progress, desc=f"finetune {entry.entry_id}", context=self.context,
+                               select_on=select_on,
                                warm_start=read_warm_start(self.config.output, self.track.name, protocol.warm_start, seed)
                                if protocol.warm_start else None)
         timings["train_s"] = time.perf_counter() - t1
         return outcome
 
-    def _save_predictions(self, path: Path, outcome: Outcome) -> None:
+    def _training_splits(self, entry: EntrySpecModel) -> dict[str, SampleIndex]:
+        """The splits as training sees them: with selection ``train-holdout``, ``train`` less its
+        holdout and the holdout as :data:`SELECTION_SPLIT`; otherwise the data's own splits."""
         assert self.data is not None
-        predictions = {"validation": outcome.validation} | ({"test": outcome.test} if outcome.test else {})
-        write_predictions(path, {split: self.data.splits[split].paths for split in predictions}, predictions,
-                          self.data.splits["validation"].labels)
+        if selection_of(entry) != "train-holdout":
+            return dict(self.data.splits)
+        train = self.data.splits["train"]
+        fraction = float(getattr(entry.protocol, "holdout_fraction", self.config.protocol.holdout_fraction))
+        if self._holdout_key != fraction:
+            self._holdout = carve_holdout(self.track, train, fraction)
+            self._holdout_key = fraction
+        kept, held = self._holdout
+        return dict(self.data.splits) | {"train": subset(train, kept, "train"),
+                                         SELECTION_SPLIT: subset(train, held, SELECTION_SPLIT)}
+
+    def _save_predictions(self, path: Path, outcome: Outcome, splits: dict[str, SampleIndex]) -> None:
+        predictions = ({"validation": outcome.validation} | ({"test": outcome.test} if outcome.test else {})
+                       | ({SELECTION_SPLIT: outcome.selection} if outcome.selection is not None else {}))
+        extra = {SELECTION_SPLIT: splits[SELECTION_SPLIT].labels} if outcome.selection is not None else None
+        write_predictions(path, {split: splits[split].paths for split in predictions}, predictions,
+                          splits["validation"].labels, split_labels=extra)
+
+
+def selection_of(entry: EntrySpecModel) -> str:
+    """The entry's resolved selection split (``validation`` for a spec recorded without one;
+    ``none`` for zero-shot, which chooses nothing on any split)."""
+    if entry.protocol.name == "zero-shot":
+        return "none"
+    return getattr(entry.protocol, "selection", None) or "validation"
 
 
 def gathered(context: DistContext, summary: RunSummary) -> RunSummary:

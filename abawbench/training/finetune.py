@@ -153,7 +153,8 @@ class ImageFeed:
 def finetune(backbone: Backbone, splits: Mapping[str, "SampleIndex"], track: Track, make_loss: MakeLoss,
              protocol: "ProtocolConfig", seed: int, device: torch.device, augment: Augment, *,
              pixel_cache: PixelPackStore | None = None, progress: bool = True, desc: str = "finetune",
-             warm_start: Mapping[str, Any] | None = None, context: DistContext = DistContext()) -> Outcome:
+             warm_start: Mapping[str, Any] | None = None, context: DistContext = DistContext(),
+             select_on: str = "validation") -> Outcome:
     """Train ``backbone`` with heads for ``track`` end to end; the outcome's ``state`` is what
     :func:`predict_with_network` needs. ``warm_start``: a saved state (another entry's weights
     file) that initialises the network before training (:mod:`abawbench.training.warm_start`).
@@ -178,7 +179,8 @@ def finetune(backbone: Backbone, splits: Mapping[str, "SampleIndex"], track: Tra
     else:
         feed = ImageFeed(splits, eval_transform(backbone.data_config), augment, track.tasks, protocol, seed, device,
                          pixel_cache=pixel_cache, progress=progress, desc=desc)
-    outcome = train_network(network, feed, track, loss, protocol, progress=progress, desc=desc)
+    outcome = train_network(network, feed, track, loss, protocol, progress=progress, desc=desc,
+                            select_on=select_on)
     state = plain_state(outcome.state) if context.distributed else outcome.state
     outcome.state = {"kind": FINETUNE_KIND, "network": state}
     return outcome

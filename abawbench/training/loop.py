@@ -1,8 +1,9 @@
 """The one training loop, for the linear probe and for fine-tuning alike.
 
 Both protocols train the same way: epochs of mini-batches under the configured learning-rate
-schedule, a loss that must stay finite, a validation score after every epoch, early stopping,
-and the best validation epoch's weights and predictions kept. They differ only in what a batch
+schedule, a loss that must stay finite, a score on the selection split (validation, or a
+holdout of the training split: :mod:`abawbench.run.selection`) after every epoch, early
+stopping, and the best epoch's weights kept. They differ only in what a batch
 is and how a split is predicted, which a :class:`TrainingFeed` supplies: cached feature rows
 for the probe (:mod:`abawbench.training.probe`), decoded and augmented images for fine-tuning
 (:mod:`abawbench.training.finetune`). One loop means a fix to selection or stopping reaches
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import numpy as np
@@ -39,14 +40,19 @@ draws random numbers when built draws them at the same point of the seeded strea
 
 @dataclass
 class Outcome:
-    """What training leaves: the best epoch's validation predictions, the test predictions of
-    its weights (None without a test split), and those weights (``state``)."""
+    """What training leaves: the selected epoch's validation predictions, the test predictions
+    of its weights (None without a test split), and those weights (``state``)."""
 
     validation: dict[str, torch.Tensor]
     test: dict[str, torch.Tensor] | None
     best_epoch: int
     epochs_run: int
     state: Any = None
+    selection: dict[str, torch.Tensor] | None = None
+    """The selected weights' predictions on the selection split, when it is not validation."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Per epoch: ``epoch``, mean ``train_loss`` and ``selection_score`` (the selection split's
+    primary score), as results record it."""
 
 
 class TrainingFeed(Protocol):
@@ -91,8 +97,8 @@ def make_optimizer(parameters: Iterable[nn.Parameter], protocol: "ProtocolConfig
 
 
 class EarlyStopping:
-    """Keeps the best validation state and its validation predictions (so they need not be
-    computed again); says stop after ``patience`` epochs without progress."""
+    """Keeps the best state on the selection split and its predictions there (so they need not
+    be computed again); says stop after ``patience`` epochs without progress."""
 
     def __init__(self, higher_is_better: bool, patience: int | None) -> None:
         self.sign = 1 if higher_is_better else -1
@@ -112,20 +118,25 @@ class EarlyStopping:
 
 
 def train_network(network: nn.Module, feed: TrainingFeed, track: Track, loss_fn: LossFunction,
-                  protocol: "ProtocolConfig", *, progress: bool = True, desc: str = "train") -> Outcome:
+                  protocol: "ProtocolConfig", *, progress: bool = True, desc: str = "train",
+                  select_on: str = "validation") -> Outcome:
     """Train ``network`` on ``feed``'s batches for up to ``protocol.epochs`` epochs, select the
-    epoch on the validation split's official score, and predict the test split (when there is
-    one) with the selected weights, which ``network`` holds afterwards."""
+    epoch (and stop early) on the official score of the split ``select_on`` (``validation``, or
+    a holdout of the training split that ``feed.splits`` holds under that name), and predict
+    validation and test (when there is one) with the selected weights, which ``network`` holds
+    afterwards."""
     from tqdm.auto import tqdm
 
     optimiser = make_optimizer(network.parameters(), protocol)
     schedule = LearningRateSchedule(optimiser, protocol, getattr(feed, "batches_per_epoch", None))
     stopper = EarlyStopping(track.higher_is_better, protocol.patience)
-    validation_labels = feed.splits["validation"].labels
+    selection_labels = feed.splits[select_on].labels
+    history: list[dict[str, Any]] = []
     epoch = 0
     updated = False
     for epoch in tqdm(range(1, protocol.epochs + 1), desc=desc, disable=not progress, leave=False):
         set_training_mode(network, freeze_batchnorm=protocol.freeze_batchnorm)
+        loss_sum, batches = torch.zeros(()), 0  # summed on the loss's device: no sync per batch
         for inputs, targets in feed.training_batches(epoch):
             loss = _batch_loss(feed, network, loss_fn, inputs, targets)
             _check_loss(loss, epoch, updated)
@@ -133,16 +144,21 @@ def train_network(network: nn.Module, feed: TrainingFeed, track: Track, loss_fn:
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            loss_sum, batches = loss_sum.to(loss.device) + loss.detach().float(), batches + 1
             schedule.after_step()
         schedule.after_epoch()
-        validation = feed.predict(network, "validation")
-        score = track.score(validation, validation_labels).primary
-        if stopper.update(score, epoch, network, validation):
+        predictions = feed.predict(network, select_on)
+        score = track.score(predictions, selection_labels).primary
+        history.append({"epoch": epoch, "train_loss": float(loss_sum) / max(batches, 1), "selection_score": score})
+        if stopper.update(score, epoch, network, predictions):
             break
     network.load_state_dict(stopper.best_state)
+    selected = stopper.best_predictions
+    validation = selected if select_on == "validation" else feed.predict(network, "validation")
     test = feed.predict(network, "test") if "test" in feed.splits else None
-    return Outcome(validation=stopper.best_predictions, test=test, best_epoch=stopper.best_epoch,
-                   epochs_run=epoch, state=stopper.best_state)
+    return Outcome(validation=validation, test=test, best_epoch=stopper.best_epoch, epochs_run=epoch,
+                   state=stopper.best_state, selection=None if select_on == "validation" else selected,
+                   history=history)
 
 
 class TaskParts(list):

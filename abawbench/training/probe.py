@@ -71,7 +71,7 @@ def standardisation(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def train_linear_probe(features: Mapping[str, np.ndarray], splits: Mapping[str, "SampleIndex"], track: Track,
                        make_loss: MakeLoss, protocol: "ProtocolConfig", seed: int, *,
-                       progress: bool = True, desc: str = "train") -> Outcome:
+                       progress: bool = True, desc: str = "train", select_on: str = "validation") -> Outcome:
     """Heads on ``features`` (per split, rows in the split's order); the outcome's ``state`` is
     what :func:`predict_with_probe` needs."""
     mean, std = standardisation(features["train"])
@@ -79,7 +79,8 @@ def train_linear_probe(features: Mapping[str, np.ndarray], splits: Mapping[str, 
     torch.manual_seed(seed)
     heads = TaskHeads(normalised["train"].shape[1], track.tasks, kind=protocol.head)
     feed = FeatureFeed(normalised, splits, track.tasks, protocol.batch_size, seed)
-    outcome = train_network(heads, feed, track, make_loss(), protocol, progress=progress, desc=desc)
+    outcome = train_network(heads, feed, track, make_loss(), protocol, progress=progress, desc=desc,
+                            select_on=select_on)
     outcome.state = {"kind": PROBE_KIND, "heads": outcome.state, "feature_mean": torch.from_numpy(mean),
                      "feature_std": torch.from_numpy(std)}
     return outcome
