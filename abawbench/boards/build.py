@@ -171,8 +171,10 @@ def mark_not_worse_than_best(rows: Sequence[Row], results: Mapping[str, Sequence
         if row.status != "completed":
             marked.append(row)
             continue
-        mark = True if row is ranked[0] else not_worse_than_best(best, _completed(results[row.entry]),
-                                                                  higher_is_better)
+        if row is ranked[0]:  # the best itself, when it can be tested against at all
+            mark = True if best and all(result.primary_resamples for result in best) else None
+        else:
+            mark = not_worse_than_best(best, _completed(results[row.entry]), higher_is_better)
         marked.append(replace(row, not_worse_than_best=mark))
     return tuple(marked)
 
@@ -243,6 +245,8 @@ def _selected_on(rows: Sequence[Row]) -> str:
         return "; selected on the reported (validation) split"
     if selections == {"train-holdout"}:
         return "; selected on a holdout of the training split"
+    if selections == {"none"}:
+        return "; nothing selected (zero-shot)"
     return ""
 
 

@@ -94,7 +94,7 @@ def _summed_confusion(done: Sequence[RunResult]) -> dict[str, dict[str, Any]]:
 def _history(result: RunResult) -> list[dict[str, Any]]:
     """The per-epoch record a result keeps (``RunResult.history``), as plain values; results
     written before it was kept have none."""
-    records = getattr(result, "history", None) or []
+    records = result.history
     out = []
     for record in records:
         values = record.model_dump() if hasattr(record, "model_dump") else dict(record)
@@ -154,7 +154,7 @@ def _provenance(results: Sequence[RunResult]) -> dict[str, Any]:
         "weights": first.spec.weights,
         "loss": first.spec.loss,
         "protocol": f"{first.spec.protocol.name}/{first.spec.protocol.head}",
-        "selection": str(getattr(first, "selection", "") or ""),
+        "selection": first.selection,
         "seeds": [r.seed for r in results],
         "failed_seeds": [r.seed for r in results if r.status != "completed"],
         "best_epochs": {str(r.seed): r.best_epoch for r in results if r.best_epoch is not None},

@@ -132,22 +132,24 @@ def headers(board: Leaderboard, section: Section) -> list[str]:
 
 
 def _selection_columns(section: Section) -> list[tuple[str, Callable[[Row], str]]]:
-    """The statistics columns, shown when a row of the section carries them: the split a row's
-    epochs and thresholds were chosen on, and whether a paired bootstrap can tell it from the
-    section's best row."""
+    """The statistics columns: the split a row's epochs and thresholds were chosen on, when the
+    section's rows differ there (when they agree, the section's title says it once), and
+    whether a paired bootstrap can tell a row from the section's best row, when tested."""
     columns: list[tuple[str, Callable[[Row], str]]] = []
-    if any(getattr(r, "selection", "") for r in section.rows):
-        columns.append(("selected on", lambda r: getattr(r, "selection", "") or MISSING))
-    if any(getattr(r, "not_worse_than_best", None) is not None for r in section.rows):
+    if len({r.selection for r in section.rows if r.selection}) > 1:
+        columns.append(("selected on", lambda r: r.selection or MISSING))
+    if any(r.not_worse_than_best is not None for r in section.rows):
         columns.append(("vs best", tie_with_best))
     return columns
 
 
 def tie_with_best(row: Row) -> str:
-    """``tie`` when a paired bootstrap cannot tell the row from its section's best, ``worse``
-    when it can, a dash when untested."""
-    tie = getattr(row, "not_worse_than_best", None)
-    return MISSING if tie is None else ("tie" if tie else "worse")
+    """``best`` for the section's best row, ``tie`` when a paired bootstrap cannot tell a row
+    from it, ``worse`` when it can, a dash when untested."""
+    tie = row.not_worse_than_best
+    if tie is None:
+        return MISSING
+    return ("best" if row.rank == "1" else "tie") if tie else "worse"
 
 
 def published_score(row: Row) -> str:
@@ -225,7 +227,7 @@ def render_csv(board: Leaderboard) -> str:
                       row.backbone, row.protocol, row.loss, row.mean, row.std, row.ci_low, row.ci_high]
             values += [row.sub_scores.get(name) for name in subs]
             values += [row.seeds, row.seeds_total, row.date, row.version, row.split, row.source, row.data, row.note,
-                       row.published, row.url, getattr(row, "selection", ""), getattr(row, "not_worse_than_best", None)]
+                       row.published, row.url, row.selection, row.not_worse_than_best]
             rows.append(values)
     return csv_text(header, rows)
 

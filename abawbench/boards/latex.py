@@ -87,7 +87,7 @@ def _column(board: Leaderboard, section: Section, name: str, count: int) -> _Col
         text = {"rank": lambda r: escape(r.rank), "backbone": lambda r: breakable(r.backbone),
                 "protocol": lambda r: breakable(r.protocol), "loss": lambda r: breakable(r.loss),
                 "seeds": lambda r: str(r.seeds) if r.seeds == r.seeds_total else f"{r.seeds}/{r.seeds_total}",
-                "selection": lambda r: escape(getattr(r, "selection", "") or "--")}[name]
+                "selection": lambda r: escape(r.selection or "--")}[name]
         return _Column(name, escape(name), "l", lambda r: None, text)
     if name == "score":
         spread = any(r.seeds > 1 for r in section.rows)
@@ -138,7 +138,7 @@ def measured_table(board: Leaderboard, section: Section, columns: Sequence[str] 
     tie_note = False
     for row in section.rows:
         cells = [_bold_best(c.text(row), row, c, bests[c.name]) for c in chosen]
-        if getattr(row, "not_worse_than_best", None) and row.rank != "1":
+        if row.not_worse_than_best and row.rank != "1":
             cells[0] += r"$^{\ast}$"
             tie_note = True
         if row.status == PARTIAL:

@@ -31,7 +31,9 @@ SELECTION_SPLITS = ("train-holdout", "validation")
 """Where epochs, early stopping, AU thresholds and ensemble weights are chosen: a held-out part
 of the training split, or the validation split that is also reported (docs/statistics.md)."""
 
-Selection = Literal["train-holdout", "validation"]
+Selection = Literal["train-holdout", "validation", "none"]
+"""A result's selection: one of :data:`SELECTION_SPLITS`, or ``none`` where nothing was chosen
+on any split (zero-shot: the model's own classifier, untrained)."""
 
 
 class EpochRecord(BaseModel):
@@ -197,8 +199,8 @@ class RunResult(BaseModel):
     selection: Selection = Field(
         "validation",
         description="the split epochs, early stopping, AU thresholds and ensemble weights were "
-                    "chosen on: train-holdout (a part of train never trained on) or validation "
-                    "(the reported split itself: optimistic)",
+                    "chosen on: train-holdout (a part of train never trained on), validation "
+                    "(the reported split itself: optimistic), or none (zero-shot: nothing chosen)",
     )
     history: list[EpochRecord] = Field(default_factory=list,
                                        description="per epoch: mean training loss, selection score")

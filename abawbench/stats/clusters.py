@@ -26,7 +26,7 @@ import torch
 from abawbench import metrics
 from abawbench.errors import MetricInputError
 from abawbench.labels import LabelSet, TaskSpec
-from abawbench.tracks import Predictions, Track
+from abawbench.tracks import Predictions, Track, absent_tasks
 
 DRAW_BLOCK = 64
 """Resamples drawn (and scored) per block: bounds memory (``[64, G]`` counts), never the draws."""
@@ -147,6 +147,8 @@ def resampled_scores(track: Track, predictions: Predictions, labels: LabelSet, g
     rows = len(next(iter(labels.values())))
     if group.shape[0] != rows:
         raise MetricInputError(f"groups: {group.shape[0]} ids for {rows} rows")
+    if absent_tasks(predictions):  # a partial score: the track leaves those terms out itself
+        return _scored_one_by_one(track, predictions, labels, group, count, n_resamples, seed)
     group_t = torch.from_numpy(group)
     columns = track.validate_labels(labels)
     sums, widths = [], []
