@@ -25,6 +25,12 @@ for seed in 0 1; do
     dln-resnet10t__finetune-linear__cross-entropy,dln-mobilenetv3_small_100__finetune-linear__cross-entropy
 done
 
-# RENDER (one line; switch it to the report's ablation view, e.g.
-#   "$ABAWBENCH" report ... --reference "baseline: cross-entropy, linear probe", once that view exists):
+# Render: the remedies table with each row's own reference, the commit and every row's settings
+# (ablation.py), then the report's ablation view (docs/reports.md) of every entry measured on the
+# baseline's data against the baseline, per-class deltas included.
 "$PYTHON" -m abawbench_builtins.hust_ant.ablation --runs "$RUNS" --out leaderboards/hust_ant_lsd_ablation --preamble plugins/abawbench_builtins/hust_ant/ablation_preamble.md
+baseline=$(ls "$RUNS/small/lsd_linear_probe/lsd" | grep -E '^resnet10t__linear-probe-linear__cross-entropy__[0-9a-f]{8}$')
+pooled=()
+for folder in "$RUNS"/*/*/; do pooled+=(--runs "$folder"); done
+"$ABAWBENCH" leaderboard --track lsd "${pooled[@]}" --reference "$baseline" --no-references --format markdown \
+  --output leaderboards/hust_ant_lsd_ablation_view.md
