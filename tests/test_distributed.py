@@ -97,8 +97,9 @@ def launch(launcher: Path, config: dict, processes: int | None, **env: str) -> s
 
 def summary_of(done: subprocess.CompletedProcess) -> dict:
     assert done.returncode == 0, done.stderr[-3000:]
-    [line] = [line for line in done.stdout.splitlines() if line.startswith("SUMMARY ")]
-    return json.loads(line.removeprefix("SUMMARY "))
+    found = [line[line.index("SUMMARY ") + len("SUMMARY "):] for line in done.stdout.splitlines() if "SUMMARY " in line]
+    assert len(found) == 1, (done.stdout[-3000:], done.stderr[-3000:])  # rank 0 prints one summary
+    return json.loads(found[0])
 
 
 def config(tmp_path: Path, data: Path, folder: str, **protocol) -> dict:
@@ -155,6 +156,7 @@ def test_ddp_finetune_equals_one_process_with_the_same_global_batch(tmp_path, ls
     base = dict(name="finetune", epochs=2, augmentation="none")
     one = summary_of(launch(launcher, config(tmp_path, lsd_tree, "g1", **base, batch_size=16), 1))
     two = summary_of(launch(launcher, config(tmp_path, lsd_tree, "g2", **base, batch_size=8), 2))
+    assert len(one["ran"]) == len(two["ran"]) == 1, (one, two)
     [(entry_one, _, status_one, error)] = one["ran"]
     [(entry_two, _, status_two, _)] = two["ran"]
     assert status_one == status_two == "completed", error
