@@ -238,6 +238,10 @@ def run_ensemble(
         raise ConfigError(f"members were selected on different splits ({', '.join(sorted(selections))}); "
                           "an ensemble is fitted where its members were selected, so they must agree")
     selection = selections.pop()
+    if selection == "none":
+        # Zero-shot members chose nothing, but an ensemble of them is cross-fitted on
+        # validation folds: the validation split decides its weights, and its result says so.
+        selection = "validation"
     scored_how = ("fitted on the training holdout, scored on all of validation" if selection == "train-holdout"
                   else "out-of-fold (k-fold cross-fitting)")
     settings = {"method": spec.name, "members": [m.result.entry for m in members], "options": options,

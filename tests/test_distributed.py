@@ -49,6 +49,8 @@ LAUNCHER = textwrap.dedent('''
         def forward(self, x):
             if os.environ.get("KILL_RANK", "none") == os.environ.get("RANK"):
                 os._exit(3)
+            if os.environ.get("RAISE_RANK", "none") == os.environ.get("RANK"):
+                raise ValueError("this rank cannot read its images")
             return self.body(x)
 
     def build(options):
@@ -194,3 +196,18 @@ def test_a_claim_held_elsewhere_or_finished_meanwhile_is_not_taken(tmp_path):
         assert not mine
     with Claims().claim(result) as later:  # a later sweep sees an older result: the runner decides
         assert later
+
+
+def test_ranks_fine_tuning_together_run_every_entry_of_a_sweep(tmp_path, lsd_tree, launcher):
+    sweep = config(tmp_path, lsd_tree, "together", name="finetune", epochs=1, augmentation="none") | {
+        "seeds": [0, 1], "losses": ["cross-entropy", "focal"]}
+    summary = summary_of(launch(launcher, sweep, 2))
+    ran = [(entry, seed) for entry, seed, _, _ in summary["ran"]]
+    assert len(ran) == len(set(ran)) == 4 and not summary["elsewhere"], summary  # none lost to a claim race
+
+
+def test_a_rank_whose_shard_fails_fails_every_rank_instead_of_leaving_them_waiting(tmp_path, lsd_tree, launcher):
+    failed = launch(launcher, config(tmp_path, lsd_tree, "raised"), 2, RAISE_RANK="1")
+    assert failed.returncode != 0  # launch() would time out if rank 0 waited for rank 1's rows
+    assert "sharded extraction failed: rank 1: ValueError: this rank cannot read its images" in failed.stderr
+    assert not cached_files(tmp_path / "raised" / "cache")

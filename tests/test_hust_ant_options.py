@@ -173,7 +173,17 @@ def test_dln_warm_start_loads_a_plain_network_into_both_copies(host):
 
 def test_warm_start_from_a_missing_entry_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no result for entry 'nothing-here' seed 0"):
-        read_warm_start(tmp_path, "lsd", "nothing-here", 0)
+        read_warm_start(tmp_path, "lsd", "nothing-here", 0, selection="train-holdout", holdout_fraction=0.1)
+
+
+def test_warm_start_from_an_entry_selected_on_validation_is_refused_for_a_holdout_entry(tmp_path):
+    from abawbench.results import write_result
+    from test_leaderboard import make_result
+
+    source = make_result("probe", 0.5).model_copy(update={"selection": "validation", "weights_file": "seed0.head.pt"})
+    write_result(tmp_path / "lsd" / "probe" / "seed0.json", source)
+    with pytest.raises(ConfigError, match="selected on validation .* this entry on train-holdout"):
+        read_warm_start(tmp_path, "lsd", "probe", 0, selection="train-holdout", holdout_fraction=0.1)
 
 
 def test_finetune_only_settings_are_refused_for_the_linear_probe():

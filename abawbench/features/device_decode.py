@@ -11,7 +11,9 @@ the two paths never mix.
 
 Chosen automatically on CUDA when the backbone's eval geometry is plain resize and centre
 crop; ``ABAWBENCH_DEVICE_DECODE=0`` keeps decoding on the CPU. Files that are not JPEG are
-decoded on the CPU as before, within the same batch.
+decoded on the CPU as before, within the same batch, and so is a JPEG the device decoder
+refuses (a property of the file, so the same file always takes the same path); running out of
+device memory is an error, never a reason to switch decoders.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ class DeviceDecoding:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 try:
                     images = decode_jpeg([files[i] for i in jpeg], mode=ImageReadMode.RGB, device=self.device)
+                except torch.cuda.OutOfMemoryError:
+                    raise  # memory pressure must never decide which decoder a file's pixels come from
                 except RuntimeError:
                     images = [self._one(files[i], rows[i], index) for i in jpeg]  # find the bad file
             decoded.update(zip(jpeg, images))
@@ -92,6 +96,8 @@ class DeviceDecoding:
 
         try:
             return decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
+        except torch.cuda.OutOfMemoryError:
+            raise
         except RuntimeError:
             return self._from_cpu(row, index)  # Pillow decodes it, or names the bad file
 

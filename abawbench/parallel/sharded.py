@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from abawbench.errors import CacheError
+from abawbench.errors import CacheError, RunFailedError
 from abawbench.features.entry import EntryWriter
 from abawbench.parallel.context import DistContext
 
@@ -28,13 +28,29 @@ def sharded_entry(context: DistContext, get_or_create: Callable[[Callable[[Entry
 
     Rank 0 asks the cache; only when the entry is missing does its ``produce`` tell the other
     ranks to extract their shards, gather them and write. Every rank returns the cached entry.
+    A failure on any rank (a bad image in its shard, no memory, a full disk on rank 0) reaches
+    every rank as an error, never as a rank left waiting at a collective.
     """
     shard = (context.rank, context.world_size)
 
-    def own_rows() -> dict[int, np.ndarray]:
-        rows: dict[int, np.ndarray] = {}
-        extract(lambda start, batch: rows.__setitem__(start, np.asarray(batch)), shard)
-        return rows
+    def own_rows() -> dict[int, np.ndarray] | str:
+        try:
+            rows: dict[int, np.ndarray] = {}
+            extract(lambda start, batch: rows.__setitem__(start, np.asarray(batch)), shard)
+            return rows
+        except Exception as exc:  # sent to rank 0 in place of the rows, so nobody waits for them
+            return f"rank {context.rank}: {type(exc).__name__}: {exc}"
+
+    told: list[bool] = []  # whether every rank already knows of the failure (a failed shard)
+
+    def exchange() -> list[dict[int, np.ndarray]] | None:
+        """Every rank's rows on rank 0 (None elsewhere); a failed shard fails every rank."""
+        parts = context.gather(own_rows())
+        failures = context.broadcast([p for p in parts if isinstance(p, str)] if parts is not None else None)
+        if failures:
+            told.append(True)
+            raise RunFailedError("sharded extraction failed: " + "; ".join(failures))
+        return parts  # type: ignore[return-value]
 
     if context.is_main:
         asked = False
@@ -43,22 +59,29 @@ def sharded_entry(context: DistContext, get_or_create: Callable[[Callable[[Entry
             nonlocal asked
             asked = True
             context.broadcast(True)
-            shards = context.gather(own_rows())
+            shards = exchange()
             assert shards is not None
             for start, batch in sorted(((s, b) for part in shards for s, b in part.items()), key=lambda sb: sb[0]):
                 writer.write(start, batch)
 
         try:
             entry = get_or_create(produce)
-        finally:
+        except Exception as exc:
             if not asked:
-                context.broadcast(False)  # a hit: nobody extracts
-        context.barrier()
+                context.broadcast(False)
+            if not told:  # tell the others, waiting for word that the entry is written
+                context.broadcast(f"rank 0: {type(exc).__name__}: {exc}")
+            raise
+        if not asked:
+            context.broadcast(False)  # a hit: nobody extracts
+        context.broadcast(None)  # written (or found): the others may read it
         return entry
 
     if context.broadcast(None):
-        context.gather(own_rows())
-    context.barrier()
+        exchange()
+    problem = context.broadcast(None)
+    if problem:
+        raise RunFailedError(f"the cache entry was not written: {problem}")
 
     def never(_writer: EntryWriter) -> None:
         raise CacheError("rank 0 wrote this cache entry, but this rank cannot see it: with several "

@@ -79,7 +79,11 @@ def plan_entries(host: PluginHost, config: RunConfig, track: Track) -> list[Entr
 
 def resolved_protocol(config: RunConfig, track: Track) -> ProtocolConfig:
     """The protocol with its selection split resolved (unset: the track's default), so that an
-    entry's identity and its result say where it was selected, whatever the default was then."""
+    entry's identity and its result say where it was selected, whatever the default was then.
+    Zero-shot selects nothing: neither the selection nor the holdout size is part of its
+    identity (its result records selection ``none``)."""
+    if config.protocol.name == "zero-shot":
+        return config.protocol.model_copy(update={"selection": None})
     if config.protocol.selection is not None:
         return config.protocol
     if track.default_selection not in SELECTION_SPLITS:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -128,18 +129,36 @@ class Runner:
         claims = Claims()
         for seed in self.config.seeds:
             for entry in entries:
-                previous = self._completed(entry, seed)
-                if previous is not None:
-                    summary.skipped_results.append(previous)
-                    continue
-                with claims.claim(result_path(self.config.output, self.track.name, entry.entry_id, seed)) as mine:
-                    if not spread:  # all ranks train this entry together: rank 0's claim decides
-                        mine = self.context.broadcast(mine)
-                    if mine:
+                with self._decided(entry, seed, claims, spread) as (decision, previous):
+                    if decision == "run":
                         summary.results.append(self.run_entry(entry, seed))
+                    elif decision == "done":
+                        if previous is not None:  # known on the deciding rank
+                            summary.skipped_results.append(previous)
                     else:
                         summary.elsewhere.append(f"{entry.entry_id} seed {seed}")
         return gathered(self.context, summary) if spread else summary
+
+    @contextmanager
+    def _decided(self, entry: EntrySpecModel, seed: int, claims: Claims,
+                 spread: bool) -> Iterator[tuple[str, RunResult | None]]:
+        """Whether to run (entry, seed): ``done`` (a completed result exists), ``run`` (this job
+        holds its claim for as long as the block runs) or ``elsewhere`` (another worker holds or
+        finished it). Ranks that train each entry together take rank 0's decision: only rank 0
+        looks and claims, so no rank can race another to the claim or see another result."""
+        deciding = spread or self.context.is_main
+        with ExitStack() as held:
+            previous, decision = None, "elsewhere"
+            if deciding:
+                previous = self._completed(entry, seed)
+                path = result_path(self.config.output, self.track.name, entry.entry_id, seed)
+                if previous is not None:
+                    decision = "done"
+                elif held.enter_context(claims.claim(path)):
+                    decision = "run"
+            if not spread:
+                decision = self.context.broadcast(decision)
+            yield decision, previous
 
     def _check_losses(self, entries: list[EntrySpecModel]) -> None:
         """Build every entry's loss once before anything is extracted or trained, so a misspelt
@@ -294,7 +313,9 @@ class Runner:
                                pixel_cache=PixelPackStore(self.cache_root) if protocol.pixel_cache else None,
                                progress=self.progress, desc=f"finetune {entry.entry_id}", context=self.context,
                                select_on=select_on,
-                               warm_start=read_warm_start(self.config.output, self.track.name, protocol.warm_start, seed)
+                               warm_start=read_warm_start(self.config.output, self.track.name, protocol.warm_start, seed,
+                                                          selection=selection_of(entry),
+                                                          holdout_fraction=protocol.holdout_fraction)
                                if protocol.warm_start else None)
         timings["train_s"] = time.perf_counter() - t1
         return outcome

@@ -52,7 +52,8 @@ class Outcome:
     """The selected weights' predictions on the selection split, when it is not validation."""
     history: list[dict[str, Any]] = field(default_factory=list)
     """Per epoch: ``epoch``, mean ``train_loss`` and ``selection_score`` (the selection split's
-    primary score), as results record it."""
+    primary score), as results record it. Under torchrun the training loss is rank 0's, the mean
+    over its share of the epoch's batches; the selection score is over the whole split."""
 
 
 class TrainingFeed(Protocol):

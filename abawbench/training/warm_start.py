@@ -31,14 +31,23 @@ FINETUNED = "finetune"
 PROBED = "linear-probe"
 
 
-def read_warm_start(runs: Path, track: str, name: str, seed: int) -> dict[str, Any]:
+def read_warm_start(runs: Path, track: str, name: str, seed: int, *, selection: str,
+                    holdout_fraction: float) -> dict[str, Any]:
     """The saved state of entry ``name`` at ``seed`` under ``runs``, with ``source`` (its
-    result file) added for error messages; ConfigError when it has no usable weights."""
+    result file) added for error messages; ConfigError when it has no usable weights, or when
+    it was selected otherwise than the entry it would start (``selection``, and the holdout's
+    size): weights chosen on validation, or trained on rows that are this entry's holdout,
+    would let the reported split or the selection split into a run that claims they did not."""
     path = find_entry_result(runs, track, name, seed)
     result = read_result(path)
     if result.status != "completed" or result.weights_file is None:
         raise ConfigError(f"warm start {name!r}: {path} is a {result.status} entry without saved weights; "
                           "run that entry first (same output folder and seed)")
+    source_fraction = getattr(result.spec.protocol, "holdout_fraction", None)
+    if result.selection != selection or (selection == "train-holdout" and source_fraction != holdout_fraction):
+        raise ConfigError(f"warm start {name!r}: {path} was selected on {result.selection} "
+                          f"(holdout fraction {source_fraction}), this entry on {selection} "
+                          f"(holdout fraction {holdout_fraction}); start from an entry selected the same way")
     weights = path.parent / result.weights_file
     if not weights.is_file():
         raise ConfigError(f"warm start {name!r}: weights file {weights} is missing")
