@@ -4,13 +4,15 @@ pdflatex when a TeX toolchain is present."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 
 import pytest
 
 from abawbench.boards import render
-from abawbench.boards.latex import render_latex
+from abawbench.boards.ablation import ABLATION_FORMATS, build_ablation
+from abawbench.boards.latex import escape, render_latex
 from abawbench.cli import main
 from abawbench.errors import ConfigError
 
@@ -94,3 +96,24 @@ def test_the_compact_tables_fit_the_page(tmp_path):
     subprocess.run(["pdflatex", "-halt-on-error", "-interaction=nonstopmode", "doc.tex"], cwd=tmp_path,
                    capture_output=True, timeout=120, check=True)
     assert "Overfull \\hbox" not in (tmp_path / "doc.log").read_text(errors="replace")
+
+
+def test_labels_are_valid_label_keys_whatever_the_track_is_called():
+    table = board([make_result("a", 0.5, track="mtl"), make_result("b", 0.6, track="mtl")], track="mtl")
+    text = render(dataclasses.replace(table, track="my_track"), "latex")
+    assert r"\label{tab:abawbench-my-track-1}" in text
+    assert "\\_" not in "".join(line for line in text.splitlines() if line.startswith(r"\label"))
+
+
+def test_escape_typesets_greek_and_maths_and_never_passes_an_untypesettable_character():
+    assert escape("Δ ± σ") == r"$\Delta$ $\pm$ $\sigma$"
+    assert escape("café") == "café"  # Latin-1 letters: T1 has them
+    assert escape("模型 ✓") == "?? ?"
+    assert all(ord(ch) < 128 or "\u00c0" <= ch <= "\u00ff" for ch in escape("a—b…c 模 ✓ Δ"))
+
+
+def test_ablation_latex_headers_typeset_delta():
+    results = [make_result("base", 0.5, track="mtl", subs=MTL_SUBS), make_result("x", 0.6, track="mtl", subs=MTL_SUBS)]
+    text = ABLATION_FORMATS.render(build_ablation(board(results, track="mtl"), "base"), "latex")
+    assert r"$\Delta$ vs reference" in text and r"$\Delta$ $\mathrm{CCC}_V$" in text
+    assert "Δ" not in text and "±" not in text

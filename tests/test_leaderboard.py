@@ -267,3 +267,33 @@ def test_a_broken_reference_file_is_one_clear_error(tmp_path, capsys):
     references.write_text("[\n{", encoding="utf-8")
     assert main(["leaderboard", "--track", "lsd", "--runs", str(runs), "--references", str(references)]) == 2
     assert "references.json: line 2: not valid JSON" in capsys.readouterr().err
+
+
+def _generated(entry: str, score: float, **kwargs):
+    """A result measured on a generated tree laid out (and read) as the official dataset."""
+    result = make_result(entry, score, dataset="abaw4", **kwargs)
+    result.data_origin = {"kind": "synthetic", "generator": "synthface", "version": "2", "manifest": "m.json"}
+    return result
+
+
+def test_csv_names_the_data_origin_so_generated_data_never_reads_as_real():
+    rows = list(csv.DictReader(io.StringIO(render(board([_generated("a", 0.5)], REFERENCES), "csv"))))
+    measured, reported = rows
+    assert list(rows[0])[:4] == ["section", "dataset", "origin", "fingerprint"]
+    assert measured["dataset"] == "abaw4"
+    assert measured["origin"] == "synthetic stand-in: generator synthface, version 2"
+    assert reported["origin"] == ""
+
+
+def test_leaderboard_from_json_honours_no_references_and_refuses_references(tmp_path, capsys):
+    path = tmp_path / "lsd.json"
+    path.write_text(render(board([make_result("m", 0.5)], REFERENCES), "json"))
+    assert main(["leaderboard", "--track", "lsd", "--from", str(path), "--format", "csv"]) == 0
+    assert "Paper & co_1" in capsys.readouterr().out
+    assert main(["leaderboard", "--track", "lsd", "--from", str(path), "--format", "csv", "--no-references"]) == 0
+    out = capsys.readouterr().out
+    assert "Paper & co_1" not in out and "reported" not in out and ",m," in out
+    refs = tmp_path / "refs.json"
+    refs.write_text(json.dumps(REFERENCES))
+    assert main(["leaderboard", "--track", "lsd", "--from", str(path), "--references", str(refs)]) == 2
+    assert "--references" in capsys.readouterr().err

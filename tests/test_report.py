@@ -3,7 +3,9 @@ generated data named as such, reported numbers at their published precision with
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import re
 import shutil
@@ -262,3 +264,50 @@ def test_packaged_pretrained_weights_are_never_shown_as_random():
     ensemble = make_result("e", 0.7).model_copy(update={"provenance": {"ensemble": {"plugin": "builtin.ensembles"}}})
     assert weights_text(ensemble).startswith("its members'")
     assert weights_text(make_result("plain", 0.5)) == "random"
+
+
+def test_ablation_csv_names_the_dataset_and_origin_on_every_line(tmp_path):
+    results = _with_classes([make_result("base", 0.5, dataset="abaw4"), make_result("other", 0.6, dataset="abaw4")])
+    for result in results:
+        result.data_origin = {"kind": "synthetic", "generator": "synthface", "version": "2", "manifest": "m.json"}
+    table = dataclasses.replace(board(results), details=collect_details([(tmp_path / "x", r) for r in results]))
+    lines = list(csv.DictReader(io.StringIO(ABLATION_FORMATS.render(build_ablation(table, "base"), "csv"))))
+    assert lines and all(line["dataset"] == "abaw4" for line in lines)
+    assert all(line["origin"] == "synthetic stand-in: generator synthface, version 2" for line in lines)
+
+
+def test_origin_text_reads_as_its_docstring_says():
+    from abawbench.data.origin import origin_text
+
+    text = origin_text({"kind": "synthetic", "generator": "synthface", "version": "2"})
+    assert text == "synthetic stand-in: generator synthface, version 2"
+    assert f"``{text}``" in origin_text.__doc__
+
+
+def test_html_links_only_http_urls(tmp_path):
+    references = [{"track": "lsd", "entry": "A", "split": "validation", "score": 0.3, "published": "0.3",
+                   "source": "evil", "data": "d", "url": "javascript:alert(1)"},
+                  {"track": "lsd", "entry": "B", "split": "validation", "score": 0.3, "published": "0.3",
+                   "source": "fine", "data": "d", "url": "https://example.org/x"}]
+    html = render(board([make_result("m", 0.5)], references), "html")
+    assert "javascript:" not in html.lower() and "<td>evil</td>" in html
+    assert '<a href="https://example.org/x">fine</a>' in html
+
+
+def _ablation_cells(higher_is_better):
+    """Each text cell of the ablation page with its class; scores below zero, so a score's own
+    minus sign is there to be mistaken for a delta's."""
+    results = _with_classes([make_result("base", -0.5), make_result("better", -0.4), make_result("worse", -0.6)])
+    table = dataclasses.replace(board(results, higher_is_better=higher_is_better),
+                                details=collect_details([(Path("x"), r) for r in results]))
+    html = ABLATION_FORMATS.render(build_ablation(table, "base"), "html")
+    return {text: cls for cls, text in re.findall(r'<td class="([^"]*)">([^<]*)</td>', html)}
+
+
+def test_ablation_html_colours_only_deltas_and_by_the_tracks_direction():
+    up = _ablation_cells(True)
+    assert up["+0.1000"] == "num pos" and up["-0.1000"] == "num neg"
+    assert up["0.500 (+0.300)"] == "num pos" and up["0.700 (-0.100)"] == "num neg"  # per-class F1 deltas
+    assert up["-0.4000 (1 seed)"] == "num" and up["-0.6000 (1 seed)"] == "num"  # scores are not deltas
+    down = _ablation_cells(False)
+    assert down["+0.1000"] == "num neg" and down["-0.1000"] == "num pos"

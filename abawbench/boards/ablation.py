@@ -11,6 +11,7 @@ means over seeds; partial and failed rows are listed with what they have.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,6 +45,8 @@ class Ablation:
     rows: tuple[AblationRow, ...]
     sub_score_names: tuple[str, ...] = ()
     classes: dict[str, list[str]] = field(default_factory=dict)
+    dataset: str = ""
+    origin: str = ""  # the section's data origin: CSV rows carry no title that would say it
 
 
 def find_reference(board: Leaderboard, reference: str) -> tuple[Section, Row]:
@@ -87,7 +90,8 @@ def build_ablation(board: Leaderboard, reference: str) -> Ablation:
             classes.setdefault(task, [name for name in values])
     return Ablation(track=board.track, primary_metric=board.primary_metric, higher_is_better=board.higher_is_better,
                     reference=base.label or base.entry, section=section.title, rows=tuple(rows),
-                    sub_score_names=section.sub_score_names, classes=classes)
+                    sub_score_names=section.sub_score_names, classes=classes, dataset=section.dataset,
+                    origin=section.origin)
 
 
 def _per_class(board: Leaderboard, row: Row) -> dict[str, dict[str, float]]:
@@ -156,17 +160,20 @@ def render_markdown(ablation: Ablation) -> str:
 
 @ABLATION_FORMATS.register("csv")
 def render_csv(ablation: Ablation) -> str:
-    """One line per row and value: headline scores, sub-score and per-class differences."""
+    """One line per row and value: headline scores, sub-score and per-class differences. Every
+    line names its dataset and origin, so a line cut out of the file still says when its data
+    was generated."""
     lines = []
     for row in ablation.rows:
-        lines.append([row.label, row.entry, row.status, "score", ablation.primary_metric, row.mean, row.delta])
+        start = [ablation.dataset, ablation.origin, row.label, row.entry, row.status]
+        lines.append(start + ["score", ablation.primary_metric, row.mean, row.delta])
         for name, delta in row.sub_deltas.items():
-            lines.append([row.label, row.entry, row.status, "sub_score", name, None, delta])
+            lines.append(start + ["sub_score", name, None, delta])
         for task, classes in row.per_class.items():
             for name, value in classes.items():
-                lines.append([row.label, row.entry, row.status, f"per_class:{task}", name, value,
-                              row.per_class_delta.get(task, {}).get(name)])
-    return csv_text(["label", "entry", "status", "kind", "name", "value", "delta_vs_reference"], lines)
+                lines.append(start + [f"per_class:{task}", name, value, row.per_class_delta.get(task, {}).get(name)])
+    return csv_text(["dataset", "origin", "label", "entry", "status", "kind", "name", "value", "delta_vs_reference"],
+                    lines)
 
 
 @ABLATION_FORMATS.register("json")
@@ -187,22 +194,37 @@ def render_html(ablation: Ablation) -> str:
 
 
 def ablation_html(ablation: Ablation) -> str:
-    """The ablation's tables as an HTML fragment (the report embeds it); deltas coloured."""
-    def table(header: list[str], rows: list[list[str]]) -> str:
+    """The ablation's tables as an HTML fragment (the report embeds it); deltas coloured by
+    whether they are improvements."""
+    def table(header: list[str], rows: list[list[str]], higher_is_better: bool, per_class: bool = False) -> str:
         head = "".join(f"<th>{esc(h)}</th>" for h in header)
-        body = "\n".join("<tr>" + "".join(_html_cell(cell, column) for column, cell in enumerate(row)) + "</tr>"
-                         for row in rows)
+        deltas = {column for column, name in enumerate(header) if name.startswith("Δ ")}
+        body = "\n".join("<tr>" + "".join(_html_cell(cell, column, column in deltas or (per_class and column > 0),
+                                                      higher_is_better)
+                                           for column, cell in enumerate(row)) + "</tr>" for row in rows)
         return f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>'
 
-    parts = [f'<p class="lead">{esc(intro(ablation))}</p>', table(*headline(ablation))]
+    parts = [f'<p class="lead">{esc(intro(ablation))}</p>', table(*headline(ablation), ablation.higher_is_better)]
     for task in ablation.classes:
+        # per-class cells hold F1 with its delta in parentheses; a higher F1 is better on every track
         parts += [f"<h4>Per-class F1 of task {esc(task)} (Δ vs reference in parentheses)</h4>",
-                  table(*per_class_table(ablation, task))]
+                  table(*per_class_table(ablation, task), True, per_class=True)]
     return "\n".join(parts)
 
 
-def _html_cell(text: str, column: int) -> str:
+_DELTA = re.compile(r"^([+-]\d[\d.]*)$|\(([+-]\d[\d.]*)\)")
+
+
+def _html_cell(text: str, column: int, is_delta: bool, higher_is_better: bool) -> str:
+    """A table cell; a delta cell is green when it is an improvement over the reference and red
+    when it is a loss (on a lower-is-better track a negative delta improves). Scores, seeds and
+    zero deltas are not coloured."""
     if column == 0:
         return f'<td class="label">{esc(text)}</td>'
-    tone = ' pos' if "(+" in text or text.startswith("+") else (' neg' if "(-" in text or text.startswith("-") else "")
+    tone = ""
+    match = _DELTA.search(text) if is_delta else None
+    if match:
+        delta = float(match.group(1) or match.group(2))
+        if delta:
+            tone = " pos" if (delta > 0) == higher_is_better else " neg"
     return f'<td class="num{tone}">{esc(text)}</td>'

@@ -76,7 +76,7 @@ class Section:
     fingerprint: str
     rows: tuple[Row, ...]
     sub_score_names: tuple[str, ...] = ()
-    origin: str = ""  # "synthetic stand-in (...)" for generated data (abawbench.data.origin)
+    origin: str = ""  # "synthetic stand-in: ..." for generated data (abawbench.data.origin)
 
 
 @dataclass(frozen=True)

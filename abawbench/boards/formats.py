@@ -214,16 +214,17 @@ def render_html(board: Leaderboard) -> str:
 
 @LEADERBOARD_FORMATS.register("csv")
 def render_csv(board: Leaderboard) -> str:
-    """One table of raw values; the section columns keep rows of different data apart."""
+    """One table of raw values; the section columns keep rows of different data apart, and
+    ``origin`` keeps a generated tree read as a real dataset's layout from passing for it."""
     subs = sorted({n for s in board.sections for n in s.sub_score_names})
-    header = (["section", "dataset", "fingerprint", "rank", "label", "entry", "status", "backbone", "protocol",
+    header = (["section", "dataset", "origin", "fingerprint", "rank", "label", "entry", "status", "backbone", "protocol",
                "loss", board.primary_metric, "std", "ci_low", "ci_high"] + subs
               + ["seeds", "seeds_total", "date", "abawbench", "split", "source", "data", "note",
                  "published", "url", "selection", "not_worse_than_best"])
     rows = []
     for section in board.sections:
         for row in section.rows:
-            values = [section.kind, section.dataset, section.fingerprint, row.rank, row.label, row.entry, row.status,
+            values = [section.kind, section.dataset, section.origin, section.fingerprint, row.rank, row.label, row.entry, row.status,
                       row.backbone, row.protocol, row.loss, row.mean, row.std, row.ci_low, row.ci_high]
             values += [row.sub_scores.get(name) for name in subs]
             values += [row.seeds, row.seeds_total, row.date, row.version, row.split, row.source, row.data, row.note,

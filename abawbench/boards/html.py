@@ -11,6 +11,7 @@ one scale per section, so overlapping intervals are visible at a glance.
 from __future__ import annotations
 
 import html
+from urllib.parse import urlparse
 from typing import Callable, Sequence
 
 from abawbench.boards.build import REPORTED, Leaderboard, Row, Section
@@ -89,6 +90,17 @@ def page(title: str, body: str) -> str:
             f"<script>{SCRIPT}</script>\n</body>\n</html>\n")
 
 
+def safe_url(url: str | None) -> bool:
+    """Whether ``url`` may become a link: http(s) only, since a reference file is text anyone
+    can edit and a ``javascript:`` or ``data:`` href runs when the reader clicks it."""
+    if not url:
+        return False
+    try:
+        return urlparse(url.strip()).scheme.lower() in ("http", "https")
+    except ValueError:
+        return False
+
+
 def interval_svg(row: Row, low: float, high: float, width: int = 120) -> str:
     """The row's 95% interval as a bar and its mean as a dot, on the section's scale."""
     if row.mean is None or high <= low:
@@ -146,7 +158,7 @@ def section_table(board: Leaderboard, section: Section,
             attribute = f' data-sort="{value!r}"' if value is not None else ""
             if header == "label" and label_cell is not None:
                 content = label_cell(row)
-            elif header == "source" and row.url:
+            elif header == "source" and safe_url(row.url):
                 content = f'<a href="{esc(row.url)}">{esc(text)}</a>'
             else:
                 content = esc(text)

@@ -9,6 +9,7 @@ table fits a page.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -36,9 +37,38 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
 
 
+_NON_ASCII = {"Δ": r"$\Delta$", "δ": r"$\delta$", "α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$",
+              "λ": r"$\lambda$", "μ": r"$\mu$", "σ": r"$\sigma$", "τ": r"$\tau$", "±": r"$\pm$",
+              "×": r"$\times$", "÷": r"$\div$", "≤": r"$\leq$", "≥": r"$\geq$", "≈": r"$\approx$", "→": r"$\rightarrow$",
+              "−": "-", "–": "--", "—": "---", "…": r"\ldots{}", "·": r"$\cdot$", "°": r"$^{\circ}$",
+              "\u00a0": "~"}
+"""Non-ASCII characters names and captions use, as commands every LaTeX engine typesets."""
+
+
 def escape(text: str) -> str:
-    """``text`` safe in LaTeX body text: every special character escaped."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    """``text`` safe in LaTeX body text: every special character escaped, common Greek and
+    maths symbols as commands, Latin-1 letters (é, ü, ß: T1 has them) as typed, and any other
+    non-ASCII character as ``?``: pdflatex has no glyph for it and stops with an error, so one
+    such character in a label would make the whole table fail to compile."""
+    out = []
+    for ch in str(text):
+        if ch in _LATEX_SPECIAL:
+            out.append(_LATEX_SPECIAL[ch])
+        elif ch in _NON_ASCII:
+            out.append(_NON_ASCII[ch])
+        elif "\u00c0" <= ch <= "\u00ff":
+            out.append(ch)
+        elif ord(ch) > 127 or (ord(ch) < 32 and ch not in "\t\n"):
+            out.append("?")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def label_key(text: str) -> str:
+    """``text`` as a ``\\label`` key: escape() output (``\\_``) is not valid inside ``\\label``,
+    so every run of characters outside letters, digits, ``:``, ``.`` and ``-`` becomes ``-``."""
+    return re.sub(r"[^A-Za-z0-9:.-]+", "-", str(text))
 
 
 def breakable(text: str) -> str:
@@ -172,7 +202,7 @@ def reported_table(board: Leaderboard, section: Section, number: int) -> str:
 
 def _float(caption: str, label: str, spec: str, body: Sequence[str]) -> str:
     return "\n".join([r"\begin{table}[tbp]", r"\centering", r"\small", f"\\caption{{{caption}}}",
-                      f"\\label{{{escape(label)}}}", r"\smallskip", f"\\begin{{tabular}}{{{spec}}}", r"\toprule", *body,
+                      f"\\label{{{label_key(label)}}}", r"\smallskip", f"\\begin{{tabular}}{{{spec}}}", r"\toprule", *body,
                       r"\bottomrule", r"\end{tabular}", r"\end{table}"])
 
 
@@ -199,7 +229,7 @@ def ablation_tables(ablation: Any) -> str:
     header, rows = headline(ablation)
     spec = "@{}>{\\raggedright\\arraybackslash}p{0.4\\linewidth}" + "r" * (len(header) - 1) + "@{}"
     body = [" & ".join(_ablation_header(h, ablation) for h in header) + r" \\", r"\midrule"]
-    body += [" & ".join([breakable(row[0])] + [escape(c).replace("±", r"$\pm$") for c in row[1:]]) + r" \\"
+    body += [" & ".join([breakable(row[0])] + [escape(c) for c in row[1:]]) + r" \\"
              for row in rows]
     caption = (f"Track {escape(ablation.track)}: differences against {escape(ablation.reference)} "
                f"({escape(ablation.section)}).")
@@ -218,8 +248,6 @@ def ablation_tables(ablation: Any) -> str:
 def _ablation_header(header: str, ablation: Any) -> str:
     if header.startswith("Δ "):
         return r"$\Delta$ " + metric_header(header[2:])
-    if header == "Δ vs reference":
-        return r"$\Delta$"
     if header.endswith("(mean ± std)"):
         return metric_header(ablation.primary_metric) + r" (mean $\pm$ std)"
     return escape(header)

@@ -23,9 +23,13 @@ def add_board_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="from_json", type=Path, metavar="JSON",
                         help="render a leaderboard JSON ('--format json', e.g. leaderboards/lsd.json) "
                              "instead of reading runs")
-    parser.add_argument("--references", type=Path, default=DEFAULT_REFERENCES,
-                        help="JSON list of reported reference rows")
-    parser.add_argument("--no-references", action="store_true", help="leave reported rows out")
+    # No default on the parser: --from must tell a --references the user typed (refused there,
+    # since the JSON's reported rows were fixed when it was written) from the default.
+    parser.add_argument("--references", type=Path,
+                        help="JSON list of reported reference rows (default: leaderboards/references.json "
+                             "of the source tree; not with --from)")
+    parser.add_argument("--no-references", action="store_true",
+                        help="leave reported rows out (with --from too)")
     parser.add_argument("--reference", metavar="LABEL",
                         help="ablation view: every row of this row's section with its differences to it "
                              "(a label or an entry id)")
@@ -60,6 +64,7 @@ def load_board(args, track):
     with every entry's details (per-class scores, confusion, scatter, provenance)."""
     from abawbench import __version__
     from abawbench.boards import build_leaderboard, load_references
+    from abawbench.boards.build import REPORTED
     from abawbench.boards.details import collect_details, with_recorded_origin
     from abawbench.boards.inputs import read_leaderboard
     from abawbench.results import iter_results
@@ -67,11 +72,16 @@ def load_board(args, track):
     if args.from_json is not None:
         if args.runs:
             raise ConfigError("--from renders a leaderboard JSON; give it or --runs, not both")
+        if args.references is not None:
+            raise ConfigError("--references reads reference rows for runs; a --from JSON keeps the reported "
+                              "rows it was written with (use --no-references to leave them out)")
         if not args.from_json.is_file():
             raise ConfigError(f"--from {args.from_json}: no such file")
         board = read_leaderboard(args.from_json)
         if board.track != track.name:
             raise ConfigError(f"--from {args.from_json}: a leaderboard of track {board.track}, not {track.name}")
+        if args.no_references:
+            board = replace(board, sections=tuple(s for s in board.sections if s.kind != REPORTED))
         return board
     located = []
     for runs in args.runs or [Path("runs")]:
@@ -93,7 +103,7 @@ def load_board(args, track):
                               "pool runs folders that hold different runs")
     located = with_recorded_origin(located)
     results = [result for _path, result in located]
-    references = [] if args.no_references else load_references(args.references)
+    references = [] if args.no_references else load_references(args.references or DEFAULT_REFERENCES)
     board = build_leaderboard(results, track=track.name, primary_metric=track.primary_metric,
                               higher_is_better=track.higher_is_better, references=references,
                               version=__version__)

@@ -42,7 +42,7 @@ def data_origin(root: Path | str) -> dict[str, str]:
 
 
 def origin_text(origin: Mapping[str, str]) -> str:
-    """How tables name an origin: ``synthetic stand-in (generator synthface, version 2)``, or
+    """How tables name an origin: ``synthetic stand-in: generator synthface, version 2``, or
     ``""`` when none is recorded."""
     if origin.get("kind") != SYNTHETIC:
         return ""
