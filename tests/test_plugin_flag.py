@@ -109,7 +109,8 @@ def times_imported(folder, name: str) -> int:
     ["data", "--plugin", "flagplug_f.py", "check", "{folder}", "--track", "lsd"],
     ["data", "check", "{folder}", "--track", "lsd", "--plugin", "flagplug_f.py"],
 ])
-def test_plugin_after_a_command_group_is_loaded_in_either_order(folder, capsys, argv):
+def test_plugin_after_a_command_group_is_loaded_in_either_order(folder, capsys, monkeypatch, argv):
+    monkeypatch.setenv("ABAWBENCH_CACHE", str(folder / "cache"))  # 'cache ls' reads no real cache
     counting_plugin(folder, "flagplug_f")
     main([arg.format(folder=folder) for arg in argv])
     assert times_imported(folder, "flagplug_f") == 1
