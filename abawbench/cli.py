@@ -68,15 +68,28 @@ PLUGIN_HELP = ("load this module as a plugin (a .py file, or a module importable
                "installed plugins only")
 
 
-def _accept_plugin_after(parser: argparse.ArgumentParser) -> None:
+def _accept_plugin_after(parser: argparse.ArgumentParser, depth: int = 1) -> None:
     """``--plugin`` after the command too (``abawbench run --plugin my.py ...``), on every
-    command and action; kept apart from the global one so that neither overwrites the other."""
-    parser.add_argument("--plugin", dest="plugin_after", action="append", default=[],
+    command and action. Each level gets its own dest (``plugin_after_<depth>``) with no default:
+    argparse copies a subparser's whole namespace over its parent's, so one shared dest (or any
+    default) at the child level would overwrite what the parent level collected
+    (``abawbench cache --plugin my.py ls`` would lose ``my.py``)."""
+    parser.add_argument("--plugin", dest=f"{PLUGIN_AFTER}{depth}", action="append", default=argparse.SUPPRESS,
                         metavar="MODULE", help=PLUGIN_HELP)
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
-                _accept_plugin_after(child)
+                _accept_plugin_after(child, depth + 1)
+
+
+PLUGIN_AFTER = "plugin_after_"
+
+
+def plugins_after(args: argparse.Namespace) -> list[str]:
+    """The ``--plugin`` values given after the command, outer levels first, in order."""
+    levels = sorted((int(key[len(PLUGIN_AFTER):]), value) for key, value in vars(args).items()
+                    if key.startswith(PLUGIN_AFTER))
+    return [target for _, values in levels for target in values]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        local = [*args.plugin, *getattr(args, "plugin_after", [])]
+        local = [*args.plugin, *plugins_after(args)]
         if args.strict or local:
             from abawbench.plugins import load_plugins, set_host
 

@@ -18,12 +18,33 @@ from abawbench.errors import PluginError
 from abawbench.plugins import describe_exception
 
 
+def _is_path(target: str) -> bool:
+    return target.endswith(".py") or os.sep in target or "/" in target
+
+
+def local_module_identity(target: str) -> tuple[str, Path | None]:
+    """The module name ``target`` will be imported under and the file it resolves to (None when
+    it cannot be found; the import then reports why), without running the module: so that
+    ``--plugin ./my.py --plugin my`` can be recognised as one module before it is executed twice."""
+    if _is_path(target):
+        path = Path(target)
+        return path.stem, path.resolve() if path.is_file() else None
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        spec = importlib.util.find_spec(target)
+    except Exception:  # a missing parent package: import_local_module explains it
+        return target, None
+    origin = getattr(spec, "origin", None)
+    return target, Path(origin).resolve() if origin and os.path.isfile(origin) else None
+
+
 def import_local_module(target: str) -> ModuleType:
     """The module ``target`` names: a path to a ``.py`` file (its folder goes on ``sys.path``,
     so it can import its neighbours) or a dotted name importable from the current folder."""
     path = Path(target)
     try:
-        if target.endswith(".py") or os.sep in target or "/" in target:
+        if _is_path(target):
             if not path.is_file():
                 raise PluginError(f"--plugin {target}: no such file")
             folder = str(path.resolve().parent)

@@ -28,6 +28,7 @@ import os
 import re
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -208,8 +209,18 @@ class PluginHost:
         plugin: ``--plugin``, for trying a plugin before packaging it. Unlike an installed
         plugin, one named explicitly that fails to import or register is an error, not a
         warning: the user asked for it."""
-        from abawbench.local_plugins import import_local_module
+        from abawbench.local_plugins import import_local_module, local_module_identity
 
+        # The same module named twice (``--plugin my.py ... --plugin ./my.py``, or by file and by
+        # module name) is loaded once: importing it again would re-run it and register it twice.
+        expected, file = local_module_identity(target)
+        loaded = self.pm.get_plugin(LOCAL_PREFIX + expected)
+        if loaded is not None and LOCAL_PREFIX + expected in self.plugins:
+            loaded_file = getattr(loaded, "__file__", None)
+            if file is not None and loaded_file is not None and Path(loaded_file).resolve() == file:
+                return self.plugins[LOCAL_PREFIX + expected]
+            raise PluginError(f"--plugin {target}: another module named {expected!r} is already loaded as "
+                              f"plugin {LOCAL_PREFIX + expected!r} (from {loaded_file}); rename one of them")
         module = import_local_module(target)
         name = LOCAL_PREFIX + module.__name__
         info = self.add_plugin(module, name, PluginInfo(name=name, version=getattr(module, "__version__", None),

@@ -133,6 +133,13 @@ def test_loss_that_reads_masked_rows_fails(capsys):
     # bad rows silently dropped: a wrong label is never reported
     ("return official(root, track, split, ReadOptions(skip_bad=True))",
      "was read without an error (bad labels must not become 'no label')"),
+    # a DataFormatError with a file:line, but not the corrupted row's
+    ("try:\n        return official(root, track, split, options)\n    except DataFormatError as exc:\n"
+     "        raise DataFormatError('elsewhere.txt:2: bad row')", "does not name "),
+    # the right file, the wrong line
+    ("try:\n        return official(root, track, split, options)\n    except DataFormatError as exc:\n"
+     "        import re\n        raise DataFormatError(re.sub(r':(\\d+)', lambda m: ':' + m.group(1) + '0', str(exc)))",
+     "does not name "),
 ])
 def test_dataset_reader_that_hides_bad_rows_fails(capsys, body, reason):
     code, lines = check(capsys, READER.format(body=body))

@@ -124,6 +124,49 @@ def test_batch_normalization_uses_the_files_epsilon(tmp_path):
     assert _run(path, np.array([[[[3.0]]]]))[0, 0, 0, 0] == pytest.approx(6.0)  # 3 / sqrt(0 + 0.25)
 
 
+BN_WEIGHTS = [[2.0], [1.0], [0.0], [1.0]]  # gamma 2, beta 1, moving mean 0, moving variance 1
+
+
+def _refusal(path: Path) -> str:
+    with pytest.raises(KerasModelError) as error:
+        read_keras_model(path)
+    return str(error.value)
+
+
+@pytest.mark.parametrize("axis", [-1, 3, [3]])
+def test_batch_normalization_on_an_image_tensor_accepts_its_channel_axis(tmp_path, axis):
+    config = {"epsilon": 0.0, "axis": axis}
+    path = write_keras_file(tmp_path / "m.h5", (1, 1, 1), [("bn", "BatchNormalization", config, BN_WEIGHTS)])
+    assert _run(path, np.array([[[[3.0]]]]))[0, 0, 0, 0] == pytest.approx(7.0)
+
+
+@pytest.mark.parametrize("axis", [1, 2, [1]])
+def test_batch_normalization_over_an_image_axis_other_than_channels_is_refused(tmp_path, axis):
+    config = {"epsilon": 0.001, "axis": axis}
+    path = write_keras_file(tmp_path / "m.h5", (2, 2, 1), [("bn_1", "BatchNormalization", config, BN_WEIGHTS)])
+    message = _refusal(path)
+    assert "'bn_1'" in message and "(BatchNormalization)" in message and str(path) in message
+    assert "axis" in message and "rank-4" in message
+
+
+@pytest.mark.parametrize("axis, accepted", [(1, True), (-1, True), (3, False)])
+def test_batch_normalization_on_a_feature_vector_accepts_axis_one(tmp_path, axis, accepted):
+    layers = [("g", "GlobalAveragePooling2D", {}, []),
+              ("bn", "BatchNormalization", {"epsilon": 0.0, "axis": axis}, BN_WEIGHTS)]
+    path = write_keras_file(tmp_path / "m.h5", (1, 1, 1), layers)
+    if accepted:
+        assert _run(path, np.array([[[[3.0]]]]))[0, 0] == pytest.approx(7.0)
+    else:
+        assert "rank-2" in _refusal(path)
+
+
+def test_dense_on_an_image_tensor_is_refused(tmp_path):
+    dense = {"units": 1, "use_bias": False, "activation": "linear"}
+    path = write_keras_file(tmp_path / "m.h5", (2, 2, 3), [("dense_1", "Dense", dense, [np.ones((3, 1))])])
+    message = _refusal(path)
+    assert "'dense_1'" in message and "(Dense)" in message and str(path) in message and "rank-4" in message
+
+
 def test_same_max_pooling_never_picks_the_padding(tmp_path):
     config = {"pool_size": [2, 2], "strides": [2, 2], "padding": "same"}
     path = write_keras_file(tmp_path / "m.h5", (3, 3, 1), [("p", "MaxPooling2D", config, [])])

@@ -90,3 +90,57 @@ def test_a_builtin_name_stays_the_builtins(folder, capsys):
     captured = capsys.readouterr()
     assert {row["name"]: row["plugin"] for row in json.loads(captured.out)}["cross-entropy"] == "builtin.losses"
     assert "the registration by plugin 'local:flagplug_e' is refused" in captured.err
+
+
+def counting_plugin(folder, name: str) -> None:
+    """A loss plugin that appends a line to ``<name>.imported`` each time its module runs."""
+    write(folder, name, f"open({str(folder / (name + '.imported'))!r}, 'a').write('run\\n')\n"
+          + textwrap.dedent(loss_plugin(f"{name}-loss")))
+
+
+def times_imported(folder, name: str) -> int:
+    marker = folder / f"{name}.imported"
+    return len(marker.read_text().splitlines()) if marker.exists() else 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["cache", "--plugin", "flagplug_f.py", "ls"],  # between a group and its action
+    ["cache", "ls", "--plugin", "flagplug_f.py"],
+    ["data", "--plugin", "flagplug_f.py", "check", "{folder}", "--track", "lsd"],
+    ["data", "check", "{folder}", "--track", "lsd", "--plugin", "flagplug_f.py"],
+])
+def test_plugin_after_a_command_group_is_loaded_in_either_order(folder, capsys, monkeypatch, argv):
+    monkeypatch.setenv("ABAWBENCH_CACHE", str(folder / "cache"))  # 'cache ls' reads no real cache
+    counting_plugin(folder, "flagplug_f")
+    main([arg.format(folder=folder) for arg in argv])
+    assert times_imported(folder, "flagplug_f") == 1
+
+
+def test_plugin_at_every_level_is_loaded(folder, capsys):
+    for name in ("flagplug_g1", "flagplug_g2", "flagplug_g3"):
+        counting_plugin(folder, name)
+    main(["--plugin", "flagplug_g1.py", "data", "--plugin", "flagplug_g2.py", "check", str(folder),
+          "--track", "lsd", "--plugin", "flagplug_g3.py"])
+    assert [times_imported(folder, n) for n in ("flagplug_g1", "flagplug_g2", "flagplug_g3")] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--plugin", "flagplug_h.py", "list", "losses", "--json", "--plugin", "flagplug_h.py"],
+    ["--plugin", "./flagplug_h.py", "--plugin", "flagplug_h", "list", "losses", "--json"],
+    ["--plugin", "flagplug_h", "list", "losses", "--json", "--plugin", "{folder}/flagplug_h.py"],
+])
+def test_the_same_module_named_twice_is_loaded_once(folder, capsys, argv):
+    counting_plugin(folder, "flagplug_h")
+    assert main([arg.format(folder=folder) for arg in argv]) == 0
+    assert listed_losses(capsys)["flagplug_h-loss"] == "local:flagplug_h"
+    assert times_imported(folder, "flagplug_h") == 1
+
+
+def test_two_different_modules_with_one_name_are_one_line_error(folder, capsys):
+    counting_plugin(folder, "flagplug_i")
+    (folder / "other").mkdir()
+    counting_plugin(folder / "other", "flagplug_i")
+    assert main(["--plugin", "flagplug_i.py", "--plugin", "other/flagplug_i.py", "list", "losses"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("abawbench: error: --plugin other/flagplug_i.py: another module named 'flagplug_i'")
+    assert "\n" not in err

@@ -28,8 +28,15 @@ if TYPE_CHECKING:
 
 GENERATED_IMAGES = 12
 LABELLED_SPLITS = ("train", "validation")
-FILE_LINE = re.compile(r"\S+:\d+")
-"""How a message names the bad row: ``path:line``."""
+
+
+def names_row(message: str, file_name: str, line: int) -> bool:
+    """Whether ``message`` names the row as ``<file_name>:<line>`` (the name alone or at the end
+    of a path): any ``path:number`` is not enough, it must be the row actually corrupted, or a
+    reader that reports the wrong file or line would pass."""
+    pattern = rf"(?:^|[\s/\\'\"(\[]){re.escape(file_name)}:{line}(?!\d)"
+    return re.search(pattern, message) is not None
+
 CORRUPT_FIELD = "@bad@"
 MAX_FILES_CORRUPTED = 4
 DTYPES = {"multiclass": (np.int64, 1), "multilabel": (np.float32, 2), "regression": (np.float32, 2)}
@@ -127,7 +134,7 @@ def _check_index(index: "SampleIndex", track: "Track", split: str) -> None:
 
 def _check_corruption(root: Path, workdir: Path, read) -> None:
     """Corrupt one annotation row at a time in a copy of ``root`` until some split's read
-    refuses it; the refusal must be a DataFormatError naming file:line."""
+    refuses it; the refusal must be a DataFormatError naming that file and line."""
     candidates = sorted(path for path in root.rglob("*") if path.suffix in (".txt", ".csv"))
     if not candidates:
         raise CheckSkipped("the generated tree has no .txt or .csv annotation file to corrupt")
@@ -146,8 +153,9 @@ def _check_corruption(root: Path, workdir: Path, read) -> None:
                 if not isinstance(exc, DataFormatError):
                     raise CheckFailed(f"reading a copy with a corrupted row ({where}) raised "
                                       f"{type(exc).__name__}, not DataFormatError: {exc}") from exc
-                expect(bool(FILE_LINE.search(str(exc))),
-                       f"the DataFormatError for a corrupted row ({where}) names no file:line: {exc}")
+                expect(names_row(str(exc), original.name, line),
+                       f"the DataFormatError for a corrupted row ({where}) does not name "
+                       f"{original.name}:{line}: {exc}")
                 return
     raise CheckFailed(f"a row corrupted with {CORRUPT_FIELD!r} in each of "
                       f"{', '.join(p.name for p in candidates[:MAX_FILES_CORRUPTED])} was read without "

@@ -26,14 +26,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ConformanceOptions:
-    """What the checks run on. ``data``: a dataset tree to read (default: the tree each dataset
-    generates); ``tracks``: the tracks to check datasets on (default: all they serve); ``models``:
-    ``workdir``: where
-    generated trees go (default: a temporary folder).
+    """What the checks run on.
 
-    ``models``: the models to check instead of all of the plugin's own (``ModelSpec`` names, or
-    members of a family such as ``timm:resnet18``); the plugin's models not named are listed as
-    skipped. Empty: every model the plugin registers."""
+    ``data``: a dataset tree to read (default: the tree each dataset generates); ``tracks``: the
+    tracks to check datasets on (default: all they serve); ``models``: the models to check instead
+    of all of the plugin's own (``ModelSpec`` names, or members of a family such as
+    ``timm:resnet18``), the plugin's models not named being listed as skipped (empty: every model
+    the plugin registers); ``image_size``: the input size, in pixels, models are built and run at;
+    ``workdir``: where generated trees and corrupted copies go (default: a new temporary folder)."""
 
     data: Path | None = None
     tracks: tuple[str, ...] = ()

@@ -11,8 +11,10 @@ checked against Keras's own outputs (tests/fixtures/make_fer_reference.py):
 - 'same' padding as TensorFlow pads it: ``total = max((ceil(n / s) - 1) * s + k - n, 0)``, with
   the odd pixel at the bottom/right (torch's symmetric ``padding=`` would put it on both sides);
   max pooling pads with -inf, so padding never wins;
-- BatchNormalization with the epsilon the file states (Keras's default is 1e-3, torch's 1e-5);
-- channels-last semantics where they leak: Flatten flattens in (H, W, C) order.
+- BatchNormalization with the epsilon the file states (Keras's default is 1e-3, torch's 1e-5),
+  over the channel axis only (3 or -1 of an image tensor, 1 or -1 of a feature vector);
+- channels-last semantics where they leak: Flatten flattens in (H, W, C) order; Dense is
+  accepted on a feature vector only (on an image tensor Keras applies it to the channel axis).
 
 A layer type not listed in :data:`LAYER_BUILDERS` is refused with an error naming the layer, its
 class and the file, never skipped: a silently dropped layer would give a different network.
@@ -138,6 +140,9 @@ class LayerContext:
     config: Mapping[str, Any]
     weights: list[np.ndarray]
     source: str
+    input_rank: int | None = None
+    """The rank of the layer's input with the batch axis (4: an image tensor, 2: a feature
+    vector); None when the model does not declare its input shape."""
 
     def fail(self, problem: str) -> KerasModelError:
         return KerasModelError(f"{self.source}: layer {self.name!r} ({self.class_name}): {problem}")
@@ -205,8 +210,15 @@ def build_batch_normalization(layer: LayerContext) -> nn.Module:
     axis = layer.config.get("axis", -1)
     if isinstance(axis, list):
         axis = axis[0] if len(axis) == 1 else axis
-    if axis not in (-1, 3, 1):  # 1: the channel axis of a Dense output
-        raise layer.fail(f"normalisation over axis {axis!r} is not supported (the channel axis only)")
+    # Keras's axis counts in its channels-last layout: the channel axis is 3 of a 4-D image
+    # tensor and 1 of a 2-D feature vector; axis 1 of an image tensor is its height, so which
+    # axes are the channel axis depends on the input's rank. Without a known rank only -1 is
+    # unambiguous.
+    channel_axes = {4: (-1, 3), 2: (-1, 1)}.get(layer.input_rank, ()) if layer.input_rank else (-1,)
+    if axis not in channel_axes:
+        rank = f"a rank-{layer.input_rank} input" if layer.input_rank else "an input of undeclared rank"
+        raise layer.fail(f"normalisation over axis {axis!r} of {rank} is not supported (the channel axis only: "
+                         f"{', '.join(map(str, channel_axes)) or 'none for this rank'})")
     scale, center = bool(layer.config.get("scale", True)), bool(layer.config.get("center", True))
     arrays = layer.take(2 + scale + center)
     gamma = arrays.pop(0) if scale else None
@@ -258,6 +270,11 @@ def build_flatten(layer: LayerContext) -> nn.Module:
 
 
 def build_dense(layer: LayerContext) -> nn.Module:
+    if layer.input_rank is not None and layer.input_rank > 2:
+        # Keras applies Dense to the last (channel) axis of a channels-last tensor; the torch
+        # tensor here is channels-first, so nn.Linear would mix the wrong axis.
+        raise layer.fail(f"a rank-{layer.input_rank} input is not supported (Dense on a feature vector only: "
+                         f"flatten or pool first)")
     use_bias = bool(layer.config.get("use_bias", True))
     arrays = layer.take(2 if use_bias else 1)
     linear = nn.Linear(arrays[0].shape[0], arrays[0].shape[1], bias=use_bias)
@@ -350,19 +367,32 @@ def read_keras_model(path: str | Path) -> KerasGraph:
         layer_configs, input_name, output_name = _layer_list(config, path)
         layers = []
         input_shape: tuple[int | None, ...] = ()
+        ranks: dict[str, int | None] = {}  # each layer's output rank, to check layers that depend on it
         for layer_config in layer_configs:
             name, class_name = layer_config["config"].get("name", layer_config.get("name")), layer_config["class_name"]
             if class_name == INPUT_LAYER:
-                input_shape = tuple(layer_config["config"].get("batch_input_shape", (None,))[1:])
+                declared = layer_config["config"].get("batch_input_shape")
+                input_shape = tuple((declared or (None,))[1:])
+                ranks[name] = len(declared) if declared and len(declared) > 1 else None
                 continue
+            input_rank, ranks[name] = _output_rank(class_name, [ranks.get(i) for i in layer_config["_inputs"]])
             builder = LAYER_BUILDERS.get(class_name)
             if builder is None:
                 raise KerasModelError(f"{path}: layer {name!r} has type {class_name!r}, which this reader cannot "
                                       f"rebuild (supported: {', '.join(LAYER_BUILDERS)})")
             context = LayerContext(name, class_name, layer_config["config"], _layer_weights(weights_root, name),
-                                   str(path))
+                                   str(path), input_rank)
             layers.append((name, layer_config["_inputs"], builder(context)))
     return KerasGraph(layers, input_name, output_name, input_shape).eval()
+
+
+def _output_rank(class_name: str, input_ranks: list[int | None]) -> tuple[int | None, int | None]:
+    """A layer's input rank and output rank from its inputs' ranks (None: unknown)."""
+    known = {rank for rank in input_ranks if rank is not None}
+    rank = known.pop() if len(known) == 1 and None not in input_ranks else None
+    if class_name in ("GlobalAveragePooling2D", "Flatten"):
+        return rank, 2
+    return rank, rank
 
 
 def _layer_list(config: Mapping[str, Any], path: Path) -> tuple[list[dict[str, Any]], str, str]:
