@@ -5,6 +5,7 @@ normalisation, SMM-EmotionNet's structure), and every small configuration run en
 from __future__ import annotations
 
 import copy
+import hashlib
 import tomllib
 from pathlib import Path
 
@@ -294,3 +295,25 @@ def test_small_configuration_runs_end_to_end(host, tmp_path, monkeypatch, path):
     for result in results:
         assert result.config["protocol"] == config.protocol.model_dump(mode="json")
         assert result.primary is not None and np.isfinite(result.primary.value)
+
+
+def test_a_warm_started_entry_is_redone_when_its_source_entry_changes(host, tmp_path, monkeypatch):
+    """The result records the source's weights digest; once the source is rerun (other weights),
+    the warm-started entry is not reused."""
+    monkeypatch.setenv("ABAWBENCH_CACHE", str(tmp_path / "cache"))
+    path = PACKAGE / "configs" / "small" / "lsd_dln_warm_start.toml"
+    overrides = {**_tiny_data(path, tmp_path), "output": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"),
+                 "device": "cpu", "seeds": [0],
+                 "protocol": {"epochs": 1, "batch_size": 4, "image_size": 32, "num_workers": 0}}
+    source = load_config(PACKAGE / "configs" / "small" / "lsd_linear_probe.toml",
+                         {**overrides, "losses": ["cross-entropy-smooth"]})
+    (probe,) = Runner(source, progress=False).run().results
+    config = load_config(path, overrides)
+    (first,) = Runner(config, progress=False).run().results
+    assert first.status == "completed", first.error
+    weights = tmp_path / "runs" / "lsd" / probe.entry / probe.weights_file
+    assert first.warm_start["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert Runner(config, progress=False).run().results == []  # same source: reused
+    weights.write_bytes(weights.read_bytes() + b"\0")  # the source's weights are not those any more
+    (again,) = Runner(config, progress=False).run().results
+    assert again.warm_start["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()

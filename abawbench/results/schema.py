@@ -241,6 +241,9 @@ class RunResult(BaseModel):
     absent_tasks: list[str] = Field(default_factory=list, description="tasks the entry did not predict "
                                     "(zero-shot: VA and AUs); their sub-scores are missing, and the primary "
                                     "is partial, over the present terms only")
+    warm_start: dict[str, str] = Field(default_factory=dict, description="the entry whose weights "
+                                       "started this one (protocol.warm_start) and the sha256 of those "
+                                       "weights; empty without a warm start")
     pretrained: dict[str, dict[str, str]] = Field(default_factory=dict, description="per backbone with "
                                                   "pretrained weights: file, sha256, source, licence, what "
                                                   "it was trained on")

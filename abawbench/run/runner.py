@@ -60,7 +60,7 @@ from abawbench.training.augmentation import resolve_augmentation
 from abawbench.training.finetune import finetune
 from abawbench.training.loop import Outcome, loss_context
 from abawbench.training.probe import train_linear_probe
-from abawbench.training.warm_start import read_warm_start
+from abawbench.training.warm_start import read_warm_start, warm_start_digest
 from abawbench.training.zero_shot import zero_shot_outcome
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,10 @@ class Runner:
                 and previous.config.get("skip_bad") == self.config.skip_bad)
         if not same:
             return None
+        warm_start = self.config.protocol.warm_start
+        if warm_start and previous.warm_start.get("sha256") != warm_start_digest(
+                self.config.output, self.track.name, warm_start, seed):
+            return None  # its source entry was rerun (or is gone): what started from it is redone
         label = self.labels[entry.entry_id]
         if previous.label != label:
             # A new label names the same measurement: relabel the file rather than retrain.
@@ -216,7 +220,8 @@ class Runner:
         out_dir = entry_dir(self.config.output, self.track.name, entry.entry_id)
         try:
             seed_everything(seed)
-            outcome = self._train(entry, seed, timings)
+            warm = self._warm_start(entry, seed)
+            outcome = self._train(entry, seed, timings, warm)
             eval_start = time.perf_counter()
             validation = self.data.splits["validation"]
             scored = score_and_resample(self.track, outcome.validation, validation.labels,
@@ -243,7 +248,9 @@ class Runner:
                 cache_keys=self.features.cache_keys(entry.model),
                 timings=timings, predictions_file=predictions_file.name,
                 weights_file=weights_file.name, absent_tasks=list(score.absent),
-                pretrained=self.features.pretrained(entry.model), **base,
+                pretrained=self.features.pretrained(entry.model),
+                warm_start={"entry": str(self.config.protocol.warm_start), "sha256": warm["sha256"]} if warm else {},
+                **base,
             )
         except Exception as exc:
             # One entry failing (NaN loss, bad data, out of memory, a plugin's bug) must not stop
@@ -278,7 +285,16 @@ class Runner:
             # Not even the result can be recorded: every further entry would end the same way.
             raise RunFailedError(f"{exc}; the run stopped, since no result can be recorded") from exc
 
-    def _train(self, entry: EntrySpecModel, seed: int, timings: dict[str, float]) -> Outcome:
+    def _warm_start(self, entry: EntrySpecModel, seed: int) -> dict[str, Any] | None:
+        """The saved state the entry starts from (``protocol.warm_start``), or None."""
+        protocol = self.config.protocol
+        if not protocol.warm_start:
+            return None
+        return read_warm_start(self.config.output, self.track.name, protocol.warm_start, seed,
+                               selection=selection_of(entry), holdout_fraction=protocol.holdout_fraction)
+
+    def _train(self, entry: EntrySpecModel, seed: int, timings: dict[str, float],
+               warm: dict[str, Any] | None = None) -> Outcome:
         """The entry's protocol: heads on cached features, or the whole network on images."""
         assert self.data is not None and self.features is not None
         protocol = self.config.protocol
@@ -312,11 +328,7 @@ class Runner:
             outcome = finetune(backbone, splits, self.track, make_loss, protocol, seed, self.device, augment,
                                pixel_cache=PixelPackStore(self.cache_root) if protocol.pixel_cache else None,
                                progress=self.progress, desc=f"finetune {entry.entry_id}", context=self.context,
-                               select_on=select_on,
-                               warm_start=read_warm_start(self.config.output, self.track.name, protocol.warm_start, seed,
-                                                          selection=selection_of(entry),
-                                                          holdout_fraction=protocol.holdout_fraction)
-                               if protocol.warm_start else None)
+                               select_on=select_on, warm_start=warm)
         timings["train_s"] = time.perf_counter() - t1
         return outcome
 

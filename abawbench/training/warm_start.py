@@ -13,17 +13,21 @@ saved decides what is initialised:
   warm-started network predicts exactly what the probe did before its first update.
 
 Anything that cannot be loaded is one :class:`ConfigError` naming the entry and the problem.
+The source must be selected as the entry is (:func:`read_warm_start`), and the result records
+the sha256 of the weights it started from (:func:`warm_start_digest`), so a warm-started result
+is reused only while its source's weights are unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from abawbench.errors import ConfigError
+from abawbench.errors import AbawbenchError, ConfigError
 from abawbench.results.files import read_result, read_weights
 from abawbench.results.lookup import find_entry_result
 
@@ -51,7 +55,28 @@ def read_warm_start(runs: Path, track: str, name: str, seed: int, *, selection: 
     weights = path.parent / result.weights_file
     if not weights.is_file():
         raise ConfigError(f"warm start {name!r}: weights file {weights} is missing")
-    return {**read_weights(weights), "source": str(weights)}
+    return {**read_weights(weights), "source": str(weights), "sha256": file_digest(weights)}
+
+
+def warm_start_digest(runs: Path, track: str, name: str, seed: int) -> str | None:
+    """The sha256 of the weights entry ``name`` at ``seed`` holds now (None when there are
+    none): a warm-started result is reused only while its source's weights are the ones it
+    started from, so rerunning the source entry reruns what started from it."""
+    try:
+        path = find_entry_result(runs, track, name, seed)
+        result = read_result(path)
+    except (ConfigError, AbawbenchError):
+        return None
+    weights = path.parent / (result.weights_file or "")
+    return file_digest(weights) if result.weights_file and weights.is_file() else None
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def apply_warm_start(network: nn.Module, state: Mapping[str, Any]) -> None:
