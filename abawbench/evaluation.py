@@ -9,11 +9,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from abawbench.bootstrap import percentile_interval
 from abawbench.labels import LabelSet
 from abawbench.metrics import tune_au_thresholds
 from abawbench.results import ResamplingRecord, ScoreWithInterval
 from abawbench.stats.clusters import dense_groups, resampled_scores
+from abawbench.stats.intervals import percentile_interval
 from abawbench.tracks import Predictions, Track, TrackScore, absent_tasks
 
 
@@ -46,7 +46,7 @@ def score_and_resample(track: Track, predictions: Predictions, labels: LabelSet,
     resamples = resampled_scores(track, predictions, labels, groups, n_resamples, seed)
 
     def interval(name: str, value: float) -> ScoreWithInterval:
-        low, high = percentile_interval(resamples[name].tolist(), confidence)
+        low, high = percentile_interval(resamples[name].numpy(), confidence)
         return ScoreWithInterval(value=value, ci_low=low, ci_high=high)
 
     return ScoredPredictions(
@@ -55,15 +55,6 @@ def score_and_resample(track: Track, predictions: Predictions, labels: LabelSet,
         primary_resamples=resamples[track.primary_metric].tolist(),
         resampling=ResamplingRecord(unit=unit, groups=dense_groups(groups)[1], resamples=n_resamples, seed=seed),
     )
-
-
-def score_with_intervals(track: Track, predictions: Predictions, labels: LabelSet, *, n_resamples: int, seed: int,
-                         confidence: float = 0.95, sample_ids: Sequence[str] | None = None,
-                         ) -> tuple[TrackScore, ScoreWithInterval, dict[str, ScoreWithInterval]]:
-    """:func:`score_and_resample` as ``(score, primary, sub_scores)``."""
-    scored = score_and_resample(track, predictions, labels, n_resamples=n_resamples, seed=seed,
-                                sample_ids=sample_ids, confidence=confidence)
-    return scored.score, scored.primary, scored.sub_scores
 
 
 def tuned_threshold_report(track: Track, predictions: Predictions, labels: LabelSet, *,

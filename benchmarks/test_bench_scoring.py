@@ -62,14 +62,14 @@ def test_score_lsd_validation(benchmark, tracks):
 
 
 def test_bootstrap_lsd_30_resamples(benchmark, tracks):
-    from abawbench.evaluation import score_with_intervals
+    from abawbench.evaluation import score_and_resample
 
     _, lsd = tracks
     predictions, labels = lsd_case(LSD_ROWS)
-    _score, primary, _subs = benchmark.pedantic(
-        score_with_intervals, args=(lsd, predictions, labels), kwargs={"n_resamples": 30, "seed": 0},
+    scored = benchmark.pedantic(
+        score_and_resample, args=(lsd, predictions, labels), kwargs={"n_resamples": 30, "seed": 0},
         rounds=3, iterations=1)
-    assert primary.ci_low <= primary.value <= primary.ci_high
+    assert scored.primary.ci_low <= scored.primary.value <= scored.primary.ci_high
 
 
 @pytest.mark.parametrize("unit", ["videos", "images"])

@@ -11,8 +11,8 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import f1_score
 
 from abawbench import metrics
-from abawbench.bootstrap import bootstrap_ci
 from abawbench.errors import MetricInputError
+from abawbench.stats.intervals import percentile_interval
 
 FAST = settings(max_examples=25, deadline=None, derandomize=True)
 
@@ -194,28 +194,12 @@ def test_flat_f1_curve_keeps_the_default_threshold():
 # ----------------------------------------------------------------- bootstrap
 
 
-def test_bootstrap_is_reproducible_and_brackets_the_estimate():
-    rng = np.random.default_rng(0)
-    target = torch.as_tensor(rng.integers(0, 3, 400))
-    pred = torch.where(torch.rand(400, generator=torch.Generator().manual_seed(1)) < 0.7, target, (target + 1) % 3)
-
-    def score(idx):
-        return metrics.macro_f1(pred[idx], target[idx], 3)
-
-    first = bootstrap_ci(score, 400, n_resamples=200, seed=5, chunk_elements=400 * 64)
-    again = bootstrap_ci(score, 400, n_resamples=200, seed=5)  # another chunking, same draws
-    other = bootstrap_ci(score, 400, n_resamples=200, seed=6)
-    assert first == again
-    assert first != other
-    assert first.low < first.estimate < first.high
-    assert first.estimate == pytest.approx(float(score(torch.arange(400))))
-
-
-def test_bootstrap_rejects_bad_settings():
-    with pytest.raises(MetricInputError, match="confidence"):
-        bootstrap_ci(lambda idx: 0.0, 5, confidence=1.5)
-    with pytest.raises(MetricInputError, match="no rows"):
-        bootstrap_ci(lambda idx: 0.0, 0)
+def test_percentile_interval_is_the_central_share_of_the_values():
+    values = np.arange(101, dtype=np.float64)[::-1]  # order does not matter
+    assert percentile_interval(values, 0.9) == pytest.approx((5.0, 95.0), abs=1e-12)
+    assert percentile_interval([2.0, 2.0, 2.0], 0.95) == (2.0, 2.0)
+    low, high = percentile_interval(np.random.default_rng(0).normal(size=10_000), 0.95)
+    assert low == pytest.approx(-1.96, abs=0.05) and high == pytest.approx(1.96, abs=0.05)
 
 
 # ----------------------------------------------------------------- large-N code paths

@@ -8,7 +8,7 @@ import torch
 
 from sklearn.metrics import f1_score
 
-from abawbench.evaluation import score_with_intervals
+from abawbench.evaluation import score_and_resample
 from abawbench.errors import ConfigError, MetricInputError
 from abawbench.labels import TaskLabels
 from abawbench.tracks import Track
@@ -131,9 +131,9 @@ def test_bootstrap_of_a_track_score_is_seeded(host):
     labels = {"expr": TaskLabels(rng.integers(0, 6, n), rng.random(n) > 0.1)}
     predictions = {"expr": torch.softmax(torch.from_numpy(rng.normal(size=(n, 6))), 1)}
     track = host.tracks.get("lsd")
-    _, a, subs_a = score_with_intervals(track, predictions, labels, n_resamples=50, seed=3)
-    _, b, subs_b = score_with_intervals(track, predictions, labels, n_resamples=50, seed=3)
-    _, c, _ = score_with_intervals(track, predictions, labels, n_resamples=50, seed=4)
+    first, again, other = (score_and_resample(track, predictions, labels, n_resamples=50, seed=seed)
+                           for seed in (3, 3, 4))
+    a, subs_a, b, subs_b, c = first.primary, first.sub_scores, again.primary, again.sub_scores, other.primary
     assert a == b and subs_a == subs_b
     assert (a.ci_low, a.ci_high) != (c.ci_low, c.ci_high)  # the seed decides the draws
     assert a.value == pytest.approx(track.score(predictions, labels).primary)

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from abawbench.results import RunResult
+from abawbench.stats.intervals import percentile_interval
 
 SIGNIFICANCE_LEVEL = 0.05
 """One-sided level of the test "significantly worse than the best"."""
@@ -35,10 +36,8 @@ def pooled_interval(results: Sequence[RunResult], confidence: float = 0.95) -> t
     pooled; None unless every result has them (an older result stored none)."""
     if not results or not all(_usable(r) for r in results):
         return None
-    pool = np.concatenate([np.asarray(r.primary_resamples, dtype=np.float64) for r in results])
-    alpha = (1.0 - confidence) / 2
-    low, high = np.quantile(pool, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    return percentile_interval(np.concatenate([np.asarray(r.primary_resamples, dtype=np.float64)
+                                               for r in results]), confidence)
 
 
 def paired_differences(best: Sequence[RunResult], other: Sequence[RunResult]) -> np.ndarray | None:
